@@ -1,0 +1,7 @@
+"""``python -m rsdistill`` is the ``rsdistill`` command."""
+
+import sys
+
+from rsdistill.cli import main
+
+sys.exit(main())

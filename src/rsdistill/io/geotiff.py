@@ -1,0 +1,135 @@
+"""GeoTIFF (and other GDAL rasters such as PNG/JPEG) through rasterio: read by window, write atomically.
+
+Wavelengths come from the GDAL band metadata (``wavelength``, ``wavelength_units``, ``fwhm``,
+``bbl``: the layout of the EnMAP L2A tiles and of GDAL's ENVI driver), or from band descriptions
+such as ``"band 1 (418.24 Nanometers)"``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window as RioWindow
+
+from rsdistill.errors import InputError
+from rsdistill.io.scene import LabelMap, Scene, SceneMetadata, Window, as_label_array
+from rsdistill.io.source import SceneSource
+
+_UNIT_SCALE = {"nanometers": 1.0, "nm": 1.0, "micrometers": 1000.0, "um": 1000.0, "µm": 1000.0, "microns": 1000.0}
+_DESCRIPTION_WAVELENGTH = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(nanometers|nm|micrometers|um|µm)\b", re.I)
+
+
+def _open(path: str):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as error:
+        raise InputError(f"{path}: cannot open as a raster ({error})") from None
+
+
+def _band_wavelengths(ds, path: str) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(wavelengths nm, fwhm nm, bad-band flags), each (B,) or None."""
+    tags = [ds.tags(i) for i in range(1, ds.count + 1)]
+    if all("wavelength" in t for t in tags):
+        scale = np.array([_UNIT_SCALE.get(t.get("wavelength_units", "nm").lower(), 1.0) for t in tags])
+        wavelengths = np.array([float(t["wavelength"]) for t in tags]) * scale
+        fwhm = np.array([float(t["fwhm"]) for t in tags]) * scale if all("fwhm" in t for t in tags) else None
+        bad = np.array([t["bbl"].strip() == "0" for t in tags]) if all("bbl" in t for t in tags) else None
+        return wavelengths, fwhm, bad
+    matches = [_DESCRIPTION_WAVELENGTH.search(d or "") for d in ds.descriptions]
+    if all(matches):
+        return np.array([float(m.group(1)) * _UNIT_SCALE[m.group(2).lower()] for m in matches]), None, None
+    return None, None, None
+
+
+class GeoTiffSource(SceneSource):
+    def __init__(self, path: str):
+        self.path = path
+        with _open(path) as ds:
+            wavelengths, fwhm, bad = _band_wavelengths(ds, path)
+            self.shape = (ds.height, ds.width, ds.count)
+            self.meta = SceneMetadata(
+                path=path,
+                format=f"GeoTIFF ({ds.driver})" if ds.driver != "GTiff" else "GeoTIFF",
+                dtype=str(ds.dtypes[0]),
+                wavelengths=wavelengths,
+                fwhm=fwhm,
+                bad_bands=bad,
+                nodata=ds.nodata,
+                band_names=[d for d in ds.descriptions] if all(ds.descriptions) else None,
+                crs=ds.crs,
+                transform=ds.transform if ds.crs is not None or not ds.transform.is_identity else None,
+            )
+
+    def read_raw(self, window: Window) -> np.ndarray:
+        with _open(self.path) as ds:
+            data = ds.read(window=RioWindow(window.col, window.row, window.width, window.height))
+        return np.moveaxis(data, 0, -1)
+
+
+def read_geotiff_labels(path: str) -> LabelMap:
+    with _open(path) as ds:
+        if ds.count != 1:
+            raise InputError(f"{path}: a label map must have one band, this raster has {ds.count}")
+        values = ds.read(1)
+        if ds.nodata is not None:
+            values = np.where(values == ds.nodata, 0, values)
+        return LabelMap(as_label_array(values, path), path, "GeoTIFF", ds.crs, ds.transform)
+
+
+def write_geotiff(path, array: np.ndarray, like: Scene | LabelMap | None = None, nodata=None, colormap=None) -> Path:
+    """Write (H, W) or (H, W, B) ``array`` as a GeoTIFF with ``like``'s CRS and transform.
+
+    Band wavelengths/FWHM/bbl are written as GDAL band metadata when ``array`` has the band count of
+    ``like``. The file is written to a temporary name and renamed, so an interrupted write never
+    leaves a half-written file under ``path``.
+    """
+    path = Path(path)
+    data = array[:, :, None] if array.ndim == 2 else array
+    if data.ndim != 3:
+        raise InputError(f"write_geotiff({path}): expected (H, W) or (H, W, B), got shape {array.shape}")
+    if like is not None and data.shape[:2] != (like_shape := _spatial_shape(like)):
+        raise InputError(f"write_geotiff({path}): array is {data.shape[:2]} but the reference scene is {like_shape}")
+    profile = dict(
+        driver="GTiff", height=data.shape[0], width=data.shape[1], count=data.shape[2], dtype=data.dtype,
+        crs=getattr(like, "crs", None), transform=getattr(like, "transform", None), nodata=nodata,
+        compress="deflate",
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(partial, "w", **{k: v for k, v in profile.items() if v is not None}) as ds:
+                ds.write(np.moveaxis(data, -1, 0))
+                _write_band_metadata(ds, like, data.shape[2])
+                if colormap is not None:
+                    ds.write_colormap(1, colormap)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return path
+
+
+def _spatial_shape(like) -> tuple[int, int]:
+    return like.cube.shape[:2] if isinstance(like, Scene) else like.labels.shape
+
+
+def _write_band_metadata(ds, like, n_bands: int) -> None:
+    if not isinstance(like, Scene) or like.wavelengths is None or like.cube.shape[2] != n_bands:
+        return
+    for i in range(n_bands):
+        tags = {"wavelength": f"{like.wavelengths[i]:g}", "wavelength_units": "Nanometers", "bbl": "0" if like.bad_bands[i] else "1"}
+        if like.fwhm is not None:
+            tags["fwhm"] = f"{like.fwhm[i]:g}"
+        ds.update_tags(i + 1, **tags)

@@ -1,0 +1,60 @@
+"""``SceneSource``: an opened file that reads the whole scene or any window of it.
+
+Formats differ only in how they read raw pixels (``read_raw``) and what metadata they find; the
+nodata/bad-band policy is ``Scene.from_raw``. Windowed reads let a scene larger than memory be
+processed tile by tile (``tiles``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rsdistill.errors import InputError
+from rsdistill.io.scene import Scene, SceneMetadata, Window, tile_windows
+
+
+class SceneSource:
+    """Base class: subclasses set ``meta`` and ``shape`` (H, W, B) and implement ``read_raw``."""
+
+    meta: SceneMetadata
+    shape: tuple[int, int, int]
+    empty_bands: str = "error"
+
+    @property
+    def height(self) -> int:
+        return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape[1]
+
+    @property
+    def bands(self) -> int:
+        return self.shape[2]
+
+    def read_raw(self, window: Window) -> np.ndarray:
+        """(h, w, B) pixel values of ``window`` as stored in the file."""
+        raise NotImplementedError
+
+    def read(self, window: Window | None = None) -> Scene:
+        """The whole scene, or the part inside ``window`` (georeferencing shifted to the window)."""
+        if window is None:
+            return Scene.from_raw(self.read_raw(Window(0, 0, self.height, self.width)), self.meta, None, self.empty_bands)
+        if window.row < 0 or window.col < 0 or window.row + window.height > self.height or window.col + window.width > self.width:
+            raise InputError(f"{self.meta.path}: window {window} lies outside the {self.height}×{self.width} scene")
+        return Scene.from_raw(self.read_raw(window), self.meta, window, self.empty_bands)
+
+    def tiles(self, size: int, stride: int | None = None):
+        """Yield ``(window, scene)`` for tiles of ``size``×``size`` pixels, reading one at a time."""
+        for window in tile_windows(self.height, self.width, size, stride):
+            yield window, self.read(window)
+
+
+class ArraySource(SceneSource):
+    """A cube already in memory (or memory-mapped): .mat and .npy files."""
+
+    def __init__(self, array: np.ndarray, meta: SceneMetadata):
+        self.array, self.meta, self.shape = array, meta, tuple(array.shape)
+
+    def read_raw(self, window: Window) -> np.ndarray:
+        return np.asarray(self.array[window.slices])

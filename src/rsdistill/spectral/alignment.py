@@ -1,0 +1,87 @@
+"""Band alignment: one linear map from a source sensor's bands to a target sensor's bands.
+
+``W = band_alignment(source, target)`` is a (T, S) matrix whose rows sum to one, so that a target
+cube is ``W @ source_spectrum`` per pixel. Methods are different ways to fill the same matrix:
+
+- ``mean``: average of the valid source bands whose centre lies inside the target band's edges.
+  This is the channel aggregation HyperKD uses to show a hyperspectral cube to a multispectral
+  teacher (arXiv 2508.09453, Sec. 3.2).
+- ``srf``: Gaussian spectral response overlap: a source band s contributes to target band t in
+  proportion to the integral of the product of the two Gaussian responses,
+  ``exp(-(c_t - c_s)^2 / (2 (σ_t^2 + σ_s^2)))``, σ = FWHM / 2.3548.
+- ``nearest``: the single valid source band whose centre is closest to the target centre.
+
+Bad (invalid) source bands always get zero weight. A target band that no valid source band covers
+(no source centre inside its edges) is an error naming the band: a silent zero row would feed the
+teacher a black channel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rsdistill.errors import InputError
+from rsdistill.spectral.sensors import Sensor, get_sensor
+
+ALIGNMENT_METHODS = ("mean", "srf", "nearest")
+_FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+# srf weights below this fraction of a row's largest weight are dropped (keeps the map sparse).
+_SRF_CUTOFF = 0.01
+
+
+def band_alignment(source: str | Sensor, target: str | Sensor, method: str = "mean") -> np.ndarray:
+    """Linear map from ``source`` bands to ``target`` bands.
+
+    Returns:
+        (T, S) float32 matrix, each row non-negative and summing to 1; columns of invalid source
+        bands are zero.
+    """
+    source, target = get_sensor(source), get_sensor(target)
+    if method not in ALIGNMENT_METHODS:
+        raise InputError(f"unknown alignment method {method!r}; choose one of {', '.join(ALIGNMENT_METHODS)}")
+    centres, valid = source.centers, source.valid
+    weights = np.zeros((len(target), len(source)), dtype=np.float64)
+    for t, band in enumerate(target.bands):
+        inside = valid & (centres >= band.lower) & (centres <= band.upper)
+        if not inside.any():
+            flagged = np.flatnonzero(~valid & (centres >= band.lower) & (centres <= band.upper))
+            why = f"bands {flagged.tolist()} lie inside but are flagged bad" if flagged.size else _coverage(source)
+            raise InputError(
+                f"target band {band.name!r} ({band.lower:.0f}-{band.upper:.0f} nm) of {target.name} is not covered "
+                f"by any valid band of {source.name} ({why})"
+            )
+        if method == "mean":
+            weights[t] = inside
+        elif method == "nearest":
+            distance = np.where(valid, np.abs(centres - band.center), np.inf)
+            weights[t, np.argmin(distance)] = 1.0
+        else:
+            sigma2 = (band.fwhm * _FWHM_TO_SIGMA) ** 2 + (source.fwhm * _FWHM_TO_SIGMA) ** 2
+            response = np.where(valid, np.exp(-((centres - band.center) ** 2) / (2 * sigma2)), 0.0)
+            response[response < _SRF_CUTOFF * response.max()] = 0.0
+            weights[t] = response
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _coverage(sensor: Sensor) -> str:
+    centres = sensor.centers[sensor.valid]
+    if centres.size == 0:
+        return "no valid band"
+    return f"valid centres {centres.min():.0f}-{centres.max():.0f} nm"
+
+
+def describe_alignment(weights: np.ndarray, source: str | Sensor, target: str | Sensor) -> list[str]:
+    """One line per target band: which source bands (index, centre, weight) make it."""
+    source, target = get_sensor(source), get_sensor(target)
+    lines = []
+    for t, band in enumerate(target.bands):
+        used = np.flatnonzero(weights[t])
+        parts = ", ".join(f"{i}:{source.bands[i].center:.1f}nm×{weights[t, i]:.3f}" for i in used)
+        if len(used) > 6:
+            first, last = source.bands[used[0]], source.bands[used[-1]]
+            parts = (
+                f"{len(used)} bands, indices {used[0]}-{used[-1]} ({first.center:.1f}-{last.center:.1f} nm), "
+                f"weights {weights[t, used].min():.3f}-{weights[t, used].max():.3f}"
+            )
+        lines.append(f"{band.name:>12} [{band.lower:7.1f}-{band.upper:7.1f} nm] <- {parts}")
+    return lines

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from rsdistill.errors import InputError
+from rsdistill.spectral import band_alignment, get_sensor, sensor_names
+from rsdistill.spectral.sensors import Sensor
+
+
+def test_registry_band_counts():
+    counts = {name: len(get_sensor(name)) for name in sensor_names()}
+    assert counts == {"aviris": 224, "enmap": 224, "hls": 6, "rgb": 3, "rosis": 103, "sentinel2": 13}
+    rosis = get_sensor("rosis").centers
+    assert rosis[0] == pytest.approx(430) and rosis[-1] == pytest.approx(860)
+    assert get_sensor("Prithvi") is get_sensor("hls")
+
+
+@pytest.mark.parametrize("method", ["mean", "srf", "nearest"])
+def test_enmap_to_hls_rows_sum_to_one_and_skip_water_vapour(method):
+    enmap, hls = get_sensor("enmap"), get_sensor("hls")
+    weights = band_alignment("enmap", "hls", method)
+    assert weights.shape == (6, 224)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    assert (weights >= 0).all()
+    assert not weights[:, ~enmap.valid].any(), "bad (water-vapour) bands must get zero weight"
+    if method != "srf":
+        for t, band in enumerate(hls.bands):
+            used = enmap.centers[weights[t] > 0]
+            assert ((used >= band.lower) & (used <= band.upper)).all()
+
+
+def test_mean_is_uniform_average_of_bands_inside():
+    weights = band_alignment("enmap", "hls", "mean")
+    red = weights[2]
+    assert np.count_nonzero(red) == 6 and np.allclose(red[red > 0], 1 / 6)
+
+
+def test_sentinel2_to_hls_nearest_picks_the_hls_s30_bands():
+    weights = band_alignment("sentinel2", "hls", "nearest")
+    names = [get_sensor("sentinel2").bands[i].name for i in weights.argmax(axis=1)]
+    assert names == ["B02", "B03", "B04", "B8A", "B11", "B12"]
+
+
+def test_uncovered_target_band_is_named():
+    with pytest.raises(InputError, match="SWIR1.*rosis"):
+        band_alignment("rosis", "hls")
+
+
+def test_scene_bad_bands_get_zero_weight():
+    centres = np.arange(400, 2500, 10.0)
+    bad = np.zeros(centres.size, bool)
+    bad[(centres > 640) & (centres < 660)] = True
+    weights = band_alignment(Sensor.from_wavelengths("scene", centres, bad_bands=bad), "hls")
+    assert not weights[:, bad].any()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_unknown_sensor_and_method():
+    with pytest.raises(InputError, match="unknown sensor 'landsat9'"):
+        get_sensor("landsat9")
+    with pytest.raises(InputError, match="unknown alignment method"):
+        band_alignment("enmap", "hls", "cubic")

@@ -1,0 +1,54 @@
+import numpy as np
+
+from rsdistill.cli import main
+from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.spectral import get_sensor
+
+
+def test_synthetic_scene_is_a_linear_mixture():
+    synthetic = make_synthetic_scene("enmap", 32, 24, noise=0.0, seed=5)
+    scene, abundances = synthetic.scene, synthetic.abundances
+    assert scene.shape == (32, 24, 224)
+    np.testing.assert_allclose(abundances.sum(-1), 1.0, rtol=1e-5)
+    assert (abundances >= 0).all()
+    np.testing.assert_array_equal(scene.labels, abundances.argmax(-1) + 1)
+    good = ~scene.bad_bands
+    np.testing.assert_allclose(scene.cube[:, :, good], (abundances @ synthetic.endmembers.T)[:, :, good], atol=1e-5)
+    assert scene.bad_bands.sum() == 6 and not scene.cube[:, :, ~good].any()
+
+
+def test_vegetation_has_a_red_edge():
+    synthetic = make_synthetic_scene("sentinel2", 4, 4)
+    names = [b.name for b in get_sensor("sentinel2").bands]
+    vegetation = synthetic.endmembers[:, synthetic.materials.index("vegetation")]
+    assert vegetation[names.index("B8A")] > 4 * vegetation[names.index("B04")]
+
+
+def test_help_lists_every_verb(capsys):
+    try:
+        main(["--help"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    out = capsys.readouterr().out
+    for verb in ("info", "sensors", "align", "stats", "quickstart"):
+        assert verb in out
+
+
+def test_info_on_real_enmap_tile(real_file, capsys):
+    assert main(["info", str(real_file("enmap_potsdam_specdeepmap/images/enmap_potsdam_tile_128_0.tif"))]) == 0
+    out = capsys.readouterr().out
+    assert "32 × 32 × 224" in out and "418.2 – 2445.5 nm" in out and "EPSG:32633" in out and "129-134" in out
+
+
+def test_info_on_label_map_lists_classes(real_file, capsys):
+    assert main(["info", str(real_file("pavia_university/PaviaU_gt.mat"))]) == 0
+    out = capsys.readouterr().out
+    assert "label map" in out and "class   2  18649 px" in out
+
+
+def test_align_and_stats_verbs(real_file, tmp_path, capsys):
+    assert main(["align", "--source", "enmap", "--target", "hls", "--method", "srf"]) == 0
+    assert "NIR_Narrow" in capsys.readouterr().out
+    tiles = sorted(real_file("enmap_potsdam_specdeepmap/images").glob("*.tif"))[:3]
+    assert main(["stats", *map(str, tiles), "--out", str(tmp_path / "stats.json")]) == 0
+    assert "224 bands" in capsys.readouterr().out and (tmp_path / "stats.json").is_file()
