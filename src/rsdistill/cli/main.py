@@ -8,6 +8,7 @@ through LightningCLI, with the same ``-c recipe.yaml`` conventions.
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 from jsonargparse import ArgumentParser
 
@@ -48,10 +49,38 @@ def _stats_parser() -> ArgumentParser:
 
 
 def _quickstart_parser() -> ArgumentParser:
-    parser = ArgumentParser(description="The main job on the embedded synthetic scene (or a scene you name).")
-    parser.add_argument("path", nargs="?", default=None, help="a scene file; the synthetic scene when omitted")
+    parser = ArgumentParser(description="The main job: train a BLM teacher, distil a compact student from it, "
+                            "train the same student without distillation, and compare them (params, OA, kappa, "
+                            "ms per 1,000 pixels). Uses the embedded synthetic scene unless a scene is named.")
+    parser.add_argument("scene", nargs="?", default=None, help="a scene file; the synthetic scene when omitted")
+    parser.add_argument("--labels", default=None, help="label map of the scene (0 = unlabelled)")
     parser.add_argument("--sensor", default="enmap", help="sensor of the synthetic scene")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--out", default="runs/quickstart", help="where checkpoints, split and results go")
+    return parser
+
+
+def _map_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Classify every valid pixel of a scene with a trained checkpoint; write a "
+                            "GeoTIFF class map (scene CRS/transform, colour table) and a PNG with a legend.")
+    parser.add_argument("--ckpt", required=True, help="a PixelClassifier checkpoint (e.g. runs/.../last.ckpt)")
+    parser.add_argument("--scene", required=True, help="scene file with the checkpoint's bands")
+    parser.add_argument("--out", required=True, help="output GeoTIFF (the PNG goes next to it)")
+    parser.add_argument("--key", default=None, help=".mat variable holding the cube")
+    parser.add_argument("--sensor", default=None, help="sensor giving wavelengths to a file that has none")
+    parser.add_argument("--time_index", "--time-index", type=Optional[int], default=None, help="acquisition of a .npy stack")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=512)
+    return parser
+
+
+def _experiment_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Fit and test every model of an experiment YAML over several seeds; "
+                            "write results.json and results.md (mean ± std). Finished runs are reused, so an "
+                            "interrupted experiment resumes.")
+    parser.add_argument("-c", "--config", required=True, help="experiment YAML (data, trainer, models, seeds)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--seeds", type=Optional[list[int]], default=None, help="override the config's seeds")
     return parser
 
 
@@ -60,14 +89,18 @@ VERBS = {
     "sensors": (_sensors_parser, "list the registered sensors"),
     "align": (_align_parser, "band alignment between two sensors"),
     "stats": (_stats_parser, "per-band mean/std for normalisation"),
-    "quickstart": (_quickstart_parser, "the main job on the synthetic scene or a scene you name"),
+    "map": (_map_parser, "whole-scene class map as GeoTIFF + PNG"),
+    "experiment": (_experiment_parser, "compare models over seeds (mean ± std tables)"),
+    "quickstart": (_quickstart_parser, "teacher -> distilled student on the synthetic scene or yours"),
 }
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="rsdistill",
-        description="Label-free pretraining and knowledge distillation for multispectral and hyperspectral imagery.",
+        description="Label-free pretraining and knowledge distillation for multispectral and hyperspectral imagery. "
+        "Training verbs: rsdistill fit|validate|test|predict -c recipe.yaml (LightningCLI; "
+        "see rsdistill fit --help).",
     )
     subcommands = parser.add_subcommands(dest="verb")
     for name, (make, summary) in VERBS.items():
@@ -77,9 +110,13 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
     try:
-        config = parser.parse_args(argv)
+        if argv and argv[0] in ("fit", "validate", "test", "predict"):
+            from rsdistill.cli.training import run_lightning
+
+            run_lightning(argv)
+            return 0
+        config = build_parser().parse_args(argv)
         from rsdistill.cli import verbs
 
         getattr(verbs, config.verb)(config[config.verb])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from rsdistill.data.statistics import band_statistics
-from rsdistill.io.describe import describe_file, describe_scene
+from rsdistill.io.describe import describe_file
 from rsdistill.io.readers import open_scene
 from rsdistill.spectral import band_alignment, describe_alignment, get_sensor, sensor_names
 from rsdistill.spectral.sensors import Sensor
@@ -49,11 +49,32 @@ def stats(args) -> None:
 
 
 def quickstart(args) -> None:
-    from rsdistill.data.synthetic import make_synthetic_scene
+    from rsdistill.evaluation.experiment import summarise
+    from rsdistill.evaluation.quickstart import run_quickstart
 
-    if args.path is None:
-        synthetic = make_synthetic_scene(sensor=args.sensor, seed=args.seed)
-        print(f"synthetic {args.sensor} scene: materials {', '.join(synthetic.materials)}")
-        print("\n".join(describe_scene(synthetic.scene)))
-    else:
-        print("\n".join(describe_file(args.path)))
+    records = run_quickstart(args.scene, args.labels, args.sensor, args.seed, args.epochs, args.out)
+    print(f"\n{'model':<11} {'params':>9} {'OA':>7} {'kappa':>7} {'ms/1000 px':>11}")
+    for row in summarise(records):
+        print(f"{row['model']:<11} {row['params']:>9,} {100 * row['oa']['mean']:>6.2f}% "
+              f"{100 * row['kappa']['mean']:>6.2f}% {row['ms_per_1000_px']['mean']:>11.1f}")
+    print(f"\nsplit, checkpoints and results.json/results.md in {args.out}")
+
+
+def experiment(args) -> None:
+    from rsdistill.evaluation.experiment import load_experiment, markdown_table, run_experiment, summarise
+
+    records = run_experiment(load_experiment(args.config), args.out, args.seeds)
+    print(markdown_table(summarise(records)))
+
+
+def map(args) -> None:  # noqa: A001 - the verb's name
+    from rsdistill.evaluation.mapping import classify_scene, write_class_map
+    from rsdistill.io.scene import Scene
+    from rsdistill.tasks.classification import load_classifier
+
+    scene = Scene.read(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
+    model = load_classifier(args.ckpt, expect_bands=scene.shape[2])
+    class_map = classify_scene(model, scene, args.batch_size)
+    tif, png = write_class_map(class_map, scene, args.out, model.hparams.class_ids)
+    ids, counts = np.unique(class_map[class_map > 0], return_counts=True)
+    print(f"{tif} and {png}: " + ", ".join(f"class {i}: {n} px" for i, n in zip(ids, counts)))

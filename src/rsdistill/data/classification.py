@@ -1,0 +1,184 @@
+"""``PixelClassificationData``: labelled scenes -> split -> normalisation -> patch loaders.
+
+Scenes come from files (any format the readers know, each with a label map), from tile lists
+(CSV files with ``image,mask`` columns such as the EnMAP Potsdam SpecDeepMap lists, which also fix
+a tile-disjoint split), or from the embedded synthetic scene. Band statistics are computed from
+the training centre pixels only. The split is saved (``split.json``) where the trainer logs, and
+``split_file`` reloads it.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from rsdistill.data.patches import PixelPatches, check_patch_size, padded_cube
+from rsdistill.data.paths import resolve
+from rsdistill.data.splits import (
+    SPLIT_METHODS, SUBSETS, PixelSplit, block_split, labelled_pixels, scene_split, stratified_split, subsample_per_class,
+)
+from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.errors import InputError
+from rsdistill.io.scene import Scene
+
+
+def _read_tile_list(csv_path: Path) -> list[tuple[Path, Path]]:
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"image", "mask"} <= set(rows[0]):
+        raise InputError(f"{csv_path}: expected a CSV with columns image,mask")
+    return [(csv_path.parent / r["image"], csv_path.parent / r["mask"]) for r in rows]
+
+
+class EpochShuffle(Sampler):
+    """A random order that depends only on (seed, epoch): a run resumed at epoch k sees the same
+    batches as an uninterrupted one (Lightning calls ``set_epoch`` before every epoch)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class PixelClassificationData(L.LightningDataModule):
+    """Patches around labelled pixels of one or more scenes.
+
+    Args:
+        images, labels: scene files and their label maps (same length), relative to ``root``.
+        tile_lists: {"train": csv, "val": csv, "test": csv} of image,mask pairs; with split "scenes"
+            each list's tiles go whole to that subset, otherwise the tiles are pooled.
+        synthetic: options of ``make_synthetic_scene`` to use the embedded scene instead of files.
+        read_options: options for every scene (``sensor``, ``time_index``, ``key``, ``bad_bands``...).
+        split: "stratified" (per-class ``train``/``val`` fraction or count), "blocks" (whole
+            ``block_size`` blocks, fractions of blocks) or "scenes".
+        split_file: reload this saved split instead of drawing one.
+        max_train_per_class: keep at most this many training pixels per class (seeded), to bound
+            training time; the dropped pixels are used by no subset.
+    """
+
+    def __init__(
+        self,
+        images: list[str] | None = None,
+        labels: list[str] | None = None,
+        tile_lists: dict[str, str] | None = None,
+        synthetic: dict | None = None,
+        root: str | None = None,
+        read_options: dict | None = None,
+        split: str = "stratified",
+        train: float = 0.1,
+        val: float = 0.05,
+        block_size: int = 16,
+        split_file: str | None = None,
+        max_train_per_class: int | None = None,
+        patch_size: int = 9,
+        batch_size: int = 64,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        if split not in SPLIT_METHODS:
+            raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_METHODS)}")
+        self.patch_size, self.batch_size, self.num_workers = patch_size, batch_size, num_workers
+        self.scenes, assignment = self._load_scenes(images, labels, tile_lists, synthetic, root, read_options or {})
+        check_patch_size(patch_size, self.scenes)
+        names = [s.path for s in self.scenes]
+        label_maps = [np.where(s.valid, s.labels, 0) for s in self.scenes]  # nodata pixels are never centres
+        coords, classes = labelled_pixels(label_maps)
+        if split_file is not None:
+            self.split = PixelSplit.load(split_file, names)
+        elif split == "scenes":
+            if assignment is None:
+                raise InputError("split 'scenes' needs tile_lists (train/val/test CSVs)")
+            self.split = scene_split(coords, classes, assignment, seed, names)
+        elif split == "blocks":
+            self.split = block_split(coords, classes, block_size, train, val, seed, names)
+        else:
+            self.split = stratified_split(coords, classes, train, val, seed, names)
+        if max_train_per_class is not None and split_file is None:
+            self.split.train = subsample_per_class(self.split.train, self.targets_of(self.split.train), max_train_per_class, seed)
+        self.class_ids = sorted(int(c) for c in np.unique(classes))
+        self._padded = [padded_cube(s, patch_size) for s in self.scenes]
+        train_pixels = self._centre_spectra(self.split.train)
+        self.band_mean = train_pixels.mean(axis=0).tolist()
+        self.band_std = np.where(train_pixels.std(axis=0) > 0, train_pixels.std(axis=0), 1.0).tolist()
+
+    @staticmethod
+    def _load_scenes(images, labels, tile_lists, synthetic, root, read_options):
+        if synthetic is not None:
+            return [make_synthetic_scene(**synthetic).scene], None
+        if tile_lists is not None:
+            pairs, assignment = [], {}
+            for subset, csv_path in tile_lists.items():
+                if subset not in SUBSETS:
+                    raise InputError(f"tile_lists keys must be {SUBSETS}, got {subset!r}")
+                tiles = _read_tile_list(resolve(csv_path, root))
+                assignment[subset] = list(range(len(pairs), len(pairs) + len(tiles)))
+                pairs += tiles
+        else:
+            if not images or labels is None or len(images) != len(labels):
+                raise InputError("give images and labels of the same length, tile_lists, or synthetic")
+            pairs, assignment = [(resolve(i, root), resolve(l, root)) for i, l in zip(images, labels)], None
+        return [Scene.read(image, labels=mask, **read_options) for image, mask in pairs], assignment
+
+    @property
+    def num_bands(self) -> int:
+        return self.scenes[0].shape[2]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_ids)
+
+    def _centre_spectra(self, coords: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.scenes[s].cube[r, c][None] for s, r, c in coords]).astype(np.float64)
+
+    def targets_of(self, coords: np.ndarray) -> np.ndarray:
+        """Class ids (as in the label maps) of the labelled pixels at ``coords``."""
+        return np.array([self.scenes[s].labels[r, c] for s, r, c in coords], dtype=np.int64)
+
+    def targets(self, coords: np.ndarray) -> np.ndarray:
+        """Class indices 0..K-1 of the labelled pixels at ``coords``."""
+        return np.searchsorted(self.class_ids, self.targets_of(coords))
+
+    def dataset(self, subset: str) -> PixelPatches:
+        coords = self.split.subset(subset)
+        return PixelPatches(self._padded, coords, self.targets(coords), self.patch_size)
+
+    def setup(self, stage: str | None = None) -> None:
+        log_dir = getattr(self.trainer, "log_dir", None) if self.trainer is not None else None
+        if log_dir is not None and stage == "fit":
+            self.split.save(Path(log_dir) / "split.json")
+
+    def _loader(self, subset: str, shuffle: bool) -> DataLoader:
+        data = self.dataset(subset)
+        if len(data) == 0:
+            raise InputError(f"the {subset} split is empty")
+        sampler = EpochShuffle(len(data), self.split.seed) if shuffle else None
+        # An own generator keeps DataLoader from drawing worker seeds from the global RNG, which
+        # drives dropout and is saved in checkpoints (exact resume).
+        generator = torch.Generator().manual_seed(self.split.seed)
+        return DataLoader(data, self.batch_size, sampler=sampler, num_workers=self.num_workers, generator=generator)
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self):
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,150 @@
+"""Train/validation/test splits of labelled pixels, saved to disk so a run can be reproduced exactly.
+
+A labelled pixel is ``(scene index, row, column)``. Three ways to split, all per class where it
+matters and all seeded:
+
+- ``stratified``: a fraction (or a count) of every class's pixels goes to training, then to
+  validation, the rest to test. Pixels are disjoint, but a test pixel can still sit inside the
+  *context* of a training patch: optimistic, as in most papers.
+- ``blocks``: the scene is cut into square blocks and whole blocks go to one side, so training and
+  test pixels are spatially apart (the honest setting for spatial models).
+- ``scenes``: whole scenes (tiles) go to one side, e.g. the EnMAP Potsdam train/val/test tile lists.
+
+In every case no pixel is in two sets, so no test pixel is ever the centre of a training patch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rsdistill.errors import InputError
+
+SPLIT_METHODS = ("stratified", "blocks", "scenes")
+SUBSETS = ("train", "val", "test")
+
+
+@dataclass
+class PixelSplit:
+    """Each subset is an (N, 3) int array of (scene index, row, column)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    method: str
+    seed: int
+    scenes: list[str]
+
+    def subset(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"method": self.method, "seed": self.seed, "scenes": self.scenes}
+        doc.update({name: self.subset(name).tolist() for name in SUBSETS})
+        handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(handle, "w") as f:
+            json.dump(doc, f)
+        os.replace(partial, path)
+        return path
+
+    @classmethod
+    def load(cls, path, scenes: list[str] | None = None) -> PixelSplit:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"{path}: not a readable split file ({error})") from None
+        if scenes is not None and [Path(s).name for s in doc["scenes"]] != [Path(s).name for s in scenes]:
+            raise InputError(f"{path}: split was made for scenes {doc['scenes']}, not {scenes}")
+        arrays = {name: np.asarray(doc[name], dtype=np.int64).reshape(-1, 3) for name in SUBSETS}
+        return cls(**arrays, method=doc["method"], seed=doc["seed"], scenes=doc["scenes"])
+
+
+def labelled_pixels(label_maps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All labelled pixels: (N, 3) (scene, row, col) and (N,) class ids (never 0)."""
+    coords, classes = [], []
+    for index, labels in enumerate(label_maps):
+        rows, cols = np.nonzero(labels > 0)
+        coords.append(np.stack([np.full_like(rows, index), rows, cols], axis=1))
+        classes.append(labels[rows, cols])
+    coords, classes = np.concatenate(coords), np.concatenate(classes)
+    if coords.shape[0] == 0:
+        raise InputError("the scenes have no labelled pixel (every label is 0 = unlabelled)")
+    return coords, classes
+
+
+def _per_class_take(classes: np.ndarray, amount: float, rng, name: str, minimum_left: int) -> np.ndarray:
+    """Indices (into ``classes``) of ``amount`` (fraction < 1 or count >= 1) pixels of every class."""
+    chosen = []
+    for c in np.unique(classes):
+        members = np.flatnonzero(classes == c)
+        n = int(round(amount * members.size)) if amount < 1 else int(amount)
+        n = max(n, 1)
+        if members.size < n + minimum_left:
+            raise InputError(
+                f"class {c} has {members.size} labelled pixels; the {name} split needs {n} "
+                f"and {minimum_left} more for the later subsets"
+            )
+        chosen.append(rng.choice(members, n, replace=False))
+    return np.concatenate(chosen)
+
+
+def stratified_split(coords, classes, train: float, val: float, seed: int, scenes: list[str]) -> PixelSplit:
+    """``train``/``val``: per-class fraction (< 1) or count (>= 1); the rest is test."""
+    rng = np.random.default_rng(seed)
+    train_idx = _per_class_take(classes, train, rng, "train", minimum_left=2 if val else 1)
+    rest = np.setdiff1d(np.arange(classes.size), train_idx)
+    if val:
+        amount = val if val >= 1 else val / (1 - train) if train < 1 else val
+        val_idx = rest[_per_class_take(classes[rest], amount, rng, "validation", minimum_left=1)]
+    else:
+        val_idx = np.array([], dtype=int)
+    test_idx = np.setdiff1d(rest, val_idx)
+    return PixelSplit(coords[train_idx], coords[val_idx], coords[test_idx], "stratified", seed, scenes)
+
+
+def block_split(coords, classes, block_size: int, train: float, val: float, seed: int, scenes: list[str]) -> PixelSplit:
+    """Whole ``block_size``×``block_size`` blocks go to train/val/test with fractions of the blocks."""
+    if block_size < 2:
+        raise InputError(f"block size must be at least 2 pixels, got {block_size}")
+    block_ids = coords[:, 0] * 1_000_003 ** 2 + (coords[:, 1] // block_size) * 1_000_003 + coords[:, 2] // block_size
+    blocks = np.unique(block_ids)
+    if blocks.size < 3:
+        raise InputError(f"only {blocks.size} blocks of {block_size} px hold labels; use a smaller block size")
+    order = np.random.default_rng(seed).permutation(blocks)
+    n_train = max(1, int(round(train * blocks.size)))
+    n_val = max(1, int(round(val * blocks.size))) if val else 0
+    sides = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    parts = {name: coords[np.isin(block_ids, ids)] for name, ids in sides.items()}
+    _require_all_classes(classes[np.isin(block_ids, sides["train"])], classes, "train", f"blocks of {block_size} px")
+    return PixelSplit(parts["train"], parts["val"], parts["test"], "blocks", seed, scenes)
+
+
+def scene_split(coords, classes, assignment: dict[str, list[int]], seed: int, scenes: list[str]) -> PixelSplit:
+    """Scenes listed under train/val/test go whole to that subset."""
+    parts = {name: coords[np.isin(coords[:, 0], assignment.get(name, []))] for name in SUBSETS}
+    if parts["train"].shape[0] == 0:
+        raise InputError("the training scenes hold no labelled pixel")
+    return PixelSplit(parts["train"], parts["val"], parts["test"], "scenes", seed, scenes)
+
+
+def subsample_per_class(coords: np.ndarray, classes: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` rows of ``coords`` per class, drawn with ``seed``."""
+    rng = np.random.default_rng(seed + 7919)
+    keep = [
+        rng.choice(members, min(limit, members.size), replace=False)
+        for members in (np.flatnonzero(classes == c) for c in np.unique(classes))
+    ]
+    return coords[np.sort(np.concatenate(keep))]
+
+
+def _require_all_classes(train_classes, classes, subset: str, how: str) -> None:
+    missing = np.setdiff1d(np.unique(classes), np.unique(train_classes))
+    if missing.size:
+        raise InputError(f"the {subset} side of the split ({how}) has no pixel of classes {missing.tolist()}; change the seed or block size")

@@ -1,0 +1,1 @@
+"""Loss terms, each in one place."""

@@ -1,0 +1,61 @@
+"""BLM: Byte Latent Mamba for hyperspectral pixel classification (BLM-KD, IEEE TGRS 63, 2025).
+
+A patch around the pixel to classify is turned into a short latent sequence by convolutions,
+without explicit tokenisation (the "byte latent" encoder: a spectral 1×1 embedding, then C→2C→C
+convolutions with dropout, the last one strided so that a 9×9 patch becomes 3×3 = 9 latent
+tokens), then a selective state-space model (Mamba) runs over the sequence and a linear head
+classifies the pooled output.
+
+Mamba comes from the pure-PyTorch ``mambapy`` (runs on CPU). With ``mamba-ssm`` installed on a
+CUDA machine, ``fused_kernels=True`` uses its fused kernels; the parameter names are those of
+mambapy's ``MambaBlock`` either way, so weights move between the two.
+"""
+
+from __future__ import annotations
+
+import torch
+from mambapy.mamba import Mamba, MambaConfig
+from torch import nn
+
+
+class ByteLatentEncoder(nn.Module):
+    """(N, B, p, p) patches -> (N, L, d) latent sequence, L = (floor((p - 3) / stride) + 1)^2."""
+
+    def __init__(self, bands: int, d_model: int, dropout: float = 0.1, token_stride: int = 3):
+        super().__init__()
+        self.spectral = nn.Sequential(nn.Conv2d(bands, d_model, 1), nn.BatchNorm2d(d_model), nn.GELU())
+        self.expand = nn.Sequential(
+            nn.Conv2d(d_model, 2 * d_model, 3, padding=1), nn.BatchNorm2d(2 * d_model), nn.GELU(), nn.Dropout(dropout)
+        )
+        self.compress = nn.Sequential(
+            nn.Conv2d(2 * d_model, d_model, 3, stride=token_stride), nn.BatchNorm2d(d_model), nn.GELU(), nn.Dropout(dropout)
+        )
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        latent = self.compress(self.expand(self.spectral(patches)))  # (N, d, h, w)
+        return latent.flatten(2).transpose(1, 2)  # (N, h*w, d)
+
+
+class BLMClassifier(nn.Module):
+    """Byte-latent encoder + Mamba + linear head: (N, B, p, p) patches -> (N, K) logits."""
+
+    def __init__(
+        self,
+        bands: int,
+        classes: int,
+        d_model: int = 64,
+        n_layers: int = 3,
+        d_state: int = 128,
+        expand: int = 2,
+        dropout: float = 0.1,
+        token_stride: int = 3,
+    ):
+        super().__init__()
+        self.encoder = ByteLatentEncoder(bands, d_model, dropout, token_stride)
+        self.mamba = Mamba(MambaConfig(d_model=d_model, n_layers=n_layers, d_state=d_state, expand_factor=expand))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, classes)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        sequence = self.mamba(self.encoder(patches))  # (N, L, d)
+        return self.head(self.norm(sequence.mean(dim=1)))

@@ -1,0 +1,103 @@
+"""Fit → checkpoint → resume → test → map, on tiny synthetic scenes and on the real EnMAP recipe."""
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import rasterio
+
+from rsdistill.cli import main
+from rsdistill.data.classification import PixelClassificationData
+from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.evaluation.experiment import fit_and_test, run_experiment
+from rsdistill.io import write_geotiff
+from rsdistill.io.scene import Scene
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"arch": "blm", "d_model": 8, "n_layers": 1, "d_state": 8, "lr": 0.01}
+SYNTHETIC = {"sensor": "sentinel2", "height": 24, "width": 24, "seed": 1}
+TRAINER = {"enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1}
+
+
+def tiny_data(seed=0):
+    return PixelClassificationData(synthetic=SYNTHETIC, train=0.2, val=0.1, patch_size=5, batch_size=16, seed=seed)
+
+
+class Kill(L.Callback):
+    """Dies at the start of an epoch, as a killed process would (the previous epoch's checkpoint exists)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("killed")
+
+
+def test_resumed_run_reaches_the_same_metrics(tmp_path):
+    data = tiny_data()
+    trainer = {**TRAINER, "max_epochs": 4}
+    straight = fit_and_test("m", TINY, data, trainer, tmp_path / "straight", seed=0)
+    with pytest.raises(RuntimeError, match="killed"):
+        fit_and_test("m", TINY, data, trainer, tmp_path / "killed", seed=0, callbacks=(Kill(2),))
+    resumed = fit_and_test("m", TINY, data, trainer, tmp_path / "killed", seed=0)
+    assert resumed["confusion"] == straight["confusion"]
+    assert resumed["oa"] == straight["oa"] and resumed["kappa"] == straight["kappa"]
+
+
+def test_experiment_with_kd_student_summary_and_reuse(tmp_path):
+    config = {
+        "data": {"synthetic": SYNTHETIC, "train": 0.2, "val": 0.1, "patch_size": 5, "batch_size": 32},
+        "trainer": {**TRAINER, "max_epochs": 2},
+        "models": {"teacher": TINY, "student_kd": {**TINY, "d_model": 4, "distill_from": "teacher", "kd_warmup_epochs": 1}},
+    }
+    records = run_experiment(config, tmp_path, seeds=[0, 1], log=lambda _: None)
+    assert [r["model"] for r in records] == ["teacher", "student_kd"] * 2
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {row["model"] for row in results["summary"]} == {"teacher", "student_kd"}
+    assert "± " in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "split_seed_1.json").is_file() and (tmp_path / "teacher" / "seed_0" / "split.json").is_file()
+    student = (tmp_path / "student_kd" / "seed_0" / "scores.json").stat().st_mtime
+    run_experiment(config, tmp_path, seeds=[0], log=lambda _: None)
+    assert (tmp_path / "student_kd" / "seed_0" / "scores.json").stat().st_mtime == student, "finished runs are reused"
+
+
+def test_map_writes_georeferenced_classes(tmp_path, capsys):
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    record = fit_and_test("m", TINY, tiny_data(), {**TRAINER, "max_epochs": 1}, tmp_path / "run", seed=0)
+    scene = make_synthetic_scene(**SYNTHETIC).scene
+    scene.crs, scene.transform = CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 5000000)
+    cube = scene.cube.copy()
+    cube[0, 0, :] = -9999
+    path = write_geotiff(tmp_path / "scene.tif", cube, like=scene, nodata=-9999)
+    assert main(["map", "--ckpt", record["checkpoint"], "--scene", str(path), "--out", str(tmp_path / "map.tif")]) == 0
+    with rasterio.open(tmp_path / "map.tif") as ds:
+        assert ds.crs == scene.crs and ds.transform == scene.transform
+        values = ds.read(1)
+        assert ds.colormap(1)[1][:3] != (0, 0, 0)
+    assert values[0, 0] == 0 and set(np.unique(values[1:])) <= set(record["class_ids"])
+    assert (tmp_path / "map.png").stat().st_size > 0
+    other = write_geotiff(tmp_path / "other.tif", np.random.rand(24, 24, 5).astype(np.float32))
+    capsys.readouterr()
+    assert main(["map", "--ckpt", record["checkpoint"], "--scene", str(other), "--out", str(tmp_path / "x.tif")]) == 2
+    assert "trained on 13 bands, the data has 5" in capsys.readouterr().err
+
+
+def test_lightning_cli_recipes_on_real_enmap(real_file, tmp_path, monkeypatch):
+    """The shipped teacher and student_kd recipes run end to end (one batch each) on the real tiles."""
+    real_file("enmap_potsdam_specdeepmap/train_files.csv")
+    monkeypatch.setenv("RSDISTILL_DATA", str(real_file("")))
+    monkeypatch.chdir(tmp_path)
+    limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+              "--trainer.enable_progress_bar", "false", "--model.d_model", "8"]
+    assert main(["fit", "-c", str(REPO / "configs/blm_kd/teacher.yaml"), *limits]) == 0
+    teacher = tmp_path / "runs/blm_kd/teacher/last.ckpt"
+    assert teacher.is_file() and (tmp_path / "runs/blm_kd/teacher/split.json").is_file()
+    assert main(["fit", "-c", str(REPO / "configs/blm_kd/student_kd.yaml"), *limits, "--model.d_model", "4"]) == 0
+    assert main(["test", "-c", str(REPO / "configs/blm_kd/student_kd.yaml"), "--model.d_model", "4",
+                 "--ckpt_path", str(tmp_path / "runs/blm_kd/student_kd/last.ckpt"), "--trainer.enable_progress_bar", "false"]) == 0

@@ -1,0 +1,52 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_cohen_kappa
+
+from rsdistill.evaluation.classification import scores_from_confusion
+from rsdistill.losses.distillation import distillation_loss, logit_kd_loss, ramped_weight
+from rsdistill.tasks.classification import PixelClassifier
+
+
+def test_kd_loss_matches_definition():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(6, 4), torch.randn(6, 4)
+    p_t = F.softmax(teacher / 3, dim=1)
+    expected = 9 * (p_t * (p_t.log() - F.log_softmax(student / 3, dim=1))).sum(1).mean()
+    assert logit_kd_loss(student, teacher, 3.0).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert logit_kd_loss(teacher, teacher, 3.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ramp_and_mixture():
+    assert [ramped_weight(t, 4) for t in (0, 1, 4, 9)] == [0.0, 0.25, 1.0, 1.0]
+    student, teacher, y = torch.randn(5, 3), torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
+    loss, parts = distillation_loss(student, teacher, y, 2.0, 0.25)
+    assert loss.item() == pytest.approx(0.75 * F.cross_entropy(student, y).item() + 0.25 * parts["kd"].item(), rel=1e-6)
+
+
+def test_student_has_at_most_a_quarter_of_the_teacher_parameters():
+    teacher = PixelClassifier(224, 6, d_model=48, n_layers=3, d_state=128)
+    student = PixelClassifier(224, 6, d_model=24, n_layers=2, d_state=64)
+    assert student.count_parameters() <= teacher.count_parameters() / 4
+
+
+def test_scores_agree_with_torchmetrics():
+    rng = np.random.default_rng(0)
+    target = torch.as_tensor(rng.integers(0, 4, 300))
+    preds = torch.where(torch.rand(300) < 0.7, target, torch.as_tensor(rng.integers(0, 4, 300)))
+    confusion = np.zeros((4, 4), int)
+    np.add.at(confusion, (target.numpy(), preds.numpy()), 1)
+    scores = scores_from_confusion(confusion)
+    assert scores["oa"] == pytest.approx(multiclass_accuracy(preds, target, 4, average="micro").item(), rel=1e-6)
+    assert scores["aa"] == pytest.approx(multiclass_accuracy(preds, target, 4, average="macro").item(), rel=1e-6)
+    assert scores["kappa"] == pytest.approx(multiclass_cohen_kappa(preds, target, 4).item(), rel=1e-5)
+
+
+def test_average_accuracy_ignores_classes_absent_from_the_reference():
+    confusion = [[5, 1, 0], [0, 4, 0], [0, 0, 0]]  # class 2 has no test pixel (as in the EnMAP test tiles)
+    scores = scores_from_confusion(confusion)
+    assert scores["aa"] == pytest.approx((5 / 6 + 1) / 2) and scores["per_class"][2] is None
+    assert math.isfinite(scores["kappa"])

@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import torch
+
+from rsdistill.data.classification import PixelClassificationData
+from rsdistill.data.patches import all_pixel_patches, padded_cube
+from rsdistill.data.splits import PixelSplit, block_split, labelled_pixels, stratified_split, subsample_per_class
+from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.errors import InputError
+
+SYNTHETIC = {"sensor": "sentinel2", "height": 40, "width": 40, "seed": 2}
+
+
+def as_set(coords):
+    return {tuple(c) for c in coords.tolist()}
+
+
+def synthetic_labels():
+    return [make_synthetic_scene(**SYNTHETIC).scene.labels]
+
+
+def test_stratified_fraction_and_count_are_per_class_and_disjoint():
+    coords, classes = labelled_pixels(synthetic_labels())
+    split = stratified_split(coords, classes, train=0.1, val=0.05, seed=0, scenes=["s"])
+    subsets = [as_set(split.train), as_set(split.val), as_set(split.test)]
+    assert sum(map(len, subsets)) == len(coords) and not (subsets[0] & subsets[2]) and not (subsets[1] & subsets[2])
+    labels = synthetic_labels()[0]
+    for c in np.unique(classes):
+        n_class = (classes == c).sum()
+        n_train = sum(labels[r, col] == c for _, r, col in split.train)
+        assert n_train == max(1, round(0.1 * n_class))
+    by_count = stratified_split(coords, classes, train=5, val=2, seed=0, scenes=["s"])
+    assert len(by_count.train) == 5 * len(np.unique(classes)) and len(by_count.val) == 2 * len(np.unique(classes))
+
+
+def test_class_too_small_for_the_split_is_named():
+    labels = np.zeros((10, 10), int)
+    labels[:5] = 1
+    labels[9, 9] = 2
+    coords, classes = labelled_pixels([labels])
+    with pytest.raises(InputError, match="class 2 has 1 labelled pixels"):
+        stratified_split(coords, classes, train=0.1, val=0.05, seed=0, scenes=["s"])
+
+
+def test_no_labelled_pixel():
+    with pytest.raises(InputError, match="no labelled pixel"):
+        labelled_pixels([np.zeros((5, 5), int)])
+
+
+def test_block_split_keeps_blocks_whole():
+    coords, classes = labelled_pixels(synthetic_labels())
+    split = block_split(coords, classes, block_size=8, train=0.5, val=0.2, seed=1, scenes=["s"])
+    blocks = {name: {(r // 8, c // 8) for _, r, c in split.subset(name)} for name in ("train", "val", "test")}
+    assert not (blocks["train"] & blocks["test"]) and not (blocks["train"] & blocks["val"]) and not (blocks["val"] & blocks["test"])
+
+
+def test_split_round_trip_and_subsample(tmp_path):
+    coords, classes = labelled_pixels(synthetic_labels())
+    split = stratified_split(coords, classes, train=0.3, val=0.1, seed=4, scenes=["a.tif"])
+    loaded = PixelSplit.load(split.save(tmp_path / "split.json"), ["a.tif"])
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(loaded.subset(name), split.subset(name))
+    with pytest.raises(InputError, match="made for scenes"):
+        PixelSplit.load(tmp_path / "split.json", ["b.tif"])
+    small = subsample_per_class(split.train, classes[np.searchsorted(as_index(coords), as_index(split.train))], 3, seed=0)
+    assert len(small) <= 3 * len(np.unique(classes))
+
+
+def as_index(coords):
+    return coords[:, 1] * 1000 + coords[:, 2]
+
+
+def test_patches_are_centred_with_reflect_padding():
+    scene = make_synthetic_scene(**SYNTHETIC).scene
+    padded = padded_cube(scene, 5)
+    patches = all_pixel_patches(padded, torch.tensor([0, 20]), torch.tensor([0, 39]), 5)
+    assert patches.shape == (2, 13, 5, 5)
+    np.testing.assert_array_equal(patches[0, :, 2, 2].numpy(), scene.cube[0, 0])
+    np.testing.assert_array_equal(patches[1, :, 2, 2].numpy(), scene.cube[20, 39])
+    np.testing.assert_array_equal(patches[0, :, 0, 2].numpy(), scene.cube[2, 0])  # mirrored, edge not repeated
+
+
+def test_data_module_normalises_with_training_pixels_only_and_never_centres_unlabelled():
+    data = PixelClassificationData(synthetic=SYNTHETIC, train=0.1, val=0.05, patch_size=7)
+    train = data.split.train
+    spectra = np.stack([data.scenes[0].cube[r, c] for _, r, c in train])
+    np.testing.assert_allclose(data.band_mean, spectra.mean(0), rtol=1e-5)
+    assert not np.allclose(data.band_mean, data.scenes[0].cube.reshape(-1, 13).mean(0), rtol=1e-3)
+    item = data.dataset("train")[0]
+    _, r, c = train[0]
+    np.testing.assert_array_equal(item["image"][:, 3, 3].numpy(), data.scenes[0].cube[r, c])
+    assert all(data.scenes[0].labels[r, c] > 0 for _, r, c in data.split.test)
+
+
+@pytest.mark.parametrize("patch_size, message", [(8, "must be odd"), (41, "larger than scene")])
+def test_bad_patch_size(patch_size, message):
+    with pytest.raises(InputError, match=message):
+        PixelClassificationData(synthetic=SYNTHETIC, patch_size=patch_size)
+
+
+def test_enmap_tile_lists_give_specdeepmap_split(real_file):
+    folder = real_file("enmap_potsdam_specdeepmap")
+    data = PixelClassificationData(
+        tile_lists={s: str(folder / f"{n}_files.csv") for s, n in (("train", "train"), ("val", "validation"), ("test", "test"))},
+        split="scenes",
+    )
+    assert data.num_bands == 224 and data.class_ids == [1, 2, 3, 4, 5, 6]
+    # Summary_train_val.csv: train 3806, validation 1206, test 660 labelled pixels.
+    assert (len(data.split.train), len(data.split.val), len(data.split.test)) == (3806, 1206, 660)
+    test_tiles = {data.scenes[s].path for s in data.split.test[:, 0]}
+    assert all("160_96" in p or "96_32" in p for p in test_tiles)
