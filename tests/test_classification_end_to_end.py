@@ -101,3 +101,13 @@ def test_lightning_cli_recipes_on_real_enmap(real_file, tmp_path, monkeypatch):
     assert main(["fit", "-c", str(REPO / "configs/blm_kd/student_kd.yaml"), *limits, "--model.d_model", "4"]) == 0
     assert main(["test", "-c", str(REPO / "configs/blm_kd/student_kd.yaml"), "--model.d_model", "4",
                  "--ckpt_path", str(tmp_path / "runs/blm_kd/student_kd/last.ckpt"), "--trainer.enable_progress_bar", "false"]) == 0
+
+
+def test_slovenia_recipe_loads_scene_labels_and_split(real_file):
+    from rsdistill.evaluation.experiment import load_experiment
+
+    real_file("eolearn_slovenia_s2/REFERENCE_SCENES.npy")
+    config = load_experiment(REPO / "configs/blm_kd/slovenia.yaml")
+    data = PixelClassificationData(**{**config["data"], "root": str(real_file(""))})
+    assert data.num_bands == 13 and data.class_ids == [1, 2, 3, 4, 8]
+    assert len(data.split.train) + len(data.split.val) + len(data.split.test) == 9945

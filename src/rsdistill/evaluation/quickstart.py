@@ -11,8 +11,8 @@ from pathlib import Path
 from rsdistill.errors import InputError
 from rsdistill.evaluation.experiment import run_experiment
 
-TEACHER = {"arch": "blm", "d_model": 48, "n_layers": 3, "d_state": 128, "lr": 0.002}
-STUDENT = {"arch": "blm", "d_model": 24, "n_layers": 2, "d_state": 64, "lr": 0.002}
+TEACHER = {"arch": "blm", "d_model": 32, "n_layers": 2, "d_state": 128, "lr": 0.002}
+STUDENT = {"arch": "blm", "d_model": 16, "n_layers": 1, "d_state": 64, "lr": 0.002}
 
 
 def quickstart_config(scene: str | None, labels: str | None, sensor: str, seed: int, epochs: int) -> dict:

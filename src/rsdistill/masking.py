@@ -1,0 +1,86 @@
+"""Masking as one mechanism: a significance score per patch, then mask the top ``ratio`` of patches.
+
+Scores (HyperKD, arXiv 2508.09453, Sec. 3.3: spatial-feature-guided masking):
+- ``random``: uniform noise (plain MAE masking is this case);
+- ``gabor``: energy of a Gabor filter bank (4 orientations × 2 frequencies) applied to the
+  band-mean image, summed per patch: textured and edge-rich patches score high;
+- ``wavelet``: energy of the detail coefficients (horizontal, vertical, diagonal) of a one-level
+  2-D Haar transform (``ptwt``), summed per patch.
+
+``mask_from_scores`` standardises the scores per tile and adds ``noise`` × N(0, 1) before ranking.
+Default noise 0.5: with none, a tile would be masked identically every epoch and the encoder would
+never see its most significant patches; 0.5 keeps a clear preference for masking significant
+patches while every patch is visible now and then (``benchmarks/masking_overlap.py`` measures
+how much two draws of the same tile agree). All of it is batched in torch on the input's device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ptwt
+import torch
+import torch.nn.functional as F
+
+from rsdistill.errors import InputError
+
+SCORES = ("random", "gabor", "wavelet")
+
+
+def gabor_bank(size: int = 7, orientations: int = 4, wavelengths: tuple[float, ...] = (3.0, 6.0)) -> torch.Tensor:
+    """(K, 1, size, size) real Gabor kernels, zero-mean, K = orientations × len(wavelengths)."""
+    half = size // 2
+    y, x = torch.meshgrid(torch.arange(-half, half + 1.0), torch.arange(-half, half + 1.0), indexing="ij")
+    kernels = []
+    for wavelength in wavelengths:
+        sigma = 0.56 * wavelength
+        for k in range(orientations):
+            theta = math.pi * k / orientations
+            xr = x * math.cos(theta) + y * math.sin(theta)
+            yr = -x * math.sin(theta) + y * math.cos(theta)
+            kernel = torch.exp(-(xr**2 + yr**2) / (2 * sigma**2)) * torch.cos(2 * math.pi * xr / wavelength)
+            kernels.append(kernel - kernel.mean())
+    return torch.stack(kernels)[:, None]
+
+
+def patch_scores(images: torch.Tensor, method: str, patch_size: int) -> torch.Tensor:
+    """images: (N, C, H, W) normalised tiles -> (N, L) significance per patch (L = H W / p²)."""
+    n, _, height, width = images.shape
+    grid = (height // patch_size, width // patch_size)
+    if method == "random":
+        return torch.rand(n, grid[0] * grid[1], device=images.device)
+    gray = images.mean(dim=1, keepdim=True)  # band-reduced image (N, 1, H, W)
+    if method == "gabor":
+        bank = gabor_bank().to(gray)
+        response = F.conv2d(F.pad(gray, (3, 3, 3, 3), mode="reflect"), bank)
+        energy = response.pow(2).sum(dim=1, keepdim=True)  # (N, 1, H, W)
+    elif method == "wavelet":
+        _, (horizontal, vertical, diagonal) = ptwt.wavedec2(gray.squeeze(1), "haar", level=1)
+        energy = (horizontal**2 + vertical**2 + diagonal**2).unsqueeze(1)  # (N, 1, H/2, W/2)
+    else:
+        raise InputError(f"unknown masking score {method!r}; choose one of {', '.join(SCORES)}")
+    return F.adaptive_avg_pool2d(energy, grid).flatten(1)
+
+
+def mask_from_scores(scores: torch.Tensor, ratio: float, noise: float = 0.5):
+    """Mask the top ``ratio`` of patches by (standardised score + noise · N(0, 1)).
+
+    Args:
+        scores: (N, L) significance.
+    Returns:
+        mask (N, L) with 1 = masked, ids_keep (N, L_keep), ids_restore (N, L) (MAE's convention:
+        ``gather(cat(kept, masked), ids_restore)`` puts tokens back in place).
+    """
+    if not 0 < ratio < 1:
+        raise InputError(f"mask ratio must be in (0, 1), got {ratio}")
+    n, length = scores.shape
+    z = (scores - scores.mean(dim=1, keepdim=True)) / (scores.std(dim=1, keepdim=True) + 1e-8)
+    if noise:
+        z = z + noise * torch.randn_like(z)
+    ids_shuffle = torch.argsort(z, dim=1)  # ascending: least significant first, kept
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    keep = int(round(length * (1 - ratio)))
+    keep = min(max(keep, 1), length - 1)
+    mask = torch.ones(n, length, device=scores.device)
+    mask[:, :keep] = 0
+    return torch.gather(mask, 1, ids_restore), ids_shuffle[:, :keep], ids_restore

@@ -1,0 +1,127 @@
+"""Masked autoencoder for any band count, with KARMA's physics (linear spectral mixing) branch.
+
+Follows ``models_mae.py`` of facebookresearch/mae in order: patchify / unpatchify, masking,
+forward_encoder, forward_decoder, heads. Masking comes from ``rsdistill.masking`` (one mechanism
+for random, Gabor and wavelet significance). Losses live in ``rsdistill.losses.reconstruction``.
+
+KARMA (arXiv 2512.12445): parallel to the pixel head, an abundance head (MLP D → D/2 → p²·M)
+gives, for every pixel of a patch, abundances over M endmembers through a softmax (non-negative,
+summing to one); the physics reconstruction of that pixel is E·a with the endmember matrix E
+(bands × M), learnable or fixed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rsdistill.masking import mask_from_scores, patch_scores
+from rsdistill.models.vit import Block, ViTEncoder, sincos_position_embedding
+
+
+class LinearMixingHead(nn.Module):
+    """Decoder tokens (N, L, D) -> abundances (N, L, p², M) and mixtures (N, L, p², bands)."""
+
+    def __init__(self, dim: int, bands: int, endmembers: int, patch_size: int, initial=None, learnable: bool = True):
+        super().__init__()
+        self.pixels, self.endmembers_count = patch_size**2, endmembers
+        self.abundance = nn.Sequential(nn.Linear(dim, dim // 2), nn.GELU(), nn.Linear(dim // 2, self.pixels * endmembers))
+        initial = torch.rand(bands, endmembers) if initial is None else torch.as_tensor(initial, dtype=torch.float32)
+        if initial.shape != (bands, endmembers):
+            raise ValueError(f"endmember matrix must be ({bands}, {endmembers}), got {tuple(initial.shape)}")
+        if learnable:
+            self.endmembers = nn.Parameter(initial.clone())
+        else:
+            self.register_buffer("endmembers", initial.clone())
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, length, _ = tokens.shape
+        abundances = self.abundance(tokens).view(n, length, self.pixels, self.endmembers_count).softmax(dim=-1)
+        return abundances, abundances @ self.endmembers.T
+
+
+class MaskedAutoencoder(nn.Module):
+    """(N, C, H, W) tiles -> reconstruction of the masked patches (and the LSMM branch, if any)."""
+
+    def __init__(
+        self,
+        bands: int,
+        img_size: int = 32,
+        patch_size: int = 4,
+        embed_dim: int = 128,
+        depth: int = 4,
+        num_heads: int = 4,
+        decoder_embed_dim: int = 64,
+        decoder_depth: int = 2,
+        decoder_num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        endmembers: int = 0,
+        endmember_init=None,
+        learnable_endmembers: bool = True,
+    ):
+        super().__init__()
+        self.patch_size, self.bands = patch_size, bands
+        self.encoder = ViTEncoder(bands, img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio)
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.decoder_embed_dim = decoder_embed_dim
+        self.decoder_blocks = nn.ModuleList(Block(decoder_embed_dim, decoder_num_heads, mlp_ratio) for _ in range(decoder_depth))
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * bands)
+        self.mixing = (
+            LinearMixingHead(decoder_embed_dim, bands, endmembers, patch_size, endmember_init, learnable_endmembers)
+            if endmembers else None
+        )
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def patchify(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, L, p² · C), pixel-major within a patch (p, p, C)."""
+        n, c, h, w = images.shape
+        p = self.patch_size
+        x = images.reshape(n, c, h // p, p, w // p, p)
+        return torch.einsum("nchpwq->nhwpqc", x).reshape(n, (h // p) * (w // p), p * p * c)
+
+    def unpatchify(self, patches: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """(N, L, p² · C) -> (N, C, H, W)."""
+        n, p = patches.shape[0], self.patch_size
+        x = patches.reshape(n, height // p, width // p, p, p, self.bands)
+        return torch.einsum("nhwpqc->nchpwq", x).reshape(n, self.bands, height, width)
+
+    def forward_encoder(self, images: torch.Tensor, ids_keep: torch.Tensor, return_layers: tuple[int, ...] = ()):
+        """Encode the kept patches only: (N, 1 + L_keep, D) and requested layers."""
+        tokens = self.encoder.embed(images)
+        kept = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
+        return self.encoder.forward_tokens(kept, return_layers)
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """(N, 1 + L_keep, D) -> decoder tokens (N, L, D_dec) of every patch, in place."""
+        x = self.decoder_embed(latent)
+        n, length = ids_restore.shape
+        masked = self.mask_token.expand(n, length + 1 - x.shape[1], -1)
+        patches = torch.cat([x[:, 1:], masked], dim=1)
+        patches = torch.gather(patches, 1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))
+        position = sincos_position_embedding(self.decoder_embed_dim, *grid).to(x)[None]
+        x = torch.cat([x[:, :1], patches + position], dim=1)
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_norm(x)[:, 1:]
+
+    def forward(self, images: torch.Tensor, mask_ratio: float = 0.75, score: str = "random", noise: float = 0.5,
+                return_layers: tuple[int, ...] = ()) -> dict:
+        """images: (N, C, H, W) normalised tiles.
+
+        Returns a dict: ``pred`` (N, L, p²C) pixel-head reconstruction, ``mask`` (N, L) 1 = masked,
+        ``latent`` (N, 1 + L_keep, D), ``layers`` {layer: tokens}, and with the physics branch
+        ``abundances`` (N, L, p², M) and ``mixture`` (N, L, p²C).
+        """
+        grid = (images.shape[2] // self.patch_size, images.shape[3] // self.patch_size)
+        with torch.no_grad():
+            scores = patch_scores(images, score, self.patch_size)
+        mask, ids_keep, ids_restore = mask_from_scores(scores, mask_ratio, noise if score != "random" else 0.0)
+        latent, layers = self.forward_encoder(images, ids_keep, return_layers)
+        decoded = self.forward_decoder(latent, ids_restore, grid)
+        out = {"pred": self.decoder_pred(decoded), "mask": mask, "latent": latent, "layers": layers}
+        if self.mixing is not None:
+            abundances, mixture = self.mixing(decoded)
+            out["abundances"], out["mixture"] = abundances, mixture.flatten(2)
+        return out

@@ -1,0 +1,150 @@
+"""A ViT encoder for any number of bands, written from torch primitives.
+
+Parameter names follow the MAE/timm layout (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
+``blocks.N.norm1``, ``blocks.N.attn.qkv``, ``blocks.N.attn.proj``, ``blocks.N.norm2``,
+``blocks.N.mlp.fc1``, ``blocks.N.mlp.fc2``, ``norm``), so official MAE-style checkpoints load by
+name. The position embedding is the fixed 2-D sin-cos of MAE; it is regenerated for any grid, so
+the tile size can change between pretraining and use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sincos_position_embedding(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
+    """(grid_h * grid_w, dim) fixed 2-D sin-cos embedding (MAE, ``get_2d_sincos_pos_embed``)."""
+    if dim % 4:
+        raise ValueError(f"embedding dim must be divisible by 4 for 2-D sin-cos, got {dim}")
+    omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim / 4.0))
+    rows, cols = np.meshgrid(np.arange(grid_h, dtype=np.float64), np.arange(grid_w, dtype=np.float64), indexing="ij")
+
+    def encode(positions):
+        angles = np.outer(positions.reshape(-1), omega)
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    # MAE's order: the first half encodes the column (w) coordinate, the second the row (h).
+    return torch.from_numpy(np.concatenate([encode(cols), encode(rows)], axis=1)).float()
+
+
+class PatchEmbed(nn.Module):
+    """(N, C, H, W) -> (N, L, D) with L = (H / p) * (W / p)."""
+
+    def __init__(self, bands: int, dim: int, patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(bands, dim, patch_size, stride=patch_size)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(images).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, L, D) -> (N, L, D)."""
+        n, length, dim = x.shape
+        q, k, v = self.qkv(x).reshape(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # (N, heads, L, D/heads)
+        return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (timm ``Block``)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ViTEncoder(nn.Module):
+    """ViT over ``bands`` input channels; returns the final tokens and any requested block outputs."""
+
+    def __init__(
+        self,
+        bands: int,
+        img_size: int = 32,
+        patch_size: int = 4,
+        embed_dim: int = 128,
+        depth: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+    ):
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(f"tile size {img_size} is not a multiple of the patch size {patch_size}")
+        self.bands, self.patch_size, self.embed_dim, self.depth = bands, patch_size, embed_dim, depth
+        self.patch_embed = PatchEmbed(bands, embed_dim, patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        grid = img_size // patch_size
+        self.register_buffer("pos_embed", torch.cat([torch.zeros(1, embed_dim), sincos_position_embedding(embed_dim, grid, grid)])[None])
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        nn.init.normal_(self.cls_token, std=0.02)
+        self.apply(_init_weights)
+        nn.init.xavier_uniform_(self.patch_embed.proj.weight.view(embed_dim, -1))
+
+    def position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """(1, grid_h * grid_w, D) patch position embedding; regenerated when the grid differs."""
+        if self.pos_embed.shape[1] - 1 == grid_h * grid_w:
+            return self.pos_embed[:, 1:]
+        return sincos_position_embedding(self.embed_dim, grid_h, grid_w).to(self.pos_embed)[None]
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, L, D) patch tokens with position embedding (no cls token)."""
+        if images.shape[1] != self.bands:
+            raise ValueError(f"encoder expects {self.bands} bands, got {images.shape[1]}")
+        grid_h, grid_w = images.shape[2] // self.patch_size, images.shape[3] // self.patch_size
+        return self.patch_embed(images) + self.position_embedding(grid_h, grid_w)
+
+    def forward_tokens(self, tokens: torch.Tensor, return_layers: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """tokens: (N, L, D) embedded patches -> ((N, 1 + L, D) normed output, {layer: (N, 1 + L, D)}).
+
+        Layers are numbered 1..depth (the output of block N-1 is layer N), as "layer 8" in HyperKD.
+        """
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
+        x = torch.cat([cls, tokens], dim=1)
+        layers = {}
+        for index, block in enumerate(self.blocks, start=1):
+            x = block(x)
+            if index in return_layers:
+                layers[index] = x
+        return self.norm(x), layers
+
+    def forward(self, images: torch.Tensor, return_layers: tuple[int, ...] = ()):
+        """(N, C, H, W) -> ((N, 1 + L, D), {layer: (N, 1 + L, D)})."""
+        return self.forward_tokens(self.embed(images), return_layers)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
