@@ -84,6 +84,16 @@ def _experiment_parser() -> ArgumentParser:
     return parser
 
 
+def _pretrain_experiment_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Pretrain every MAE recipe of an experiment YAML over several seeds; write "
+                            "held-out PSNR/SSIM/SAM, linear-probe OA (results.json, results.md), encoders "
+                            "(safetensors + card) and reconstruction figures. Finished runs are reused.")
+    parser.add_argument("-c", "--config", required=True, help="experiment YAML (data, trainer, recipes, probe, seeds)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--seeds", type=Optional[list[int]], default=None, help="override the config's seeds")
+    return parser
+
+
 VERBS = {
     "info": (_info_parser, "describe a scene or label file"),
     "sensors": (_sensors_parser, "list the registered sensors"),
@@ -91,6 +101,7 @@ VERBS = {
     "stats": (_stats_parser, "per-band mean/std for normalisation"),
     "map": (_map_parser, "whole-scene class map as GeoTIFF + PNG"),
     "experiment": (_experiment_parser, "compare models over seeds (mean ± std tables)"),
+    "pretrain-experiment": (_pretrain_experiment_parser, "compare MAE recipes over seeds"),
     "quickstart": (_quickstart_parser, "teacher -> distilled student on the synthetic scene or yours"),
 }
 
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         config = build_parser().parse_args(argv)
         from rsdistill.cli import verbs
 
-        getattr(verbs, config.verb)(config[config.verb])
+        getattr(verbs, config.verb.replace("-", "_"))(config[config.verb])
     except InputError as error:
         print(f"rsdistill: error: {error}", file=sys.stderr)
         return 2

@@ -60,6 +60,15 @@ def quickstart(args) -> None:
     print(f"\nsplit, checkpoints and results.json/results.md in {args.out}")
 
 
+def pretrain_experiment(args) -> None:
+    from rsdistill.evaluation.experiment import load_experiment
+    from rsdistill.evaluation.pretrain_experiment import run_pretrain_experiment
+
+    config = load_experiment(args.config, sections=("data", "recipes"))
+    run_pretrain_experiment(config, args.out, args.seeds)
+    print((Path(args.out) / "results.md").read_text())
+
+
 def experiment(args) -> None:
     from rsdistill.evaluation.experiment import load_experiment, markdown_table, run_experiment, summarise
 

@@ -29,12 +29,12 @@ from rsdistill.tasks.classification import PixelClassifier
 REPORTED = ("oa", "aa", "kappa")
 
 
-def load_experiment(path) -> dict:
+def load_experiment(path, sections=("data", "models")) -> dict:
     try:
         config = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as error:
         raise InputError(f"{path}: cannot read experiment config ({error})") from None
-    for key in ("data", "models"):
+    for key in sections:
         if key not in (config or {}):
             raise InputError(f"{path}: experiment config needs a {key!r} section")
     return config
@@ -119,16 +119,24 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
     return records
 
 
-def summarise(records: list[dict]) -> list[dict]:
-    """Per model: mean and std (population, over seeds) of OA, AA, kappa and time; params."""
+def summarise_columns(records: list[dict], key: str, columns) -> list[dict]:
+    """Per value of ``key``: mean and std (population, over seeds) of every column."""
     rows = []
-    for name in dict.fromkeys(r["model"] for r in records):
-        runs = [r for r in records if r["model"] == name]
-        row = {"model": name, "seeds": len(runs), "params": runs[0]["params"]}
-        for key in (*REPORTED, "ms_per_1000_px"):
-            values = np.array([r[key] for r in runs])
-            row[key] = {"mean": float(values.mean()), "std": float(values.std())}
+    for name in dict.fromkeys(r[key] for r in records):
+        runs = [r for r in records if r[key] == name]
+        row = {key: name, "seeds": len(runs)}
+        for column in columns:
+            values = np.array([r[column] for r in runs])
+            row[column] = {"mean": float(values.mean()), "std": float(values.std())}
         rows.append(row)
+    return rows
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """Per model: mean ± std over seeds of OA, AA, kappa and time; params."""
+    rows = summarise_columns(records, "model", (*REPORTED, "ms_per_1000_px"))
+    for row in rows:
+        row["params"] = next(r["params"] for r in records if r["model"] == row["model"])
     return rows
 
 

@@ -1,0 +1,78 @@
+"""Figures of a pretraining run: what a person checks first.
+
+True-colour composites (input, masked input, reconstruction) of a few held-out tiles, the spectra
+of a few masked pixels (true vs reconstructed), and for KARMA the learned endmember spectra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+TRUE_COLOUR_NM = (640.0, 550.0, 470.0)
+
+
+def true_colour_bands(wavelengths, bands: int) -> list[int]:
+    """Indices of the bands nearest red/green/blue, or three spread bands without wavelengths."""
+    if wavelengths is None:
+        return [bands * 3 // 4, bands // 2, bands // 4]
+    wl = np.asarray(wavelengths)
+    return [int(np.argmin(np.abs(wl - target))) for target in TRUE_COLOUR_NM]
+
+
+def _stretch(rgb: np.ndarray) -> np.ndarray:
+    low, high = np.percentile(rgb, 2), np.percentile(rgb, 98)
+    return np.clip((rgb - low) / max(high - low, 1e-6), 0, 1)
+
+
+def reconstruction_figure(task, images: torch.Tensor, path, tiles: int = 3) -> Path:
+    """images: (N, C, H, W) normalised held-out tiles. Writes a PNG and returns its path."""
+    model, h = task.model, task.hparams
+    with torch.no_grad():
+        out = model(images[:tiles], h.mask_ratio, h.mask_score, h.mask_noise)
+    height, width = images.shape[2:]
+    mean = task.loss.band_mean[None, :, None, None]
+    std = task.loss.band_std[None, :, None, None]
+    truth = (images[:tiles] * std + mean).cpu().numpy()
+    target = model.patchify(images[:tiles])
+    composite = torch.where(out["mask"][..., None].bool(), out["pred"], target)  # visible patches from the input, as in MAE
+    recon = (model.unpatchify(composite, height, width) * std + mean).cpu().numpy()
+    pixel_mask = model.unpatchify(out["mask"][..., None].expand_as(out["pred"]), height, width)[:, 0].cpu().numpy() > 0
+    bands = true_colour_bands(h.wavelengths, images.shape[1])
+    wavelengths = np.asarray(h.wavelengths) if h.wavelengths is not None else np.arange(images.shape[1])
+    has_mixing = "mixture" in out
+    columns = 4 + has_mixing
+    figure, axes = plt.subplots(len(truth), columns, figsize=(3.2 * columns, 3 * len(truth)), squeeze=False)
+    for i in range(len(truth)):
+        rgb_true = _stretch(truth[i][bands].transpose(1, 2, 0))
+        masked = rgb_true.copy()
+        masked[pixel_mask[i]] = 0.5
+        panels = [(rgb_true, "input"), (masked, f"masked ({h.mask_score})"), (_stretch(recon[i][bands].transpose(1, 2, 0)), "reconstruction + visible")]
+        for axis, (image, title) in zip(axes[i], panels):
+            axis.imshow(image)
+            axis.set_title(title)
+            axis.set_axis_off()
+        rows, cols = np.nonzero(pixel_mask[i])
+        spectra_axis = axes[i][3]
+        for k in range(min(3, rows.size)):
+            r, c = rows[k * rows.size // 3], cols[k * rows.size // 3]
+            line, = spectra_axis.plot(wavelengths, truth[i][:, r, c], lw=1)
+            spectra_axis.plot(wavelengths, recon[i][:, r, c], "--", color=line.get_color(), lw=1)
+        spectra_axis.set_title("masked pixels: true (—) vs recon (--)")
+        spectra_axis.set_xlabel("wavelength (nm)" if h.wavelengths is not None else "band")
+        if has_mixing:
+            endmembers = (model.mixing.endmembers.detach().cpu() * task.loss.band_std[:, None].cpu() + task.loss.band_mean[:, None].cpu()).numpy()
+            axes[i][4].plot(wavelengths, endmembers)
+            axes[i][4].set_title("learned endmembers")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

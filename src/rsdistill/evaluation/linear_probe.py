@@ -1,0 +1,48 @@
+"""Linear probe: a frozen encoder's pixel features, a linear classifier, overall accuracy.
+
+Each labelled pixel gets the final-layer token of the patch that contains it (tiles are encoded
+whole, no masking). The classifier is trained with the training tiles' labels only and scored on
+the test tiles. Features are standardised with training statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rsdistill.models.vit import ViTEncoder
+
+
+def pixel_features(encoder: ViTEncoder, tiles: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """tiles (T, C, H, W) normalised, labels (T, H, W) -> features (P, D) and class ids (P,) of labelled pixels."""
+    encoder.eval()
+    p = encoder.patch_size
+    features, targets = [], []
+    with torch.no_grad():
+        for tile, label in zip(tiles, labels):
+            tokens, _ = encoder(tile[None])  # (1, 1 + L, D)
+            grid = tokens[0, 1:].reshape(tile.shape[1] // p, tile.shape[2] // p, -1)
+            rows, cols = np.nonzero(label > 0)
+            features.append(grid[rows // p, cols // p])
+            targets.append(torch.as_tensor(label[rows, cols], dtype=torch.long))
+    return torch.cat(features), torch.cat(targets)
+
+
+def linear_probe_accuracy(train_x, train_y, test_x, test_y, epochs: int = 300, seed: int = 0) -> float:
+    """Overall accuracy of a softmax-regression probe (full-batch Adam, weight decay 1e-4)."""
+    torch.manual_seed(seed)
+    classes = torch.unique(train_y)
+    index = {int(c): i for i, c in enumerate(classes)}
+    y = torch.tensor([index[int(c)] for c in train_y])
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    x, tx = (train_x - mean) / std, (test_x - mean) / std
+    probe = torch.nn.Linear(x.shape[1], classes.numel())
+    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2, weight_decay=1e-4)
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        F.cross_entropy(probe(x), y).backward()
+        optimizer.step()
+    with torch.no_grad():
+        predicted = classes[probe(tx).argmax(1)]
+    return float((predicted == test_y).float().mean())

@@ -1,0 +1,100 @@
+"""Compare pretraining recipes over seeds at an equal budget: reconstruction metrics on held-out
+tiles and linear-probe OA, as mean ± std (JSON + Markdown), encoders saved with their cards.
+
+An experiment YAML has ``data`` (``TileData`` options), ``trainer``, ``recipes`` ({name:
+``MAEPretrainer`` options}), ``seeds`` and ``probe`` ({"tile_lists": {"train": csv, "test": csv}}
+of image,mask pairs, e.g. the EnMAP Potsdam lists). Finished runs are reused on a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from rsdistill.data.classification import _read_tile_list
+from rsdistill.data.paths import resolve
+from rsdistill.data.tiles import TileData
+from rsdistill.evaluation.experiment import _write_json, summarise_columns
+from rsdistill.evaluation.figures import reconstruction_figure
+from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
+from rsdistill.io.scene import Scene
+from rsdistill.models.weights import save_encoder
+from rsdistill.tasks.pretrain import MAEPretrainer
+
+RECONSTRUCTION = ("psnr_masked", "ssim_masked", "sam_masked", "psnr_tile", "ssim_tile", "sam_tile")
+
+
+def probe_tiles(probe: dict, data: TileData, root) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+    """Normalised labelled tiles per subset, with the pretraining data's bands and statistics."""
+    mean = np.array(data.band_mean, np.float32)[:, None, None]
+    std = np.array(data.band_std, np.float32)[:, None, None]
+    subsets = {}
+    for subset, csv in probe["tile_lists"].items():
+        tiles, labels = [], []
+        for image, mask in _read_tile_list(resolve(csv, root)):
+            scene = Scene.read(image, labels=mask)
+            cube = scene.cube[:, :, data.keep_bands].transpose(2, 0, 1)
+            tiles.append(np.where(scene.valid[None], (cube - mean) / std, 0.0))
+            labels.append(np.where(scene.valid, scene.labels, 0))
+        subsets[subset] = (torch.from_numpy(np.stack(tiles).astype(np.float32)), np.stack(labels))
+    return subsets
+
+
+def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> list[dict]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = config["data"].get("root")
+    records = []
+    for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
+        data = TileData(**{**config["data"], "seed": seed})
+        probe = probe_tiles(config["probe"], data, root) if "probe" in config else None
+        for name, options in config["recipes"].items():
+            run_dir = out_dir / name / f"seed_{seed}"
+            scores_file = run_dir / "scores.json"
+            if scores_file.is_file():
+                records.append(json.loads(scores_file.read_text()))
+                continue
+            run_dir.mkdir(parents=True, exist_ok=True)
+            L.seed_everything(seed, workers=True)
+            task = MAEPretrainer(
+                num_bands=data.num_bands, img_size=data.tile_size, band_mean=data.band_mean, band_std=data.band_std,
+                wavelengths=data.wavelengths, data_range=data.data_range, **options,
+            )
+            trainer = L.Trainer(
+                default_root_dir=run_dir, logger=L.pytorch.loggers.CSVLogger(run_dir, name="", version=""),
+                enable_checkpointing=False, **config.get("trainer", {}),
+            )
+            trainer.fit(task, data)
+            metrics = {k: float(v) for k, v in trainer.validate(task, data, verbose=False)[0].items()}
+            record = {"recipe": name, "seed": seed, **{k: metrics[f"val/{k}"] for k in RECONSTRUCTION}}
+            if probe is not None:
+                train_x, train_y = pixel_features(task.model.encoder, *probe["train"])
+                test_x, test_y = pixel_features(task.model.encoder, *probe["test"])
+                record["probe_oa"] = linear_probe_accuracy(train_x, train_y, test_x, test_y, seed=seed)
+            card = {
+                "bands": data.num_bands, "wavelengths": data.wavelengths, "kept_band_indices": np.flatnonzero(data.keep_bands).tolist(),
+                "normalisation": {"mean": data.band_mean, "std": data.band_std}, "scenes": data.scene_names,
+                "recipe": {"name": name, **options, "seed": seed}, "metrics": {k: v for k, v in record.items() if k not in ("recipe", "seed")},
+            }
+            save_encoder(task.model.encoder, run_dir / "encoder.safetensors", card)
+            reconstruction_figure(task, data.val_set.tensors[0][:3], run_dir / "reconstruction.png")
+            _write_json(scores_file, record)
+            records.append(record)
+            log(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
+    columns = [*RECONSTRUCTION, *(["probe_oa"] if "probe" in config else [])]
+    summary = summarise_columns(records, "recipe", columns)
+    _write_json(out_dir / "results.json", {"runs": records, "summary": summary})
+    (out_dir / "results.md").write_text(markdown_columns(summary, "recipe", columns) + "\n")
+    return records
+
+
+def markdown_columns(summary: list[dict], key: str, columns: list[str]) -> str:
+    lines = [f"| {key} | " + " | ".join(columns) + " | seeds |", "|---" * (len(columns) + 2) + "|"]
+    for row in summary:
+        cells = [f"{row[c]['mean']:.4f} ± {row[c]['std']:.4f}" for c in columns]
+        lines.append(f"| {row[key]} | " + " | ".join(cells) + f" | {row['seeds']} |")
+    return "\n".join(lines)

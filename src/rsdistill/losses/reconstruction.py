@@ -1,0 +1,79 @@
+"""Reconstruction losses of the masked autoencoders; weights come from the recipe YAML.
+
+All terms take patchified tensors (N, L, p²·C), the mask (N, L) with 1 = masked, and a per-pixel
+validity (N, L, p²) so nodata pixels never count. Terms:
+
+- ``mse`` and ``huber`` on the masked patches (MAE; KARMA uses Huber for robustness);
+- ``ssim``: 1 − SSIM of the full reconstructed tile, visible patches taken from the input
+  (HyperKD: λ·(MSE + (1 − SSIM)));
+- ``sam``: spectral angle between reconstructed and true spectra of masked pixels, in reflectance
+  units (normalisation undone), since angles are not preserved by per-band z-scores (KARMA);
+- ``physics``: the linear-mixing reconstruction E·a against the target on masked pixels, plus its
+  agreement with the pixel head (KARMA's physics-consistency term).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from rsdistill.errors import InputError
+
+LOSS_TERMS = ("mse", "huber", "ssim", "sam", "physics")
+
+
+def _masked_mean(per_pixel: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def spectral_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle (radians) between spectra along the last axis."""
+    cosine = F.cosine_similarity(a, b, dim=-1, eps=1e-8).clamp(-1 + 1e-7, 1 - 1e-7)
+    return torch.acos(cosine)
+
+
+class ReconstructionLoss(torch.nn.Module):
+    """Weighted sum of the terms above. ``weights`` e.g. {"mse": 1.0, "ssim": 1.0}."""
+
+    def __init__(self, weights: dict[str, float], bands: int, band_mean=None, band_std=None, huber_delta: float = 1.0):
+        super().__init__()
+        unknown = set(weights) - set(LOSS_TERMS)
+        if unknown:
+            raise InputError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(LOSS_TERMS)}")
+        self.weights, self.bands, self.huber_delta = {k: float(v) for k, v in weights.items() if v}, bands, huber_delta
+        self.register_buffer("band_mean", torch.as_tensor(band_mean if band_mean is not None else [0.0] * bands, dtype=torch.float32))
+        self.register_buffer("band_std", torch.as_tensor(band_std if band_std is not None else [1.0] * bands, dtype=torch.float32))
+
+    def _spectra(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, L, p²C) -> (N, L, p², C)."""
+        return patches.view(*patches.shape[:2], -1, self.bands)
+
+    def forward(self, outputs: dict, target: torch.Tensor, valid: torch.Tensor, unpatchify) -> dict[str, torch.Tensor]:
+        """outputs of ``MaskedAutoencoder``; target (N, L, p²C); valid (N, L, p²). Returns terms + "total"."""
+        pred, mask = outputs["pred"], outputs["mask"]
+        weight = mask[..., None] * valid  # (N, L, p²): masked, valid pixels
+        pred_px, target_px = self._spectra(pred), self._spectra(target)
+        terms = {}
+        if "mse" in self.weights:
+            terms["mse"] = _masked_mean(((pred_px - target_px) ** 2).mean(-1), weight)
+        if "huber" in self.weights:
+            huber = F.huber_loss(pred_px, target_px, reduction="none", delta=self.huber_delta).mean(-1)
+            terms["huber"] = _masked_mean(huber, weight)
+        if "ssim" in self.weights:
+            composite = torch.where(mask[..., None].bool(), pred, target)
+            terms["ssim"] = 1 - structural_similarity_index_measure(
+                unpatchify(composite), unpatchify(target), data_range=float(target.max() - target.min()) or 1.0
+            )
+        if "sam" in self.weights:
+            scale, shift = self.band_std, self.band_mean
+            terms["sam"] = _masked_mean(spectral_angle(pred_px * scale + shift, target_px * scale + shift), weight)
+        if "physics" in self.weights:
+            if "mixture" not in outputs:
+                raise InputError("loss term 'physics' needs the linear-mixing branch (set endmembers > 0)")
+            mixture = self._spectra(outputs["mixture"])
+            to_target = ((mixture - target_px) ** 2).mean(-1)
+            to_pixel_head = ((mixture - pred_px.detach()) ** 2).mean(-1)
+            terms["physics"] = _masked_mean(to_target + to_pixel_head, weight)
+        terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
+        return terms

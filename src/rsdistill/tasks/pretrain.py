@@ -1,0 +1,136 @@
+"""``MAEPretrainer``: masked-autoencoder pretraining (random / Gabor / wavelet masking, KARMA branch).
+
+Logs per epoch the reconstruction metrics on the held-out tiles (torchmetrics), in the data's
+units (normalisation undone): PSNR, SSIM and SAM on the masked patches and on the whole tile. A loss that becomes NaN/Inf stops the run with
+a message naming the step and the term; the exception is raised before any checkpoint of that
+epoch is written, so the last good checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torchmetrics.image import PeakSignalNoiseRatio, SpectralAngleMapper, StructuralSimilarityIndexMeasure
+
+from rsdistill.errors import InputError
+from rsdistill.losses.reconstruction import ReconstructionLoss
+from rsdistill.masking import SCORES
+from rsdistill.models.mae import MaskedAutoencoder
+
+ENDMEMBER_INITS = ("random", "vca")
+
+
+class MAEPretrainer(L.LightningModule):
+    def __init__(
+        self,
+        num_bands: int,
+        img_size: int = 16,
+        patch_size: int = 4,
+        embed_dim: int = 128,
+        depth: int = 4,
+        num_heads: int = 4,
+        decoder_embed_dim: int = 64,
+        decoder_depth: int = 2,
+        decoder_num_heads: int = 4,
+        mask_ratio: float = 0.75,
+        mask_score: str = "random",
+        mask_noise: float = 0.5,
+        loss_weights: dict[str, float] | None = None,
+        endmembers: int = 0,
+        endmember_init: str = "random",
+        learnable_endmembers: bool = True,
+        lr: float = 1.5e-3,
+        weight_decay: float = 0.05,
+        band_mean: list[float] | None = None,
+        band_std: list[float] | None = None,
+        wavelengths: list[float] | None = None,
+        data_range: float = 1.0,
+    ):
+        super().__init__()
+        if not 0 < mask_ratio < 1:
+            raise InputError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        if mask_score not in SCORES:
+            raise InputError(f"unknown mask_score {mask_score!r}; choose one of {', '.join(SCORES)}")
+        if endmember_init not in ENDMEMBER_INITS:
+            raise InputError(f"unknown endmember_init {endmember_init!r}; choose one of {', '.join(ENDMEMBER_INITS)} (or a fixed matrix via learnable_endmembers=False)")
+        self.save_hyperparameters()
+        self.model = MaskedAutoencoder(
+            num_bands, img_size, patch_size, embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth,
+            decoder_num_heads, endmembers=endmembers, learnable_endmembers=learnable_endmembers,
+        )
+        self.loss = ReconstructionLoss(loss_weights or {"mse": 1.0}, num_bands, band_mean, band_std)
+        # PSNR and SSIM in the data's own units with one fixed range (that of the training pixels),
+        # so values are comparable across batches, epochs and recipes.
+        self.metrics = torch.nn.ModuleDict({
+            "psnr_masked": PeakSignalNoiseRatio(data_range), "psnr_tile": PeakSignalNoiseRatio(data_range),
+            "ssim_masked": StructuralSimilarityIndexMeasure(data_range=data_range),
+            "ssim_tile": StructuralSimilarityIndexMeasure(data_range=data_range),
+            "sam_masked": SpectralAngleMapper(), "sam_tile": SpectralAngleMapper(),
+        })
+
+    def on_fit_start(self) -> None:
+        mixing = self.model.mixing
+        if mixing is not None and self.hparams.endmember_init == "vca" and self.global_step == 0:
+            from rsdistill.unmixing import vca
+
+            pixels = torch.cat([b["image"].permute(0, 2, 3, 1)[b["valid"]] for b in self.trainer.datamodule.train_dataloader()])
+            mixing.endmembers.data.copy_(torch.from_numpy(vca(pixels.numpy().T, mixing.endmembers_count, seed=0)).float())
+
+    def _step(self, batch):
+        images, valid = batch["image"], batch["valid"]
+        h = self.hparams
+        outputs = self.model(images, h.mask_ratio, h.mask_score, h.mask_noise)
+        target = self.model.patchify(images)
+        valid_px = _patch_validity(valid, h.patch_size)
+        terms = self.loss(outputs, target, valid_px, lambda p: self.model.unpatchify(p, images.shape[2], images.shape[3]))
+        return outputs, target, terms
+
+    def training_step(self, batch, batch_idx):
+        _, _, terms = self._step(batch)
+        for name, value in terms.items():
+            if not torch.isfinite(value):
+                raise FloatingPointError(
+                    f"loss term {name!r} became {value.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                    f"stopping without overwriting the last good checkpoint"
+                )
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=True)
+        return terms["total"]
+
+    def validation_step(self, batch, batch_idx):
+        outputs, target, terms = self._step(batch)
+        self.log_dict({f"val/{k}": v for k, v in terms.items()})
+        images, height, width = batch["image"], batch["image"].shape[2], batch["image"].shape[3]
+        mean, std = self.loss.band_mean[None, :, None, None], self.loss.band_std[None, :, None, None]
+        reflectance = lambda patches: self.model.unpatchify(patches, height, width) * std + mean  # noqa: E731
+        truth = images * std + mean
+        composite = torch.where(outputs["mask"][..., None].bool(), outputs["pred"], target)
+        full = reflectance(outputs["pred"])
+        pixel_mask = self.model.unpatchify(outputs["mask"][..., None].expand_as(target), height, width)[:, 0].bool()
+        pixel_mask &= batch["valid"]
+        masked_pred = full.permute(0, 2, 3, 1)[pixel_mask]  # (P, C)
+        masked_true = truth.permute(0, 2, 3, 1)[pixel_mask]
+        self.metrics["psnr_masked"].update(masked_pred, masked_true)
+        self.metrics["psnr_tile"].update(full, truth)
+        self.metrics["ssim_masked"].update(reflectance(composite), truth)
+        self.metrics["ssim_tile"].update(full, truth)
+        as_image = lambda px: px.T[None, :, :, None]  # noqa: E731 - (P, C) -> (1, C, P, 1)
+        self.metrics["sam_masked"].update(as_image(masked_pred), as_image(masked_true))
+        self.metrics["sam_tile"].update(full, truth)
+
+    def on_validation_epoch_end(self):
+        for name, metric in self.metrics.items():
+            self.log(f"val/{name}", metric.compute(), prog_bar=name in ("psnr_masked", "sam_masked"))
+            metric.reset()
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=(0.9, 0.95))
+        epochs = self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))}
+
+
+def _patch_validity(valid: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(N, H, W) bool -> (N, L, p²) float, pixel-major within a patch like ``patchify``."""
+    n, h, w = valid.shape
+    p = patch_size
+    x = valid.float().reshape(n, h // p, p, w // p, p)
+    return x.permute(0, 1, 3, 2, 4).reshape(n, (h // p) * (w // p), p * p)
