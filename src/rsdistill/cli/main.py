@@ -84,6 +84,16 @@ def _experiment_parser() -> ArgumentParser:
     return parser
 
 
+def _probe_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Linear probe: freeze a pretrained encoder, train a linear classifier on the "
+                            "labelled pixels of the training tiles, report overall accuracy on the test tiles.")
+    parser.add_argument("--encoder", required=True, help="encoder.safetensors (its .json card next to it)")
+    parser.add_argument("--train_list", "--train-list", default="enmap_potsdam_specdeepmap/train_files.csv")
+    parser.add_argument("--test_list", "--test-list", default="enmap_potsdam_specdeepmap/test_files.csv")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
 def _pretrain_experiment_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Pretrain every MAE recipe of an experiment YAML over several seeds; write "
                             "held-out PSNR/SSIM/SAM, linear-probe OA (results.json, results.md), encoders "
@@ -102,6 +112,7 @@ VERBS = {
     "map": (_map_parser, "whole-scene class map as GeoTIFF + PNG"),
     "experiment": (_experiment_parser, "compare models over seeds (mean ± std tables)"),
     "pretrain-experiment": (_pretrain_experiment_parser, "compare MAE recipes over seeds"),
+    "probe": (_probe_parser, "linear-probe OA of a pretrained encoder"),
     "quickstart": (_quickstart_parser, "teacher -> distilled student on the synthetic scene or yours"),
 }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from rsdistill.data.statistics import band_statistics
+from rsdistill.errors import InputError
 from rsdistill.io.describe import describe_file
 from rsdistill.io.readers import open_scene
 from rsdistill.spectral import band_alignment, describe_alignment, get_sensor, sensor_names
@@ -87,3 +88,15 @@ def map(args) -> None:  # noqa: A001 - the verb's name
     tif, png = write_class_map(class_map, scene, args.out, model.hparams.class_ids)
     ids, counts = np.unique(class_map[class_map > 0], return_counts=True)
     print(f"{tif} and {png}: " + ", ".join(f"class {i}: {n} px" for i, n in zip(ids, counts)))
+
+
+def probe(args) -> None:
+    from rsdistill.evaluation.pretrain_experiment import probe_accuracy, probe_tiles
+    from rsdistill.models.weights import load_encoder
+
+    encoder, card = load_encoder(args.encoder)
+    bands = card.get("kept_band_indices")
+    if bands is None:
+        raise InputError(f"{args.encoder}: the card has no kept_band_indices; cannot select the probe scenes' bands")
+    tiles = probe_tiles({"train": args.train_list, "test": args.test_list}, bands, card["normalisation"]["mean"], card["normalisation"]["std"])
+    print(f"linear-probe OA {probe_accuracy(encoder, tiles, args.seed):.4f} ({args.encoder}, test tiles {args.test_list})")

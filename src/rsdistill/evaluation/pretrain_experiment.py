@@ -22,26 +22,31 @@ from rsdistill.evaluation.experiment import _write_json, summarise_columns
 from rsdistill.evaluation.figures import reconstruction_figure
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
 from rsdistill.io.scene import Scene
-from rsdistill.models.weights import save_encoder
 from rsdistill.tasks.pretrain import MAEPretrainer
 
 RECONSTRUCTION = ("psnr_masked", "ssim_masked", "sam_masked", "psnr_tile", "ssim_tile", "sam_tile")
 
 
-def probe_tiles(probe: dict, data: TileData, root) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
-    """Normalised labelled tiles per subset, with the pretraining data's bands and statistics."""
-    mean = np.array(data.band_mean, np.float32)[:, None, None]
-    std = np.array(data.band_std, np.float32)[:, None, None]
+def probe_tiles(tile_lists: dict, keep_bands, band_mean, band_std, root=None) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+    """Labelled tiles per subset, normalised like the encoder's pretraining data (its bands and statistics)."""
+    mean = np.array(band_mean, np.float32)[:, None, None]
+    std = np.array(band_std, np.float32)[:, None, None]
     subsets = {}
-    for subset, csv in probe["tile_lists"].items():
+    for subset, csv in tile_lists.items():
         tiles, labels = [], []
         for image, mask in _read_tile_list(resolve(csv, root)):
             scene = Scene.read(image, labels=mask)
-            cube = scene.cube[:, :, data.keep_bands].transpose(2, 0, 1)
+            cube = scene.cube[:, :, keep_bands].transpose(2, 0, 1)
             tiles.append(np.where(scene.valid[None], (cube - mean) / std, 0.0))
             labels.append(np.where(scene.valid, scene.labels, 0))
         subsets[subset] = (torch.from_numpy(np.stack(tiles).astype(np.float32)), np.stack(labels))
     return subsets
+
+
+def probe_accuracy(encoder, probe: dict, seed: int = 0) -> float:
+    train_x, train_y = pixel_features(encoder, *probe["train"])
+    test_x, test_y = pixel_features(encoder, *probe["test"])
+    return linear_probe_accuracy(train_x, train_y, test_x, test_y, seed=seed)
 
 
 def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> list[dict]:
@@ -51,7 +56,7 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
     records = []
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
         data = TileData(**{**config["data"], "seed": seed})
-        probe = probe_tiles(config["probe"], data, root) if "probe" in config else None
+        probe = probe_tiles(config["probe"]["tile_lists"], data.keep_bands, data.band_mean, data.band_std, root) if "probe" in config else None
         for name, options in config["recipes"].items():
             run_dir = out_dir / name / f"seed_{seed}"
             scores_file = run_dir / "scores.json"
@@ -72,15 +77,8 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
             metrics = {k: float(v) for k, v in trainer.validate(task, data, verbose=False)[0].items()}
             record = {"recipe": name, "seed": seed, **{k: metrics[f"val/{k}"] for k in RECONSTRUCTION}}
             if probe is not None:
-                train_x, train_y = pixel_features(task.model.encoder, *probe["train"])
-                test_x, test_y = pixel_features(task.model.encoder, *probe["test"])
-                record["probe_oa"] = linear_probe_accuracy(train_x, train_y, test_x, test_y, seed=seed)
-            card = {
-                "bands": data.num_bands, "wavelengths": data.wavelengths, "kept_band_indices": np.flatnonzero(data.keep_bands).tolist(),
-                "normalisation": {"mean": data.band_mean, "std": data.band_std}, "scenes": data.scene_names,
-                "recipe": {"name": name, **options, "seed": seed}, "metrics": {k: v for k, v in record.items() if k not in ("recipe", "seed")},
-            }
-            save_encoder(task.model.encoder, run_dir / "encoder.safetensors", card)
+                record["probe_oa"] = probe_accuracy(task.model.encoder, probe, seed)
+            task.export(run_dir / "encoder.safetensors", {k: v for k, v in record.items() if k not in ("recipe", "seed")})
             reconstruction_figure(task, data.val_set.tensors[0][:3], run_dir / "reconstruction.png")
             _write_json(scores_file, record)
             records.append(record)

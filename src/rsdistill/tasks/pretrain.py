@@ -8,7 +8,10 @@ epoch is written, so the last good checkpoint is kept.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
+import numpy as np
 import torch
 from torchmetrics.image import PeakSignalNoiseRatio, SpectralAngleMapper, StructuralSimilarityIndexMeasure
 
@@ -121,6 +124,26 @@ class MAEPretrainer(L.LightningModule):
         for name, metric in self.metrics.items():
             self.log(f"val/{name}", metric.compute(), prog_bar=name in ("psnr_masked", "sam_masked"))
             metric.reset()
+
+    def export(self, path, metrics: dict | None = None) -> None:
+        """Save the encoder as safetensors + JSON card (bands, wavelengths, normalisation, recipe, metrics)."""
+        from rsdistill.models.weights import save_encoder
+
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        recipe = {k: v for k, v in self.hparams.items() if k not in ("band_mean", "band_std", "wavelengths")}
+        card = {
+            "bands": self.hparams.num_bands, "wavelengths": self.hparams.wavelengths,
+            "normalisation": {"mean": self.hparams.band_mean, "std": self.hparams.band_std},
+            "kept_band_indices": np.flatnonzero(data.keep_bands).tolist() if data is not None else None,
+            "scenes": getattr(data, "scene_names", None), "recipe": recipe, "metrics": metrics or {},
+        }
+        save_encoder(self.model.encoder, path, card)
+
+    def on_fit_end(self) -> None:
+        log_dir = self.trainer.log_dir
+        if log_dir is not None:
+            metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
+            self.export(Path(log_dir) / "encoder.safetensors", metrics)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=(0.9, 0.95))

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+
+from rsdistill.errors import InputError
+from rsdistill.losses.reconstruction import ReconstructionLoss, spectral_angle
+from rsdistill.masking import SCORES, mask_from_scores, patch_scores
+from rsdistill.models.mae import MaskedAutoencoder
+from rsdistill.models.vit import ViTEncoder
+from rsdistill.models.weights import load_encoder, save_encoder
+from rsdistill.tasks.pretrain import MAEPretrainer, _patch_validity
+
+
+def edge_tile():
+    """(1, 5, 16, 16): flat everywhere except a checkerboard in the top-left 4×4 patch."""
+    images = torch.zeros(1, 5, 16, 16)
+    images[0, :, :4, :4] = torch.tensor([[1.0, -1.0] * 2, [-1.0, 1.0] * 2] * 2)
+    return images
+
+
+@pytest.mark.parametrize("method", ["gabor", "wavelet"])
+def test_significance_scores_find_the_textured_patch(method):
+    scores = patch_scores(edge_tile(), method, 4)
+    assert scores.shape == (1, 16) and scores.argmax().item() == 0
+
+
+def test_mask_takes_the_top_ratio_of_scores_without_noise():
+    scores = torch.arange(20.0).repeat(3, 1)
+    mask, keep, restore = mask_from_scores(scores, 0.75, noise=0.0)
+    assert mask.sum(1).tolist() == [15, 15, 15]
+    assert mask[0, 5:].all() and not mask[0, :5].any()
+    kept_then_masked = torch.cat([keep, torch.argsort(scores, 1)[:, 5:]], 1)
+    assert torch.equal(torch.gather(kept_then_masked, 1, restore), torch.arange(20).repeat(3, 1))
+
+
+def test_noise_varies_the_mask_but_keeps_the_preference():
+    torch.manual_seed(0)
+    scores = torch.arange(64.0).repeat(200, 1)
+    mask, _, _ = mask_from_scores(scores, 0.5, noise=0.5)
+    assert len({tuple(m.tolist()) for m in mask}) > 1
+    assert mask[:, 32:].mean() > 0.8 > 0.2 > mask[:, :32].mean()
+
+
+def test_bad_mask_ratio_and_score():
+    with pytest.raises(InputError, match=r"mask ratio must be in \(0, 1\)"):
+        mask_from_scores(torch.rand(1, 4), 1.0)
+    with pytest.raises(InputError, match="unknown masking score"):
+        patch_scores(torch.rand(1, 3, 8, 8), "sobel", 4)
+    with pytest.raises(InputError, match="mask_ratio"):
+        MAEPretrainer(num_bands=3, mask_ratio=0.0)
+
+
+def test_vit_keys_layers_and_position_interpolation():
+    encoder = ViTEncoder(7, img_size=16, patch_size=4, embed_dim=32, depth=3, num_heads=4)
+    keys = set(encoder.state_dict())
+    assert {"patch_embed.proj.weight", "cls_token", "pos_embed", "blocks.2.attn.qkv.weight", "blocks.0.mlp.fc1.weight", "norm.weight"} <= keys
+    out, layers = encoder(torch.randn(2, 7, 16, 16), return_layers=(1, 3))
+    assert out.shape == (2, 17, 32) and set(layers) == {1, 3}
+    bigger, _ = encoder(torch.randn(1, 7, 32, 32))
+    assert bigger.shape == (1, 65, 32)
+
+
+def test_mae_round_trip_and_physics_branch():
+    mae = MaskedAutoencoder(6, 16, 4, 32, 2, 4, 16, 1, 4, endmembers=3)
+    images = torch.randn(2, 6, 16, 16)
+    assert torch.equal(mae.unpatchify(mae.patchify(images), 16, 16), images)
+    out = mae(images, 0.75, "wavelet")
+    assert out["pred"].shape == (2, 16, 96) and out["mask"].sum().item() == 24
+    torch.testing.assert_close(out["abundances"].sum(-1), torch.ones(2, 16, 16))
+    manual = out["abundances"] @ mae.mixing.endmembers.T
+    torch.testing.assert_close(out["mixture"], manual.flatten(2))
+    fixed = MaskedAutoencoder(6, 16, 4, 32, 2, 4, 16, 1, 4, endmembers=3, endmember_init=torch.rand(6, 3), learnable_endmembers=False)
+    assert "mixing.endmembers" not in dict(fixed.named_parameters())
+
+
+def test_losses_ignore_visible_and_nodata_pixels():
+    loss = ReconstructionLoss({"mse": 1.0, "sam": 1.0}, bands=2)
+    target = torch.ones(1, 2, 4 * 2)
+    pred = target.clone()
+    pred[0, 0] = 5.0  # wrong, but visible
+    mask = torch.tensor([[0.0, 1.0]])
+    terms = loss({"pred": pred, "mask": mask}, target, torch.ones(1, 2, 4), None)
+    assert terms["mse"].item() == 0.0
+    pred[0, 1, :2] = 9.0  # wrong masked pixel 0, declared nodata
+    valid = torch.ones(1, 2, 4)
+    valid[0, 1, 0] = 0
+    assert loss({"pred": pred, "mask": mask}, target, valid, None)["mse"].item() == 0.0
+    assert spectral_angle(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])).item() == pytest.approx(np.pi / 2, rel=1e-4)
+
+
+def test_nan_loss_stops_with_step_and_term():
+    task = MAEPretrainer(num_bands=4, img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
+                         loss_weights={"mse": 1.0})
+    images = torch.randn(2, 4, 8, 8)
+    images[0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="loss term 'mse' became nan at step 0"):
+        task.training_step({"image": images, "valid": torch.ones(2, 8, 8, dtype=torch.bool)}, 0)
+
+
+def test_patch_validity_layout_matches_patchify():
+    mae = MaskedAutoencoder(1, 8, 4, 16, 1, 2, 8, 1, 2)
+    valid = torch.rand(3, 8, 8) > 0.5
+    torch.testing.assert_close(_patch_validity(valid, 4), mae.patchify(valid[:, None].float()))
+
+
+def test_encoder_safetensors_round_trip_and_mismatch(tmp_path):
+    encoder = ViTEncoder(5, img_size=8, patch_size=4, embed_dim=16, depth=2, num_heads=2)
+    weights, card = save_encoder(encoder, tmp_path / "enc.safetensors", {"bands": 5, "wavelengths": [500, 600, 700, 800, 900]})
+    loaded, loaded_card = load_encoder(weights)
+    assert loaded_card["wavelengths"][0] == 500 and loaded_card["architecture"]["depth"] == 2
+    x = torch.randn(1, 5, 8, 8)
+    torch.testing.assert_close(loaded(x)[0], encoder(x)[0])
+    import json
+
+    doc = json.loads(card.read_text())
+    doc["architecture"]["depth"] = 3
+    card.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="missing keys"):
+        load_encoder(weights)

@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+
+from rsdistill.data.tiles import TileData
+from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.errors import InputError
+from rsdistill.unmixing import abundance_rmse, fcls, match_endmembers, vca
+
+ENMAP_LISTS = {"train": "enmap_potsdam_specdeepmap/train_files.csv", "test": "enmap_potsdam_specdeepmap/test_files.csv"}
+
+
+def test_enmap_tiles_drop_bad_bands_and_hold_out_test_tiles(real_file):
+    data = TileData(tile_lists=ENMAP_LISTS, root=str(real_file("")), tile_size=16, stride=8)
+    assert data.num_bands == 218 and len(data.wavelengths) == 218
+    assert len(data.train_set) == 14 * 9 and len(data.val_set) == 2 * 4
+    images = data.train_set.tensors[0]
+    assert abs(float(images.mean())) < 0.05 and images.shape[1:] == (218, 16, 16)
+
+
+def test_stats_file_must_match_band_count(tmp_path, real_file):
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"files": [], "count": [1] * 13, "mean": [0.0] * 13, "std": [1.0] * 13, "bad_bands": []}))
+    with pytest.raises(InputError, match="statistics for 13 bands, but the data has 224 bands"):
+        TileData(tile_lists=ENMAP_LISTS, root=str(real_file("")), stats=str(stats))
+
+
+def test_tile_larger_than_scene():
+    with pytest.raises(InputError, match="tile size 64 is larger than scene"):
+        TileData(synthetic={"sensor": "sentinel2", "height": 32, "width": 32}, tile_size=64)
+
+
+def test_vca_fcls_recover_a_synthetic_mixture():
+    synthetic = make_synthetic_scene("sentinel2", 40, 40, noise=0.0, sharpness=8.0, seed=3)
+    pixels = synthetic.scene.cube.reshape(-1, 13).T.astype(np.float64)
+    endmembers = vca(pixels, 4, seed=0)
+    order, angles = match_endmembers(endmembers, synthetic.endmembers)
+    assert angles.mean() < 0.1
+    abundances = fcls(pixels, endmembers[:, order])
+    assert abundance_rmse(abundances, synthetic.abundances.reshape(-1, 4).T) < 0.1
+
+
+def test_vca_on_samson_matches_reference_endmembers(real_file):
+    reference = scipy.io.loadmat(real_file("unmixing_samson/samson_dataset.mat"))
+    endmembers = vca(reference["Y"], 3, seed=0)
+    _, angles = match_endmembers(endmembers, reference["M"])
+    assert angles.mean() < 0.15
+
+
+def test_mae_recipe_fit_exports_encoder_and_probe_runs(real_file, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from rsdistill.cli import main
+    from rsdistill.models.weights import load_encoder
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("RSDISTILL_DATA", str(real_file("")))
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "-c", str(repo / "configs/mae/karma_gabor.yaml"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                 "--trainer.limit_val_batches", "1", "--model.embed_dim", "32", "--model.depth", "1",
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    encoder, card = load_encoder(tmp_path / "runs/mae/karma_gabor/encoder.safetensors")
+    assert card["bands"] == 218 and len(card["kept_band_indices"]) == 218 and "val/psnr_masked" in card["metrics"]
+    assert card["recipe"]["mask_score"] == "gabor" and card["recipe"]["endmembers"] == 6
+    capsys.readouterr()
+    assert main(["probe", "--encoder", str(tmp_path / "runs/mae/karma_gabor/encoder.safetensors")]) == 0
+    assert "linear-probe OA 0." in capsys.readouterr().out
