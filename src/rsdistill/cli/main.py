@@ -94,6 +94,17 @@ def _probe_parser() -> ArgumentParser:
     return parser
 
 
+def _unmixing_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Physical validity of KARMA's mixing branch: learned vs reference endmembers "
+                            "(SAD, Hungarian-matched) and abundance RMSE on Samson, Moffett and MUUFL, with VCA + FCLS "
+                            "computed in the same run.")
+    parser.add_argument("--scenes", type=list[str], default=["samson", "moffett", "muufl"])
+    parser.add_argument("--seeds", type=list[int], default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--out", default=None, help="write results.json and results.md here")
+    return parser
+
+
 def _pretrain_experiment_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Pretrain every MAE recipe of an experiment YAML over several seeds; write "
                             "held-out PSNR/SSIM/SAM, linear-probe OA (results.json, results.md), encoders "
@@ -113,6 +124,7 @@ VERBS = {
     "experiment": (_experiment_parser, "compare models over seeds (mean ± std tables)"),
     "pretrain-experiment": (_pretrain_experiment_parser, "compare MAE recipes over seeds"),
     "probe": (_probe_parser, "linear-probe OA of a pretrained encoder"),
+    "unmixing-eval": (_unmixing_parser, "KARMA endmembers/abundances vs unmixing references"),
     "quickstart": (_quickstart_parser, "teacher -> distilled student on the synthetic scene or yours"),
 }
 

@@ -100,3 +100,17 @@ def probe(args) -> None:
         raise InputError(f"{args.encoder}: the card has no kept_band_indices; cannot select the probe scenes' bands")
     tiles = probe_tiles({"train": args.train_list, "test": args.test_list}, bands, card["normalisation"]["mean"], card["normalisation"]["std"])
     print(f"linear-probe OA {probe_accuracy(encoder, tiles, args.seed):.4f} ({args.encoder}, test tiles {args.test_list})")
+
+
+def unmixing_eval(args) -> None:
+    from rsdistill.evaluation.experiment import _write_json
+    from rsdistill.evaluation.unmixing_validity import markdown, run_unmixing_validity
+
+    rows = run_unmixing_validity(args.scenes, args.seeds, args.epochs)
+    table = markdown(rows)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "results.json", rows)
+        (out / "results.md").write_text(table + "\n")
+    print(table)

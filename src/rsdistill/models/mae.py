@@ -106,6 +106,19 @@ class MaskedAutoencoder(nn.Module):
             x = block(x)
         return self.decoder_norm(x)[:, 1:]
 
+    def unmix(self, images: torch.Tensor) -> torch.Tensor:
+        """Abundances of every pixel with nothing masked: (N, C, H, W) -> (N, M, H, W)."""
+        if self.mixing is None:
+            raise ValueError("this autoencoder has no linear-mixing branch (endmembers = 0)")
+        n, _, height, width = images.shape
+        grid = (height // self.patch_size, width // self.patch_size)
+        everything = torch.arange(grid[0] * grid[1], device=images.device).expand(n, -1)
+        latent, _ = self.forward_encoder(images, everything)
+        abundances, _ = self.mixing(self.forward_decoder(latent, everything, grid))  # (N, L, p², M)
+        p, m = self.patch_size, abundances.shape[-1]
+        x = abundances.reshape(n, *grid, p, p, m)
+        return torch.einsum("nhwpqm->nmhpwq", x).reshape(n, m, height, width)
+
     def forward(self, images: torch.Tensor, mask_ratio: float = 0.75, score: str = "random", noise: float = 0.5,
                 return_layers: tuple[int, ...] = ()) -> dict:
         """images: (N, C, H, W) normalised tiles.
