@@ -67,3 +67,13 @@ def test_mae_recipe_fit_exports_encoder_and_probe_runs(real_file, tmp_path, monk
     capsys.readouterr()
     assert main(["probe", "--encoder", str(tmp_path / "runs/mae/karma_gabor/encoder.safetensors")]) == 0
     assert "linear-probe OA 0." in capsys.readouterr().out
+
+
+def test_unmixing_validity_runs_on_samson_with_baseline(real_file, monkeypatch):
+    from rsdistill.evaluation.unmixing_validity import markdown, run_unmixing_validity
+
+    monkeypatch.setenv("RSDISTILL_DATA", str(real_file("")))
+    rows = run_unmixing_validity(["samson"], [0], epochs=1, log=lambda _: None)
+    assert [r["method"] for r in rows] == ["VCA + FCLS", "KARMA (ours)"]
+    assert rows[0]["sad"] < 0.15 and all(0 <= r["abundance_rmse"] < 1 for r in rows)
+    assert "| samson | KARMA (ours) |" in markdown(rows)
