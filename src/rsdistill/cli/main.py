@@ -74,16 +74,6 @@ def _map_parser() -> ArgumentParser:
     return parser
 
 
-def _experiment_parser() -> ArgumentParser:
-    parser = ArgumentParser(description="Fit and test every model of an experiment YAML over several seeds; "
-                            "write results.json and results.md (mean ± std). Finished runs are reused, so an "
-                            "interrupted experiment resumes.")
-    parser.add_argument("-c", "--config", required=True, help="experiment YAML (data, trainer, models, seeds)")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--seeds", type=Optional[list[int]], default=None, help="override the config's seeds")
-    return parser
-
-
 def _probe_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Linear probe: freeze a pretrained encoder, train a linear classifier on the "
                             "labelled pixels of the training tiles, report overall accuracy on the test tiles.")
@@ -105,14 +95,25 @@ def _unmixing_parser() -> ArgumentParser:
     return parser
 
 
-def _pretrain_experiment_parser() -> ArgumentParser:
-    parser = ArgumentParser(description="Pretrain every MAE recipe of an experiment YAML over several seeds; write "
-                            "held-out PSNR/SSIM/SAM, linear-probe OA (results.json, results.md), encoders "
-                            "(safetensors + card) and reconstruction figures. Finished runs are reused.")
-    parser.add_argument("-c", "--config", required=True, help="experiment YAML (data, trainer, recipes, probe, seeds)")
+def _seeded_experiment_parser(description: str, sections: str) -> ArgumentParser:
+    parser = ArgumentParser(description=description + " Finished runs are reused, so an interrupted experiment resumes.")
+    parser.add_argument("-c", "--config", required=True, help=f"experiment YAML ({sections})")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seeds", type=Optional[list[int]], default=None, help="override the config's seeds")
     return parser
+
+
+def _experiment_parser() -> ArgumentParser:
+    return _seeded_experiment_parser(
+        "Fit and test every model of an experiment YAML over several seeds; write results.json and results.md "
+        "(mean ± std).", "data, trainer, models, seeds")
+
+
+def _pretrain_experiment_parser() -> ArgumentParser:
+    return _seeded_experiment_parser(
+        "Pretrain every MAE recipe of an experiment YAML over several seeds; write held-out PSNR/SSIM/SAM, "
+        "linear-probe OA (results.json, results.md), encoders (safetensors + card) and reconstruction figures.",
+        "data, trainer, recipes, probe, seeds")
 
 
 VERBS = {
