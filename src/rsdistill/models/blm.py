@@ -7,8 +7,9 @@ tokens), then a selective state-space model (Mamba) runs over the sequence and a
 classifies the pooled output.
 
 Mamba comes from the pure-PyTorch ``mambapy`` (runs on CPU). With ``mamba-ssm`` installed on a
-CUDA machine, ``fused_kernels=True`` uses its fused kernels; the parameter names are those of
-mambapy's ``MambaBlock`` either way, so weights move between the two.
+CUDA machine, ``cuda_kernels=True`` makes mambapy call its fused selective-scan kernel
+(``MambaConfig.use_cuda``); the module and its parameter names stay the same, so the same
+checkpoint runs either way.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ class BLMClassifier(nn.Module):
         expand: int = 2,
         dropout: float = 0.1,
         token_stride: int = 3,
+        cuda_kernels: bool = False,
     ):
         super().__init__()
         self.encoder = ByteLatentEncoder(bands, d_model, dropout, token_stride)
-        self.mamba = Mamba(MambaConfig(d_model=d_model, n_layers=n_layers, d_state=d_state, expand_factor=expand))
+        config = MambaConfig(d_model=d_model, n_layers=n_layers, d_state=d_state, expand_factor=expand, use_cuda=cuda_kernels)
+        self.mamba = Mamba(config)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, classes)
 

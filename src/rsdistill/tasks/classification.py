@@ -45,11 +45,14 @@ class PixelClassifier(L.LightningModule):
         band_mean: list[float] | None = None,
         band_std: list[float] | None = None,
         patch_size: int = 9,
+        cuda_kernels: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
         if arch == "blm":
-            self.net: nn.Module = BLMClassifier(num_bands, num_classes, d_model, n_layers, d_state, expand, dropout)
+            self.net: nn.Module = BLMClassifier(
+                num_bands, num_classes, d_model, n_layers, d_state, expand, dropout, cuda_kernels=cuda_kernels
+            )
         elif arch == "hybrid_cnn":
             self.net = HybridCNN(num_bands, num_classes, dropout=dropout)
         else:
