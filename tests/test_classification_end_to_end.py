@@ -1,7 +1,6 @@
 """Fit → checkpoint → resume → test → map, on tiny synthetic scenes and on the real EnMAP recipe."""
 
 import json
-import os
 from pathlib import Path
 
 import lightning as L
@@ -14,7 +13,6 @@ from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.evaluation.experiment import fit_and_test, run_experiment
 from rsdistill.io import write_geotiff
-from rsdistill.io.scene import Scene
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"arch": "blm", "d_model": 8, "n_layers": 1, "d_state": 8, "lr": 0.01}

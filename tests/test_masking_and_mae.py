@@ -4,7 +4,7 @@ import torch
 
 from rsdistill.errors import InputError
 from rsdistill.losses.reconstruction import ReconstructionLoss, spectral_angle
-from rsdistill.masking import SCORES, mask_from_scores, patch_scores
+from rsdistill.masking import mask_from_scores, patch_scores
 from rsdistill.models.mae import MaskedAutoencoder
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.models.weights import load_encoder, save_encoder

@@ -103,7 +103,7 @@ def probe(args) -> None:
 
 
 def unmixing_eval(args) -> None:
-    from rsdistill.evaluation.experiment import _write_json
+    from rsdistill.files import write_json
     from rsdistill.evaluation.unmixing_validity import markdown, run_unmixing_validity
 
     rows = run_unmixing_validity(args.scenes, args.seeds, args.epochs)
@@ -111,6 +111,6 @@ def unmixing_eval(args) -> None:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "results.json", rows)
+        write_json(out / "results.json", rows)
         (out / "results.md").write_text(table + "\n")
     print(table)

@@ -9,7 +9,6 @@ the training centre pixels only. The split is saved (``split.json``) where the t
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import lightning as L
@@ -18,21 +17,13 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from rsdistill.data.patches import PixelPatches, check_patch_size, padded_cube
-from rsdistill.data.paths import resolve
+from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.splits import (
     SPLIT_METHODS, SUBSETS, PixelSplit, block_split, labelled_pixels, scene_split, stratified_split, subsample_per_class,
 )
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
 from rsdistill.io.scene import Scene
-
-
-def _read_tile_list(csv_path: Path) -> list[tuple[Path, Path]]:
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"image", "mask"} <= set(rows[0]):
-        raise InputError(f"{csv_path}: expected a CSV with columns image,mask")
-    return [(csv_path.parent / r["image"], csv_path.parent / r["mask"]) for r in rows]
 
 
 class EpochShuffle(Sampler):
@@ -124,7 +115,7 @@ class PixelClassificationData(L.LightningDataModule):
             for subset, csv_path in tile_lists.items():
                 if subset not in SUBSETS:
                     raise InputError(f"tile_lists keys must be {SUBSETS}, got {subset!r}")
-                tiles = _read_tile_list(resolve(csv_path, root))
+                tiles = read_tile_list(resolve(csv_path, root))
                 assignment[subset] = list(range(len(pairs), len(pairs) + len(tiles)))
                 pairs += tiles
         else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
+
+from rsdistill.errors import InputError
 
 
 def data_root() -> Path:
@@ -16,3 +19,12 @@ def resolve(path: str, root: str | None = None) -> Path:
     if candidate.is_absolute() or candidate.exists():
         return candidate
     return Path(root) / candidate if root else data_root() / candidate
+
+
+def read_tile_list(csv_path: Path) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs of a CSV with columns image,mask, paths relative to the CSV's folder."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"image", "mask"} <= set(rows[0]):
+        raise InputError(f"{csv_path}: expected a CSV with columns image,mask")
+    return [(csv_path.parent / r["image"], csv_path.parent / r["mask"]) for r in rows]

@@ -16,14 +16,13 @@ In every case no pixel is in two sets, so no test pixel is ever the centre of a 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rsdistill.errors import InputError
+from rsdistill.files import write_json
 
 SPLIT_METHODS = ("stratified", "blocks", "scenes")
 SUBSETS = ("train", "val", "test")
@@ -44,15 +43,9 @@ class PixelSplit:
         return getattr(self, name)
 
     def save(self, path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"method": self.method, "seed": self.seed, "scenes": self.scenes}
         doc.update({name: self.subset(name).tolist() for name in SUBSETS})
-        handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "w") as f:
-            json.dump(doc, f)
-        os.replace(partial, path)
-        return path
+        return write_json(path, doc, indent=None)
 
     @classmethod
     def load(cls, path, scenes: list[str] | None = None) -> PixelSplit:

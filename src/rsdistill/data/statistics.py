@@ -8,14 +8,13 @@ held in memory whole. The JSON written by ``save`` is what training recipes use 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rsdistill.errors import InputError
+from rsdistill.files import write_json
 from rsdistill.io.readers import open_scene
 from rsdistill.io.scene import check_empty_bands
 
@@ -37,13 +36,7 @@ class BandStatistics:
 
     def save(self, path) -> Path:
         """Write as JSON atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "w") as f:
-            json.dump({"bands": self.bands, **asdict(self)}, f, indent=1)
-        os.replace(partial, path)
-        return path
+        return write_json(path, {"bands": self.bands, **asdict(self)})
 
     @classmethod
     def load(cls, path, bands: int | None = None) -> BandStatistics:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from rsdistill.data.classification import EpochShuffle, _read_tile_list
-from rsdistill.data.paths import resolve
+from rsdistill.data.classification import EpochShuffle
+from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.statistics import BandStatistics
 from rsdistill.errors import InputError
 from rsdistill.io.scene import Scene, tile_windows
@@ -97,8 +97,8 @@ class TileData(L.LightningDataModule):
 
             return [make_synthetic_scene(**synthetic).scene], [make_synthetic_scene(**{**synthetic, "seed": synthetic.get("seed", 0) + 1}).scene]
         if tile_lists is not None:
-            train = [img for name, csv in tile_lists.items() if name != "test" for img, _ in _read_tile_list(resolve(csv, root))]
-            held = [img for name, csv in tile_lists.items() if name == "test" for img, _ in _read_tile_list(resolve(csv, root))]
+            train = [img for name, csv in tile_lists.items() if name != "test" for img, _ in read_tile_list(resolve(csv, root))]
+            held = [img for name, csv in tile_lists.items() if name == "test" for img, _ in read_tile_list(resolve(csv, root))]
         else:
             if not images:
                 raise InputError("give images, tile_lists or synthetic")

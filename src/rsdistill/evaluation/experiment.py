@@ -11,8 +11,6 @@ checkpoint.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.errors import InputError
+from rsdistill.files import write_json
 from rsdistill.tasks.classification import PixelClassifier
 
 REPORTED = ("oa", "aa", "kappa")
@@ -40,11 +39,10 @@ def load_experiment(path, sections=("data", "models")) -> dict:
     return config
 
 
-def _write_json(path: Path, doc) -> None:
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(partial, path)
+def finished_record(run_dir: Path) -> dict | None:
+    """The scores of a run that already finished (an interrupted experiment resumes after it)."""
+    scores_file = run_dir / "scores.json"
+    return json.loads(scores_file.read_text()) if scores_file.is_file() else None
 
 
 def inference_ms_per_1000(model: PixelClassifier, data: PixelClassificationData, pixels: int = 1024) -> float:
@@ -99,9 +97,8 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
         data.split.save(out_dir / f"split_seed_{seed}.json")
         for name, options in config["models"].items():
             run_dir = out_dir / name / f"seed_{seed}"
-            scores_file = run_dir / "scores.json"
-            if scores_file.is_file():
-                records.append(json.loads(scores_file.read_text()))
+            if (finished := finished_record(run_dir)) is not None:
+                records.append(finished)
                 continue
             options = dict(options)
             teacher = options.pop("distill_from", None)
@@ -109,12 +106,12 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
                 options["teacher_ckpt"] = str(out_dir / teacher / f"seed_{seed}" / "last.ckpt")
             run_dir.mkdir(parents=True, exist_ok=True)
             record = fit_and_test(name, options, data, config.get("trainer", {}), run_dir, seed)
-            _write_json(scores_file, record)
+            write_json(run_dir / "scores.json", record)
             records.append(record)
             log(f"seed {seed} {name}: OA {record['oa']:.4f} AA {record['aa']:.4f} kappa {record['kappa']:.4f} "
                 f"params {record['params']} {record['ms_per_1000_px']:.1f} ms/1000 px")
     summary = summarise(records)
-    _write_json(out_dir / "results.json", {"runs": records, "summary": summary})
+    write_json(out_dir / "results.json", {"runs": records, "summary": summary})
     (out_dir / "results.md").write_text(markdown_table(summary) + "\n")
     return records
 

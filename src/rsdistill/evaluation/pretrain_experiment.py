@@ -8,17 +8,16 @@ of image,mask pairs, e.g. the EnMAP Potsdam lists). Finished runs are reused on 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 
-from rsdistill.data.classification import _read_tile_list
-from rsdistill.data.paths import resolve
+from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.tiles import TileData
-from rsdistill.evaluation.experiment import _write_json, summarise_columns
+from rsdistill.evaluation.experiment import finished_record, summarise_columns
+from rsdistill.files import write_json
 from rsdistill.evaluation.figures import reconstruction_figure
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
 from rsdistill.io.scene import Scene
@@ -34,7 +33,7 @@ def probe_tiles(tile_lists: dict, keep_bands, band_mean, band_std, root=None) ->
     subsets = {}
     for subset, csv in tile_lists.items():
         tiles, labels = [], []
-        for image, mask in _read_tile_list(resolve(csv, root)):
+        for image, mask in read_tile_list(resolve(csv, root)):
             scene = Scene.read(image, labels=mask)
             cube = scene.cube[:, :, keep_bands].transpose(2, 0, 1)
             tiles.append(np.where(scene.valid[None], (cube - mean) / std, 0.0))
@@ -59,9 +58,8 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
         probe = probe_tiles(config["probe"]["tile_lists"], data.keep_bands, data.band_mean, data.band_std, root) if "probe" in config else None
         for name, options in config["recipes"].items():
             run_dir = out_dir / name / f"seed_{seed}"
-            scores_file = run_dir / "scores.json"
-            if scores_file.is_file():
-                records.append(json.loads(scores_file.read_text()))
+            if (finished := finished_record(run_dir)) is not None:
+                records.append(finished)
                 continue
             run_dir.mkdir(parents=True, exist_ok=True)
             L.seed_everything(seed, workers=True)
@@ -80,12 +78,12 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
                 record["probe_oa"] = probe_accuracy(task.model.encoder, probe, seed)
             task.export(run_dir / "encoder.safetensors", {k: v for k, v in record.items() if k not in ("recipe", "seed")})
             reconstruction_figure(task, data.val_set.tensors[0][:3], run_dir / "reconstruction.png")
-            _write_json(scores_file, record)
+            write_json(run_dir / "scores.json", record)
             records.append(record)
             log(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
     columns = [*RECONSTRUCTION, *(["probe_oa"] if "probe" in config else [])]
     summary = summarise_columns(records, "recipe", columns)
-    _write_json(out_dir / "results.json", {"runs": records, "summary": summary})
+    write_json(out_dir / "results.json", {"runs": records, "summary": summary})
     (out_dir / "results.md").write_text(markdown_columns(summary, "recipe", columns) + "\n")
     return records
 

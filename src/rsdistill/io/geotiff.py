@@ -7,9 +7,7 @@ such as ``"band 1 (418.24 Nanometers)"``.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window as RioWindow
 
 from rsdistill.errors import InputError
+from rsdistill.files import atomic_write
 from rsdistill.io.scene import LabelMap, Scene, SceneMetadata, Window, as_label_array
 from rsdistill.io.source import SceneSource
 
@@ -99,26 +98,21 @@ def write_geotiff(path, array: np.ndarray, like: Scene | LabelMap | None = None,
     if like is not None and data.shape[:2] != (like_shape := _spatial_shape(like)):
         raise InputError(f"write_geotiff({path}): array is {data.shape[:2]} but the reference scene is {like_shape}")
     profile = dict(
-        driver="GTiff", height=data.shape[0], width=data.shape[1], count=data.shape[2], dtype=data.dtype,
+        height=data.shape[0], width=data.shape[1], count=data.shape[2], dtype=data.dtype,
         crs=getattr(like, "crs", None), transform=getattr(like, "transform", None), nodata=nodata,
         compress="deflate",
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
+
+    def write(partial: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(partial, "w", **{k: v for k, v in profile.items() if v is not None}) as ds:
+            with rasterio.open(partial, "w", driver="GTiff", **{k: v for k, v in profile.items() if v is not None}) as ds:
                 ds.write(np.moveaxis(data, -1, 0))
                 _write_band_metadata(ds, like, data.shape[2])
                 if colormap is not None:
                     ds.write_colormap(1, colormap)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-    return path
+
+    return atomic_write(path, write)
 
 
 def _spatial_shape(like) -> tuple[int, int]:

@@ -7,30 +7,16 @@ Pickled checkpoints are never unpickled here: ``.ckpt`` files are read with ``we
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rsdistill.errors import InputError
+from rsdistill.files import atomic_write, write_json
 from rsdistill.models.vit import ViTEncoder
 
 CARD_SUFFIX = ".json"
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
 
 
 def save_encoder(encoder: ViTEncoder, path, card: dict) -> tuple[Path, Path]:
@@ -43,9 +29,8 @@ def save_encoder(encoder: ViTEncoder, path, card: dict) -> tuple[Path, Path]:
         "img_size": int(round((encoder.pos_embed.shape[1] - 1) ** 0.5)) * encoder.patch_size,
     }
     full_card = {"format": "rsdistill-encoder/1", "architecture": architecture, **card}
-    _atomic(path, lambda tmp: save_file(tensors, tmp))
-    card_path = path.with_suffix(CARD_SUFFIX)
-    _atomic(card_path, lambda tmp: Path(tmp).write_text(json.dumps(full_card, indent=1)))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    card_path = write_json(path.with_suffix(CARD_SUFFIX), full_card)
     return path, card_path
 
 
