@@ -21,6 +21,18 @@ def resolve(path: str, root: str | None = None) -> Path:
     return Path(root) / candidate if root else data_root() / candidate
 
 
+def expand(pattern: str, root: str | None = None) -> list[Path]:
+    """The files matching ``pattern`` (a path or a glob such as ``eurosat_ms_samples/*/*.tif``),
+    resolved like ``resolve``, sorted. A glob matching nothing is an error naming it."""
+    if not any(ch in pattern for ch in "*?["):
+        return [resolve(pattern, root)]
+    base = Path(root) if root else data_root()
+    matches = sorted(Path(pattern).parent.glob(Path(pattern).name)) if Path(pattern).is_absolute() else sorted(base.glob(pattern))
+    if not matches:
+        raise InputError(f"no file matches {pattern!r} under {base}")
+    return matches
+
+
 def read_tile_list(csv_path: Path) -> list[tuple[Path, Path]]:
     """(image, mask) pairs of a CSV with columns image,mask, paths relative to the CSV's folder."""
     with open(csv_path, newline="") as f:

@@ -1,7 +1,11 @@
 """``TileData``: scenes cut into tiles for self-supervised pretraining (MAE, distillation).
 
 - Scenes: files (any reader format) or tile lists; scenes listed under ``holdout`` are never
-  trained on and give the validation tiles (reconstruction metrics on unseen data).
+  trained on and give the validation tiles (reconstruction metrics on unseen data). An entry of
+  ``images``/``holdout`` is a path or glob, or a mapping ``{path: <path or glob>, scale: <factor>,
+  <read option>: ...}`` whose options (``sensor``, ``time_index``, ...) override ``read_options``
+  for those files and whose ``scale`` brings the values to common units (e.g. Slovenia's
+  reflectance ×10000 to match EuroSAT's DN).
 - Bands: bad bands (union over scenes) are dropped, so EnMAP's 224 bands become 218 as in HyperKD.
   With ``target_sensor`` every scene is first mapped to that sensor's bands by ``band_alignment``
   (scenes from different instruments can then be pooled).
@@ -15,6 +19,7 @@ Items: {"image": (C, t, t) float32 normalised, "valid": (t, t) bool}.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -23,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from rsdistill.data.classification import EpochShuffle
-from rsdistill.data.paths import read_tile_list, resolve
+from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.data.statistics import BandStatistics
 from rsdistill.errors import InputError
 from rsdistill.io.scene import Scene, tile_windows
@@ -40,8 +45,8 @@ class _TileSet(TensorDataset):
 class TileData(L.LightningDataModule):
     def __init__(
         self,
-        images: list[str] | None = None,
-        holdout: list[str] | None = None,
+        images: list[str | dict] | None = None,
+        holdout: list[str | dict] | None = None,
         tile_lists: dict[str, str] | None = None,
         synthetic: dict | None = None,
         root: str | None = None,
@@ -58,7 +63,7 @@ class TileData(L.LightningDataModule):
     ):
         super().__init__()
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
-        self.max_nodata = max_nodata
+        self.max_nodata, self.target_sensor = max_nodata, target_sensor
         train_scenes, holdout_scenes = self._load(images, holdout, tile_lists, synthetic, root, read_options or {})
         if target_sensor is not None:
             train_scenes = [_align(s, target_sensor, alignment) for s in train_scenes]
@@ -102,7 +107,7 @@ class TileData(L.LightningDataModule):
         else:
             if not images:
                 raise InputError("give images, tile_lists or synthetic")
-            train, held = [resolve(i, root) for i in images], [resolve(h, root) for h in holdout or []]
+            return _read_specs(images, root, read_options), _read_specs(holdout or [], root, read_options)
         read = lambda path: Scene.read(path, **read_options)  # noqa: E731
         return [read(p) for p in train], [read(p) for p in held]
 
@@ -142,6 +147,22 @@ class TileData(L.LightningDataModule):
 
     def val_dataloader(self):
         return DataLoader(self.val_set, self.batch_size, num_workers=self.num_workers)
+
+
+def _read_specs(specs: list, root, read_options: dict) -> list[Scene]:
+    """Scenes of ``images``/``holdout`` entries (module docstring), scaled to common units."""
+    scenes = []
+    for spec in specs:
+        options = {**read_options, **(spec if isinstance(spec, dict) else {"path": spec})}
+        if "path" not in options:
+            raise InputError(f"scene entry {spec!r} has no 'path'")
+        pattern, scale = options.pop("path"), float(options.pop("scale", 1.0))
+        for path in expand(str(pattern), root):
+            scene = Scene.read(path, **options)
+            if scale != 1.0:
+                scene = replace(scene, cube=(scene.cube * scale).astype(np.float32))
+            scenes.append(scene)
+    return scenes
 
 
 def _align(scene: Scene, target: str, method: str) -> Scene:

@@ -1,7 +1,11 @@
-"""Logit distillation (Hinton et al., 2015) with the ramped weight of BLM-KD.
+"""Distillation losses.
 
+Logits (Hinton et al., 2015) with the ramped weight of BLM-KD:
 L = (1 − λ_t)·CE(y, z_S) + λ_t·T²·KL(softmax(z_T/T) ‖ softmax(z_S/T)),  λ_t = min(t / T_warmup, 1).
 The T² factor keeps the soft-target gradients on the scale of the hard-label ones.
+
+Features (HyperKD, arXiv 2508.09453): a projected student token against the teacher's token at the
+same place, by KL over channels (softmax with temperature), MSE or cosine distance.
 """
 
 from __future__ import annotations
@@ -18,6 +22,26 @@ def logit_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
         log_target=True,
         reduction="batchmean",
     )
+
+
+FEATURE_LOSSES = ("kl", "mse", "cosine")
+
+
+def feature_kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "kl", temperature: float = 1.0) -> torch.Tensor:
+    """Mean over tokens of the distance between student and teacher features, both (N, L, D).
+
+    ``kl``: T²·KL(softmax(t/T) ‖ softmax(s/T)) over the D channels of each token (HyperKD).
+    ``mse``: squared error against the teacher token layer-normalised without affine parameters,
+    so the target's scale is the same whatever the teacher layer. ``cosine``: 1 − cos(s, t).
+    """
+    if kind == "kl":
+        kl = F.kl_div(F.log_softmax(student / temperature, -1), F.log_softmax(teacher / temperature, -1), log_target=True, reduction="none")
+        return temperature**2 * kl.sum(-1).mean()
+    if kind == "mse":
+        return F.mse_loss(student, F.layer_norm(teacher, teacher.shape[-1:]))
+    if kind == "cosine":
+        return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+    raise ValueError(f"unknown feature loss {kind!r}; choose one of {', '.join(FEATURE_LOSSES)}")
 
 
 def ramped_weight(progress: float, warmup: float) -> float:

@@ -124,7 +124,8 @@ class MaskedAutoencoder(nn.Module):
         """images: (N, C, H, W) normalised tiles.
 
         Returns a dict: ``pred`` (N, L, p²C) pixel-head reconstruction, ``mask`` (N, L) 1 = masked,
-        ``latent`` (N, 1 + L_keep, D), ``layers`` {layer: tokens}, and with the physics branch
+        ``latent`` (N, 1 + L_keep, D), ``layers`` {layer: tokens of the visible patches},
+        ``ids_keep`` (N, L_keep) indices of the visible patches, and with the physics branch
         ``abundances`` (N, L, p², M) and ``mixture`` (N, L, p²C).
         """
         grid = (images.shape[2] // self.patch_size, images.shape[3] // self.patch_size)
@@ -133,7 +134,7 @@ class MaskedAutoencoder(nn.Module):
         mask, ids_keep, ids_restore = mask_from_scores(scores, mask_ratio, noise if score != "random" else 0.0)
         latent, layers = self.forward_encoder(images, ids_keep, return_layers)
         decoded = self.forward_decoder(latent, ids_restore, grid)
-        out = {"pred": self.decoder_pred(decoded), "mask": mask, "latent": latent, "layers": layers}
+        out = {"pred": self.decoder_pred(decoded), "mask": mask, "latent": latent, "layers": layers, "ids_keep": ids_keep}
         if self.mixing is not None:
             abundances, mixture = self.mixing(decoded)
             out["abundances"], out["mixture"] = abundances, mixture.flatten(2)

@@ -15,19 +15,36 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def sincos_position_embedding(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
-    """(grid_h * grid_w, dim) fixed 2-D sin-cos embedding (MAE, ``get_2d_sincos_pos_embed``)."""
-    if dim % 4:
-        raise ValueError(f"embedding dim must be divisible by 4 for 2-D sin-cos, got {dim}")
-    omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim / 4.0))
-    rows, cols = np.meshgrid(np.arange(grid_h, dtype=np.float64), np.arange(grid_w, dtype=np.float64), indexing="ij")
+POSITION_STYLES = ("mae", "prithvi")
 
-    def encode(positions):
-        angles = np.outer(positions.reshape(-1), omega)
-        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
 
-    # MAE's order: the first half encodes the column (w) coordinate, the second the row (h).
-    return torch.from_numpy(np.concatenate([encode(cols), encode(rows)], axis=1)).float()
+def _sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+    """(M, dim) sin-cos code of positions (MAE ``get_1d_sincos_pos_embed_from_grid``)."""
+    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
+    angles = np.outer(positions.reshape(-1).astype(np.float64), omega)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_position_embedding(dim: int, grid_h: int, grid_w: int, style: str = "mae") -> torch.Tensor:
+    """(grid_h * grid_w, dim) fixed sin-cos embedding, tokens in row-major order.
+
+    ``mae``: 2-D code of MAE's ``get_2d_sincos_pos_embed``, first half the column (w), second half
+    the row (h). ``prithvi``: Prithvi's ``get_3d_sincos_pos_embed`` for one time step, w (6/16 of
+    dim), h (6/16) and t (4/16, time 0).
+    """
+    rows, cols = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
+    if style == "mae":
+        if dim % 4:
+            raise ValueError(f"embedding dim must be divisible by 4 for 2-D sin-cos, got {dim}")
+        parts = [_sincos_1d(dim // 2, cols), _sincos_1d(dim // 2, rows)]
+    elif style == "prithvi":
+        if dim % 16:
+            raise ValueError(f"embedding dim must be divisible by 16 for Prithvi's 3-D sin-cos, got {dim}")
+        spatial = dim // 16 * 6
+        parts = [_sincos_1d(spatial, cols), _sincos_1d(spatial, rows), _sincos_1d(dim - 2 * spatial, np.zeros(rows.size))]
+    else:
+        raise ValueError(f"unknown position style {style!r}; choose one of {', '.join(POSITION_STYLES)}")
+    return torch.from_numpy(np.concatenate(parts, axis=1)).float()
 
 
 class PatchEmbed(nn.Module):
@@ -93,15 +110,17 @@ class ViTEncoder(nn.Module):
         depth: int = 4,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
+        position_style: str = "mae",
     ):
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"tile size {img_size} is not a multiple of the patch size {patch_size}")
         self.bands, self.patch_size, self.embed_dim, self.depth = bands, patch_size, embed_dim, depth
+        self.position_style = position_style
         self.patch_embed = PatchEmbed(bands, embed_dim, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         grid = img_size // patch_size
-        self.register_buffer("pos_embed", torch.cat([torch.zeros(1, embed_dim), sincos_position_embedding(embed_dim, grid, grid)])[None])
+        self.register_buffer("pos_embed", torch.cat([torch.zeros(1, embed_dim), sincos_position_embedding(embed_dim, grid, grid, position_style)])[None])
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         nn.init.normal_(self.cls_token, std=0.02)
@@ -112,7 +131,7 @@ class ViTEncoder(nn.Module):
         """(1, grid_h * grid_w, D) patch position embedding; regenerated when the grid differs."""
         if self.pos_embed.shape[1] - 1 == grid_h * grid_w:
             return self.pos_embed[:, 1:]
-        return sincos_position_embedding(self.embed_dim, grid_h, grid_w).to(self.pos_embed)[None]
+        return sincos_position_embedding(self.embed_dim, grid_h, grid_w, self.position_style).to(self.pos_embed)[None]
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, L, D) patch tokens with position embedding (no cls token)."""

@@ -27,6 +27,7 @@ def save_encoder(encoder: ViTEncoder, path, card: dict) -> tuple[Path, Path]:
         "bands": encoder.bands, "patch_size": encoder.patch_size, "embed_dim": encoder.embed_dim, "depth": encoder.depth,
         "num_heads": encoder.blocks[0].attn.heads, "mlp_ratio": encoder.blocks[0].mlp.fc1.out_features / encoder.embed_dim,
         "img_size": int(round((encoder.pos_embed.shape[1] - 1) ** 0.5)) * encoder.patch_size,
+        "position_style": encoder.position_style,
     }
     full_card = {"format": "rsdistill-encoder/1", "architecture": architecture, **card}
     atomic_write(path, lambda tmp: save_file(tensors, tmp))

@@ -97,7 +97,15 @@ def _spacing_widths(centers: np.ndarray) -> np.ndarray:
 
 @cache
 def _load_table(name: str) -> Sensor:
+    """A sensor table. A table with ``base`` and ``band_order`` reuses another table's bands in a
+    different file order (EuroSAT-MS stores Sentinel-2's B8A last)."""
     doc = json.loads((_TABLES / f"{name}.json").read_text())
+    if "base" in doc:
+        base = {b.name: b for b in _load_table(doc["base"]).bands}
+        unknown = [n for n in doc["band_order"] if n not in base]
+        if unknown:
+            raise InputError(f"sensor table {name}: bands {unknown} are not in {doc['base']}")
+        return Sensor(doc["name"], tuple(base[n] for n in doc["band_order"]), doc.get("description", ""))
     bands = tuple(
         Band(
             b["name"],
@@ -118,7 +126,7 @@ def sensor_names() -> list[str]:
 
 
 # Common spellings users type for registered sensors.
-_ALIASES = {"prithvi": "hls", "s2": "sentinel2", "sentinel-2": "sentinel2", "enmap_hsi": "enmap"}
+_ALIASES = {"prithvi": "hls", "s2": "sentinel2", "sentinel-2": "sentinel2", "enmap_hsi": "enmap", "eurosat": "sentinel2_eurosat"}
 
 
 def get_sensor(name: str | Sensor) -> Sensor:

@@ -1,4 +1,8 @@
-"""``MAEPretrainer``: masked-autoencoder pretraining (random / Gabor / wavelet masking, KARMA branch).
+"""``MAEPretrainer``: masked-autoencoder pretraining (random / Gabor / wavelet masking, KARMA branch,
+and HyperKD's cross-spectral distillation from a frozen teacher when ``distill`` is given).
+
+With ``distill`` (see ``rsdistill.models.cross_spectral.CrossSpectralOptions``) the objective is
+λ·(MSE + (1 − SSIM)) + β·KD: λ from ``loss_weights`` ({mse: λ, ssim: λ}), β = ``distill.weight``.
 
 Logs per epoch the reconstruction metrics on the held-out tiles (torchmetrics), in the data's
 units (normalisation undone): PSNR, SSIM and SAM on the masked patches and on the whole tile. A loss that becomes NaN/Inf stops the run with
@@ -13,11 +17,13 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.image import PeakSignalNoiseRatio, SpectralAngleMapper, StructuralSimilarityIndexMeasure
 
 from rsdistill.errors import InputError
 from rsdistill.losses.reconstruction import ReconstructionLoss
 from rsdistill.masking import SCORES
+from rsdistill.models.cross_spectral import CrossSpectralDistiller
 from rsdistill.models.mae import MaskedAutoencoder
 
 ENDMEMBER_INITS = ("random", "vca")
@@ -48,6 +54,7 @@ class MAEPretrainer(L.LightningModule):
         band_std: list[float] | None = None,
         wavelengths: list[float] | None = None,
         data_range: float = 1.0,
+        distill: dict | None = None,
     ):
         super().__init__()
         if not 0 < mask_ratio < 1:
@@ -61,6 +68,10 @@ class MAEPretrainer(L.LightningModule):
             num_bands, img_size, patch_size, embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth,
             decoder_num_heads, endmembers=endmembers, learnable_endmembers=learnable_endmembers,
         )
+        self.distiller = (
+            CrossSpectralDistiller(distill, wavelengths, band_mean or [0.0] * num_bands, band_std or [1.0] * num_bands, depth, embed_dim, img_size)
+            if distill else None
+        )
         self.loss = ReconstructionLoss(loss_weights or {"mse": 1.0}, num_bands, band_mean, band_std)
         # PSNR and SSIM in the data's own units with one fixed range (that of the training pixels),
         # so values are comparable across batches, epochs and recipes.
@@ -72,6 +83,8 @@ class MAEPretrainer(L.LightningModule):
         })
 
     def on_fit_start(self) -> None:
+        if self.distiller is not None:
+            rank_zero_info(f"teacher {self.distiller.card['teacher']}: layer pairs {self.distiller.pairs}, load report {self.distiller.load_report}")
         mixing = self.model.mixing
         if mixing is not None and self.hparams.endmember_init == "vca" and self.global_step == 0:
             from rsdistill.unmixing import vca
@@ -82,10 +95,15 @@ class MAEPretrainer(L.LightningModule):
     def _step(self, batch):
         images, valid = batch["image"], batch["valid"]
         h = self.hparams
-        outputs = self.model(images, h.mask_ratio, h.mask_score, h.mask_noise)
+        student_layers = self.distiller.student_layers if self.distiller is not None else ()
+        outputs = self.model(images, h.mask_ratio, h.mask_score, h.mask_noise, return_layers=student_layers)
         target = self.model.patchify(images)
         valid_px = _patch_validity(valid, h.patch_size)
         terms = self.loss(outputs, target, valid_px, lambda p: self.model.unpatchify(p, images.shape[2], images.shape[3]))
+        if self.distiller is not None:
+            grid = (images.shape[2] // h.patch_size, images.shape[3] // h.patch_size)
+            terms["kd"] = self.distiller(images, valid, outputs["layers"], outputs["ids_keep"], grid)
+            terms["total"] = terms["total"] + self.distiller.options.weight * terms["kd"]
         return outputs, target, terms
 
     def training_step(self, batch, batch_idx):
@@ -133,6 +151,7 @@ class MAEPretrainer(L.LightningModule):
         recipe = {k: v for k, v in self.hparams.items() if k not in ("band_mean", "band_std", "wavelengths")}
         card = {
             "bands": self.hparams.num_bands, "wavelengths": self.hparams.wavelengths,
+            "sensor": getattr(data, "target_sensor", None),
             "normalisation": {"mean": self.hparams.band_mean, "std": self.hparams.band_std},
             "kept_band_indices": np.flatnonzero(data.keep_bands).tolist() if data is not None else None,
             "scenes": getattr(data, "scene_names", None), "recipe": recipe, "metrics": metrics or {},
@@ -146,7 +165,8 @@ class MAEPretrainer(L.LightningModule):
             self.export(Path(log_dir) / "encoder.safetensors", metrics)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=(0.9, 0.95))
+        trainable = [p for p in self.parameters() if p.requires_grad]  # a distillation teacher is frozen
+        optimizer = torch.optim.AdamW(trainable, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=(0.9, 0.95))
         epochs = self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1
         return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))}
 
