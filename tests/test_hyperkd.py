@@ -164,7 +164,7 @@ def test_eurosat_band_order_puts_b8a_last():
     assert [b.name for b in eurosat.bands][-2:] == ["B12", "B8A"] and len(eurosat) == 13
 
 
-def test_teacher_and_student_recipes_run_end_to_end_on_real_data(real_file, tmp_path, monkeypatch):
+def test_teacher_and_student_recipes_run_end_to_end_on_real_data(real_file, tmp_path, monkeypatch, capsys):
     from pathlib import Path
 
     from rsdistill.cli import main
@@ -179,6 +179,9 @@ def test_teacher_and_student_recipes_run_end_to_end_on_real_data(real_file, tmp_
     _, teacher_card = load_encoder(tmp_path / "runs/hyperkd/teacher/encoder.safetensors")
     assert teacher_card["sensor"] == "hls" and teacher_card["bands"] == 6
     assert any("REFERENCE_SCENES" in s for s in teacher_card["scenes"]) and any("segmentation_test_0" in s for s in teacher_card["scenes"])
+    capsys.readouterr()
+    assert main(["probe", "--encoder", "runs/hyperkd/teacher/encoder.safetensors", "--align", "mean"]) == 0  # EnMAP tiles -> HLS bands
+    assert "linear-probe OA 0." in capsys.readouterr().out
     assert main(["fit", "-c", str(repo / "configs/hyperkd/student_kd.yaml"), *quick, "--model.embed_dim", "32", "--model.depth", "2",
                  "--model.distill.layers", "[[2, 2]]"]) == 0
     _, card = load_encoder(tmp_path / "runs/hyperkd/student_kd/encoder.safetensors")

@@ -8,7 +8,7 @@ from rsdistill.spectral.sensors import Sensor
 
 def test_registry_band_counts():
     counts = {name: len(get_sensor(name)) for name in sensor_names()}
-    assert counts == {"aviris": 224, "enmap": 224, "hls": 6, "rgb": 3, "rosis": 103, "sentinel2": 13}
+    assert counts == {"aviris": 224, "enmap": 224, "hls": 6, "hls_l30": 10, "rgb": 3, "rosis": 103, "sentinel2": 13, "sentinel2_eurosat": 13}
     rosis = get_sensor("rosis").centers
     assert rosis[0] == pytest.approx(430) and rosis[-1] == pytest.approx(860)
     assert get_sensor("Prithvi") is get_sensor("hls")

@@ -77,7 +77,11 @@ def _map_parser() -> ArgumentParser:
 def _probe_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Linear probe: freeze a pretrained encoder, train a linear classifier on the "
                             "labelled pixels of the training tiles, report overall accuracy on the test tiles.")
-    parser.add_argument("--encoder", required=True, help="encoder.safetensors (its .json card next to it)")
+    parser.add_argument("--encoder", required=True, help="encoder.safetensors (its .json card next to it) or a Prithvi checkpoint")
+    parser.add_argument("--align", choices=["mean", "srf", "nearest"], default=None,
+                        help="aggregate the probe tiles into the encoder's bands (an encoder of another sensor, e.g. a HyperKD teacher)")
+    parser.add_argument("--scale", type=float, default=1.0, help="with --align: factor from the tiles' units to the encoder's")
+    parser.add_argument("--trust_pickle", "--trust-pickle", action="store_true", help="allow unpickling a checkpoint that is not plain tensors")
     parser.add_argument("--train_list", "--train-list", default="enmap_potsdam_specdeepmap/train_files.csv")
     parser.add_argument("--test_list", "--test-list", default="enmap_potsdam_specdeepmap/test_files.csv")
     parser.add_argument("--seed", type=int, default=0)

@@ -26,8 +26,12 @@ from rsdistill.tasks.pretrain import MAEPretrainer
 RECONSTRUCTION = ("psnr_masked", "ssim_masked", "sam_masked", "psnr_tile", "ssim_tile", "sam_tile")
 
 
-def probe_tiles(tile_lists: dict, keep_bands, band_mean, band_std, root=None) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
-    """Labelled tiles per subset, normalised like the encoder's pretraining data (its bands and statistics)."""
+def probe_tiles(tile_lists: dict, keep_bands, band_mean, band_std, root=None, alignment=None) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+    """Labelled tiles per subset, normalised like the encoder's pretraining data (its bands and statistics).
+
+    ``alignment`` (C_encoder, len(keep_bands)), if given, maps the kept bands to the encoder's bands
+    (e.g. EnMAP tiles aggregated into the HLS bands of a multispectral teacher).
+    """
     mean = np.array(band_mean, np.float32)[:, None, None]
     std = np.array(band_std, np.float32)[:, None, None]
     subsets = {}
@@ -35,7 +39,8 @@ def probe_tiles(tile_lists: dict, keep_bands, band_mean, band_std, root=None) ->
         tiles, labels = [], []
         for image, mask in read_tile_list(resolve(csv, root)):
             scene = Scene.read(image, labels=mask)
-            cube = scene.cube[:, :, keep_bands].transpose(2, 0, 1)
+            cube = scene.cube[:, :, keep_bands]
+            cube = (cube if alignment is None else cube @ np.asarray(alignment, np.float32).T).transpose(2, 0, 1)
             tiles.append(np.where(scene.valid[None], (cube - mean) / std, 0.0))
             labels.append(np.where(scene.valid, scene.labels, 0))
         subsets[subset] = (torch.from_numpy(np.stack(tiles).astype(np.float32)), np.stack(labels))

@@ -1,0 +1,116 @@
+"""One MAE training step: rsdistill's ``MaskedAutoencoder`` vs transformers' ``ViTMAEForPreTraining``.
+
+Identical configuration on both sides (bands, tile, patch, widths, depths, heads, MLP ratio, mask
+ratio 0.75 with random masking, MSE on the masked patches, AdamW). A step is forward + backward +
+optimizer step on one batch. Each model runs in its own fresh process, one after the other in
+this one invocation, so peak memory is not shared:
+
+- time: median over ``--steps`` timed steps after ``--warmup`` steps;
+- memory: the process's peak resident set during the steps minus its resident set once the
+  model, optimizer and batch exist (what training itself allocates).
+
+Needs the optional ``bench`` extra (``pip install -e ".[bench]"``: transformers, which works
+here only while torchvision is absent). Prints a Markdown table.
+
+    python benchmarks/mae_step.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+CONFIGS = {
+    # the EnMAP recipes of configs/mae and configs/hyperkd
+    "recipe": dict(bands=218, tile=16, patch=4, dim=128, depth=4, heads=4, dec_dim=64, dec_depth=2, dec_heads=4, batch=16),
+    # a ViT-Small-like encoder on larger tiles
+    "vit-s": dict(bands=218, tile=64, patch=8, dim=384, depth=6, heads=6, dec_dim=128, dec_depth=2, dec_heads=4, batch=8),
+}
+
+
+def rsdistill_step(c):
+    from rsdistill.losses.reconstruction import ReconstructionLoss
+    from rsdistill.models.mae import MaskedAutoencoder
+
+    model = MaskedAutoencoder(c["bands"], c["tile"], c["patch"], c["dim"], c["depth"], c["heads"], c["dec_dim"], c["dec_depth"], c["dec_heads"])
+    loss = ReconstructionLoss({"mse": 1.0}, c["bands"])
+    valid = torch.ones(c["batch"], (c["tile"] // c["patch"]) ** 2, c["patch"] ** 2)
+
+    def step(images):
+        outputs = model(images, 0.75, "random")
+        return loss(outputs, model.patchify(images), valid, None)["total"]
+
+    return model, step
+
+
+def transformers_step(c):
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+    config = ViTMAEConfig(
+        image_size=c["tile"], patch_size=c["patch"], num_channels=c["bands"], hidden_size=c["dim"], num_hidden_layers=c["depth"],
+        num_attention_heads=c["heads"], intermediate_size=4 * c["dim"], decoder_hidden_size=c["dec_dim"],
+        decoder_num_hidden_layers=c["dec_depth"], decoder_num_attention_heads=c["dec_heads"], decoder_intermediate_size=4 * c["dec_dim"],
+        mask_ratio=0.75, norm_pix_loss=False, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="sdpa",
+    )
+    model = ViTMAEForPreTraining(config)
+    return model, lambda images: model(pixel_values=images).loss
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def child(side: str, name: str, steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    c = CONFIGS[name]
+    model, step = (rsdistill_step if side == "rsdistill" else transformers_step)(c)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    images = torch.randn(c["batch"], c["bands"], c["tile"], c["tile"])
+    baseline = _rss_bytes()
+    times = []
+    for index in range(warmup + steps):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        step(images).backward()
+        optimizer.step()
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"ms": 1000 * statistics.median(times), "train_mb": (peak - baseline) / 2**20,
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--child", nargs=2, metavar=("SIDE", "CONFIG"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child, args.steps, args.warmup)))
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup} warm-up\n")
+    print("| config | rsdistill ms/step | transformers ms/step | time ratio | rsdistill train MB | transformers train MB | memory ratio | params (ours / theirs) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.configs:
+        runs = {}
+        for side in ("rsdistill", "transformers"):
+            command = [sys.executable, __file__, "--child", side, name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+            runs[side] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        ours, theirs = runs["rsdistill"], runs["transformers"]
+        print(f"| {name} | {ours['ms']:.1f} | {theirs['ms']:.1f} | {ours['ms'] / theirs['ms']:.2f}× | {ours['train_mb']:.0f} | "
+              f"{theirs['train_mb']:.0f} | {ours['train_mb'] / max(theirs['train_mb'], 1e-9):.2f}× | {ours['params']:,} / {theirs['params']:,} |")
+
+
+if __name__ == "__main__":
+    main()
