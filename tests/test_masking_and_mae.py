@@ -117,3 +117,16 @@ def test_encoder_safetensors_round_trip_and_mismatch(tmp_path):
     card.write_text(json.dumps(doc))
     with pytest.raises(InputError, match="missing keys"):
         load_encoder(weights)
+
+
+def test_embedding_only_visible_patches_equals_embedding_all_then_gathering():
+    from rsdistill.models.vit import ViTEncoder
+
+    encoder = ViTEncoder(7, 16, 4, 32, 1, 4)
+    images = torch.randn(3, 7, 16, 16)
+    ids = torch.stack([torch.randperm(16)[:4] for _ in range(3)])
+    everything = encoder.embed(images)
+    torch.testing.assert_close(encoder.embed(images, ids), torch.gather(everything, 1, ids[..., None].expand(-1, -1, 32)))
+    wide = torch.randn(2, 7, 16, 24)  # another grid: position code regenerated, not the cached one
+    ids = torch.stack([torch.randperm(24)[:6] for _ in range(2)])
+    torch.testing.assert_close(encoder.embed(wide, ids), torch.gather(encoder.embed(wide), 1, ids[..., None].expand(-1, -1, 32)))

@@ -65,6 +65,9 @@ class MaskedAutoencoder(nn.Module):
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_embed_dim = decoder_embed_dim
+        grid = img_size // patch_size
+        decoder_position = sincos_position_embedding(decoder_embed_dim, grid, grid)
+        self.register_buffer("decoder_pos_embed", torch.cat([torch.zeros(1, decoder_embed_dim), decoder_position])[None])
         self.decoder_blocks = nn.ModuleList(Block(decoder_embed_dim, decoder_num_heads, mlp_ratio) for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * bands)
@@ -89,9 +92,7 @@ class MaskedAutoencoder(nn.Module):
 
     def forward_encoder(self, images: torch.Tensor, ids_keep: torch.Tensor, return_layers: tuple[int, ...] = ()):
         """Encode the kept patches only: (N, 1 + L_keep, D) and requested layers."""
-        tokens = self.encoder.embed(images)
-        kept = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
-        return self.encoder.forward_tokens(kept, return_layers)
+        return self.encoder.forward_tokens(self.encoder.embed(images, ids_keep), return_layers)
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """(N, 1 + L_keep, D) -> decoder tokens (N, L, D_dec) of every patch, in place."""
@@ -100,7 +101,10 @@ class MaskedAutoencoder(nn.Module):
         masked = self.mask_token.expand(n, length + 1 - x.shape[1], -1)
         patches = torch.cat([x[:, 1:], masked], dim=1)
         patches = torch.gather(patches, 1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))
-        position = sincos_position_embedding(self.decoder_embed_dim, *grid).to(x)[None]
+        position = (
+            self.decoder_pos_embed[:, 1:] if tuple(grid) == self.encoder.grid
+            else sincos_position_embedding(self.decoder_embed_dim, *grid).to(x)[None]
+        )
         x = torch.cat([x[:, :1], patches + position], dim=1)
         for block in self.decoder_blocks:
             x = block(x)
