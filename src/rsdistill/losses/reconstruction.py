@@ -8,8 +8,8 @@ validity (N, L, p²) so nodata pixels never count. Terms:
   (HyperKD: λ·(MSE + (1 − SSIM)));
 - ``sam``: spectral angle between reconstructed and true spectra of masked pixels, in reflectance
   units (normalisation undone), since angles are not preserved by per-band z-scores (KARMA);
-- ``physics``: the linear-mixing reconstruction E·a against the target on masked pixels, plus its
-  agreement with the pixel head (KARMA's physics-consistency term).
+- ``physics``: the linear-mixing reconstruction E·a against the target on every valid pixel, plus
+  its agreement with the pixel head on masked pixels (KARMA's physics-consistency term).
 """
 
 from __future__ import annotations
@@ -72,8 +72,11 @@ class ReconstructionLoss(torch.nn.Module):
             if "mixture" not in outputs:
                 raise InputError("loss term 'physics' needs the linear-mixing branch (set endmembers > 0)")
             mixture = self._spectra(outputs["mixture"])
-            to_target = ((mixture - target_px) ** 2).mean(-1)
-            to_pixel_head = ((mixture - pred_px.detach()) ** 2).mean(-1)
-            terms["physics"] = _masked_mean(to_target + to_pixel_head, weight)
+            # E·a against the target on every valid pixel: on visible patches the branch unmixes
+            # pixels the encoder saw (what ``unmix`` does at inference), on masked ones it predicts
+            # them; and agreement with the pixel head where that head is trained (masked patches).
+            to_target = _masked_mean(((mixture - target_px) ** 2).mean(-1), valid)
+            to_pixel_head = _masked_mean(((mixture - pred_px.detach()) ** 2).mean(-1), weight)
+            terms["physics"] = to_target + to_pixel_head
         terms["total"] = sum(self.weights[k] * v for k, v in terms.items())
         return terms

@@ -27,6 +27,7 @@ from rsdistill.models.cross_spectral import CrossSpectralDistiller
 from rsdistill.models.mae import MaskedAutoencoder
 
 ENDMEMBER_INITS = ("random", "vca")
+PHYSICAL_PARAMETERS = ("mixing.endmembers", "distiller.alignment")
 
 
 class MAEPretrainer(L.LightningModule):
@@ -165,8 +166,15 @@ class MAEPretrainer(L.LightningModule):
             self.export(Path(log_dir) / "encoder.safetensors", metrics)
 
     def configure_optimizers(self):
-        trainable = [p for p in self.parameters() if p.requires_grad]  # a distillation teacher is frozen
-        optimizer = torch.optim.AdamW(trainable, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=(0.9, 0.95))
+        # A distillation teacher is frozen. Endmember spectra and a learnable band-alignment matrix
+        # are physical quantities: decaying them towards zero (the mean spectrum, after normalisation)
+        # would pull every endmember to the same spectrum, so they get no weight decay.
+        decayed, not_decayed = [], []
+        for name, parameter in self.named_parameters():
+            if parameter.requires_grad:
+                (not_decayed if name.endswith(PHYSICAL_PARAMETERS) else decayed).append(parameter)
+        groups = [{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=(0.9, 0.95))
         epochs = self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1
         return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))}
 
