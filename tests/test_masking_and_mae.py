@@ -130,3 +130,13 @@ def test_embedding_only_visible_patches_equals_embedding_all_then_gathering():
     wide = torch.randn(2, 7, 16, 24)  # another grid: position code regenerated, not the cached one
     ids = torch.stack([torch.randperm(24)[:6] for _ in range(2)])
     torch.testing.assert_close(encoder.embed(wide, ids), torch.gather(encoder.embed(wide), 1, ids[..., None].expand(-1, -1, 32)))
+
+
+def test_endmembers_are_not_weight_decayed():
+    from rsdistill.tasks.pretrain import MAEPretrainer
+
+    task = MAEPretrainer(num_bands=5, img_size=8, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
+                         decoder_num_heads=2, endmembers=3)
+    decayed, physical = task.configure_optimizers()["optimizer"].param_groups
+    assert physical["weight_decay"] == 0.0 and physical["params"] == [task.model.mixing.endmembers]
+    assert decayed["weight_decay"] == 0.05 and all(p is not task.model.mixing.endmembers for p in decayed["params"])

@@ -175,7 +175,7 @@ class MAEPretrainer(L.LightningModule):
                 (not_decayed if name.endswith(PHYSICAL_PARAMETERS) else decayed).append(parameter)
         groups = [{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=(0.9, 0.95))
-        epochs = self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1
+        epochs = self._trainer.max_epochs if self._trainer is not None and self._trainer.max_epochs else 1
         return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))}
 
 
