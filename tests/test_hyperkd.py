@@ -186,3 +186,19 @@ def test_teacher_and_student_recipes_run_end_to_end_on_real_data(real_file, tmp_
                  "--model.distill.layers", "[[2, 2]]"]) == 0
     _, card = load_encoder(tmp_path / "runs/hyperkd/student_kd/encoder.safetensors")
     assert card["bands"] == 218 and card["recipe"]["distill"]["layers"] == [[2, 2]] and "val/kd" in card["metrics"]
+
+
+def test_pretrained_encoder_classifies_pixels_with_its_own_bands_and_normalisation(tmp_path):
+    from rsdistill.tasks.classification import PixelClassifier
+
+    encoder = ViTEncoder(3, 16, 4, 32, 1, 4)
+    save_encoder(encoder, tmp_path / "enc.safetensors", {"kept_band_indices": [0, 2, 4], "normalisation": {"mean": [1.0, 2.0, 3.0], "std": [2.0, 2.0, 2.0]}})
+    task = PixelClassifier(num_bands=5, num_classes=4, arch="encoder", encoder=str(tmp_path / "enc.safetensors"), freeze_encoder=True,
+                           band_mean=[0.0] * 5, band_std=[1.0] * 5, patch_size=15)
+    raw = torch.randn(6, 5, 15, 15)
+    expected_input = torch.nn.functional.pad((raw[:, [0, 2, 4]] - torch.tensor([1.0, 2.0, 3.0])[:, None, None]) / 2.0, (0, 1, 0, 1))
+    tokens, _ = encoder(expected_input)
+    torch.testing.assert_close(task(raw), task.net.head(tokens[:, 1 + 1 * 4 + 1]))  # centre pixel 7 -> token (1, 1)
+    assert not any(p.requires_grad for p in task.net.encoder.parameters())
+    with pytest.raises(InputError, match="takes 3 bands"):
+        PixelClassifier(num_bands=4, num_classes=4, arch="encoder", encoder=str(tmp_path / "enc.safetensors"))

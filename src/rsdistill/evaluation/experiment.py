@@ -104,6 +104,8 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
             teacher = options.pop("distill_from", None)
             if teacher is not None:
                 options["teacher_ckpt"] = str(out_dir / teacher / f"seed_{seed}" / "last.ckpt")
+            if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
+                options["encoder"] = options["encoder"].format(seed=seed)
             run_dir.mkdir(parents=True, exist_ok=True)
             record = fit_and_test(name, options, data, config.get("trainer", {}), run_dir, seed)
             write_json(run_dir / "scores.json", record)

@@ -20,9 +20,10 @@ from rsdistill.errors import InputError
 from rsdistill.evaluation.classification import scores_from_confusion
 from rsdistill.losses.distillation import distillation_loss, ramped_weight
 from rsdistill.models.blm import BLMClassifier
+from rsdistill.models.encoder_classifier import EncoderPixelClassifier
 from rsdistill.models.hybrid_cnn import HybridCNN
 
-ARCHITECTURES = ("blm", "hybrid_cnn")
+ARCHITECTURES = ("blm", "hybrid_cnn", "encoder")
 
 
 class PixelClassifier(L.LightningModule):
@@ -46,6 +47,8 @@ class PixelClassifier(L.LightningModule):
         band_std: list[float] | None = None,
         patch_size: int = 9,
         cuda_kernels: bool = False,
+        encoder: str | None = None,
+        freeze_encoder: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -55,6 +58,12 @@ class PixelClassifier(L.LightningModule):
             )
         elif arch == "hybrid_cnn":
             self.net = HybridCNN(num_bands, num_classes, dropout=dropout)
+        elif arch == "encoder":
+            if encoder is None:
+                raise InputError("arch 'encoder' needs encoder: the path of a pretrained encoder.safetensors")
+            self.net = EncoderPixelClassifier(
+                encoder, num_bands, num_classes, band_mean or [0.0] * num_bands, band_std or [1.0] * num_bands, freeze_encoder
+            )
         else:
             raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         self.register_buffer("band_mean", torch.tensor(band_mean or [0.0] * num_bands, dtype=torch.float32))
