@@ -87,3 +87,22 @@ def test_envi_metadata_from_header(tmp_path):
     assert not scene.valid[0, 0] and scene.valid.sum() == 29
     assert scene.transform == Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 4000000.0)
     np.testing.assert_array_equal(scene.cube[1:, :, 0], cube[1:, :, 0])
+
+
+def test_folder_of_single_band_rasters_is_one_cube_on_the_finest_grid(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    def write(name, values, pixel):
+        profile = {"driver": "GTiff", "height": values.shape[0], "width": values.shape[1], "count": 1, "dtype": "uint16",
+                   "crs": "EPSG:32633", "transform": from_origin(500000, 5000000, pixel, pixel)}
+        with rasterio.open(tmp_path / f"patch_{name}.tif", "w", **profile) as ds:
+            ds.write(values.astype("uint16"), 1)
+
+    write("B04", np.full((8, 8), 300), 10)
+    write("B02", np.arange(64).reshape(8, 8) + 100, 10)
+    write("B11", np.full((4, 4), 2000), 20)
+    (tmp_path / "patch_labels_metadata.json").write_text("{}")
+    scene = open_scene(tmp_path).read()
+    assert scene.shape == (8, 8, 3) and scene.wavelengths.tolist() == [492.4, 664.6, 1613.7]  # sentinel2 table order
+    assert scene.cube[0, 0, 0] == 100 and np.all(scene.cube[:, :, 2] == 2000) and scene.transform.a == 10

@@ -178,7 +178,9 @@ def test_teacher_and_student_recipes_run_end_to_end_on_real_data(real_file, tmp_
     assert main(["fit", "-c", str(repo / "configs/hyperkd/teacher_s2.yaml"), *quick, "--model.embed_dim", "32", "--model.depth", "2"]) == 0
     _, teacher_card = load_encoder(tmp_path / "runs/hyperkd/teacher/encoder.safetensors")
     assert teacher_card["sensor"] == "hls" and teacher_card["bands"] == 6
-    assert any("REFERENCE_SCENES" in s for s in teacher_card["scenes"]) and any("segmentation_test_0" in s for s in teacher_card["scenes"])
+    scenes = teacher_card["scenes"]
+    assert any("REFERENCE_SCENES" in s for s in scenes) and any("segmentation_test_0" in s for s in scenes)
+    assert sum("bigearthnet_tiny" in s for s in scenes) == 11
     capsys.readouterr()
     assert main(["probe", "--encoder", "runs/hyperkd/teacher/encoder.safetensors", "--align", "mean"]) == 0  # EnMAP tiles -> HLS bands
     assert "linear-probe OA 0." in capsys.readouterr().out

@@ -16,8 +16,8 @@ from rsdistill.io.scene import LabelMap, Scene, Window, as_label_array, looks_li
 def describe_file(path, key: str | None = None, time_index: int | None = None, sensor: str | None = None) -> list[str]:
     """Lines describing the cube or label map in ``path`` (see ``rsdistill info --help``)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
     notes: list[str] = []
     suffix = path.suffix.lower()
     if suffix == ".mat":

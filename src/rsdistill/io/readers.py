@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rsdistill.errors import InputError
+from rsdistill.io.band_folder import open_band_folder
 from rsdistill.io.envi import EnviSource, find_envi_pair
 from rsdistill.io.geotiff import GeoTiffSource, read_geotiff_labels
 from rsdistill.io.matlab import inspect_mat
@@ -43,7 +44,8 @@ def open_scene(
         key: .mat variable holding the cube (found automatically otherwise).
         bad_bands: extra band indices (0-based) to treat as bad.
         sensor: registered sensor whose wavelengths to use when the file has none (its band count
-            must match the file's).
+            must match the file's). For a folder of single-band rasters, the sensor whose band
+            names end the file names (default sentinel2).
         wavelengths: explicit band centres in nm (must have one value per band).
         time_index: acquisition to take from a (T, H, W, B) .npy time series.
         empty_bands: "error" (default) or "bad": what to do with an all-nodata band the metadata
@@ -51,8 +53,10 @@ def open_scene(
     """
     if empty_bands not in EMPTY_BAND_POLICIES:
         raise InputError(f"empty_bands must be one of {EMPTY_BAND_POLICIES}, got {empty_bands!r}")
-    path = _existing(path)
-    source = _open_by_format(path, key, time_index)
+    if Path(path).is_dir():  # one raster per band (BigEarthNet); the sensor names the bands
+        source, sensor = open_band_folder(Path(path), sensor), None
+    else:
+        source = _open_by_format(_existing(path), key, time_index)
     source.empty_bands = empty_bands
     resolve_wavelengths(source.meta, source.bands, sensor, wavelengths)
     if bad_bands is not None and len(bad_bands):
