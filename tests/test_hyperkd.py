@@ -7,7 +7,7 @@ import torch
 
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
-from rsdistill.models.cross_spectral import CrossSpectralDistiller, resolve_layer_pairs
+from rsdistill.models.cross_spectral import resolve_layer_pairs
 from rsdistill.models.prithvi import PRITHVI_MEAN, PRITHVI_STD, load_prithvi
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.models.weights import save_encoder

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from rsdistill.data.statistics import band_statistics
-from rsdistill.errors import InputError
 from rsdistill.io.describe import describe_file
 from rsdistill.io.readers import open_scene
 from rsdistill.spectral import band_alignment, describe_alignment, get_sensor, sensor_names
@@ -91,27 +90,11 @@ def map(args) -> None:  # noqa: A001 - the verb's name
 
 
 def probe(args) -> None:
-    from rsdistill.evaluation.pretrain_experiment import probe_accuracy, probe_tiles
-    from rsdistill.models.cross_spectral import load_teacher, teacher_sensor
+    from rsdistill.evaluation.pretrain_experiment import encoder_probe_tiles, probe_accuracy
+    from rsdistill.models.cross_spectral import load_teacher
 
     encoder, card = load_teacher(args.encoder, trust_pickle=args.trust_pickle)
-    lists = {"train": args.train_list, "test": args.test_list}
-    if args.align:
-        # An encoder of another sensor (a HyperKD teacher, Prithvi): aggregate the tiles into its bands.
-        import numpy as np
-
-        from rsdistill.data.paths import read_tile_list, resolve
-        from rsdistill.io.scene import Scene
-        from rsdistill.spectral.alignment import band_alignment
-
-        source = Scene.read(read_tile_list(resolve(args.train_list))[0][0]).sensor()
-        alignment = band_alignment(source, teacher_sensor(card, args.encoder), args.align) * args.scale
-        tiles = probe_tiles(lists, np.arange(len(source)), card["normalisation"]["mean"], card["normalisation"]["std"], alignment=alignment)
-    else:
-        bands = card.get("kept_band_indices")
-        if bands is None:
-            raise InputError(f"{args.encoder}: the card has no kept_band_indices; cannot select the probe scenes' bands (use --align for an encoder of another sensor)")
-        tiles = probe_tiles(lists, bands, card["normalisation"]["mean"], card["normalisation"]["std"])
+    tiles = encoder_probe_tiles(card, {"train": args.train_list, "test": args.test_list}, args.align, args.scale, args.encoder)
     print(f"linear-probe OA {probe_accuracy(encoder, tiles, args.seed):.4f} ({args.encoder}, test tiles {args.test_list})")
 
 

@@ -102,14 +102,11 @@ class TileData(L.LightningDataModule):
 
             return [make_synthetic_scene(**synthetic).scene], [make_synthetic_scene(**{**synthetic, "seed": synthetic.get("seed", 0) + 1}).scene]
         if tile_lists is not None:
-            train = [img for name, csv in tile_lists.items() if name != "test" for img, _ in read_tile_list(resolve(csv, root))]
-            held = [img for name, csv in tile_lists.items() if name == "test" for img, _ in read_tile_list(resolve(csv, root))]
-        else:
-            if not images:
-                raise InputError("give images, tile_lists or synthetic")
-            return _read_specs(images, root, read_options), _read_specs(holdout or [], root, read_options)
-        read = lambda path: Scene.read(path, **read_options)  # noqa: E731
-        return [read(p) for p in train], [read(p) for p in held]
+            images = [str(img) for name, csv in tile_lists.items() if name != "test" for img, _ in read_tile_list(resolve(csv, root))]
+            holdout = [str(img) for name, csv in tile_lists.items() if name == "test" for img, _ in read_tile_list(resolve(csv, root))]
+        elif not images:
+            raise InputError("give images, tile_lists or synthetic")
+        return _read_specs(images, root, read_options), _read_specs(holdout or [], root, read_options)
 
     def _tiles(self, scenes: list[Scene], stride: int | None) -> tuple[np.ndarray, np.ndarray]:
         """(T, C, t, t) raw tiles of kept bands and (T, t, t) validity, nodata-heavy tiles skipped."""

@@ -16,11 +16,14 @@ import torch
 
 from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.tiles import TileData
+from rsdistill.errors import InputError
 from rsdistill.evaluation.experiment import finished_record, summarise_columns
 from rsdistill.files import write_json
 from rsdistill.evaluation.figures import reconstruction_figure
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
 from rsdistill.io.scene import Scene
+from rsdistill.models.cross_spectral import teacher_sensor
+from rsdistill.spectral.alignment import band_alignment
 from rsdistill.tasks.pretrain import MAEPretrainer
 
 RECONSTRUCTION = ("psnr_masked", "ssim_masked", "sam_masked", "psnr_tile", "ssim_tile", "sam_tile")
@@ -45,6 +48,20 @@ def probe_tiles(tile_lists: dict, keep_bands, band_mean, band_std, root=None, al
             labels.append(np.where(scene.valid, scene.labels, 0))
         subsets[subset] = (torch.from_numpy(np.stack(tiles).astype(np.float32)), np.stack(labels))
     return subsets
+
+
+def encoder_probe_tiles(card: dict, tile_lists: dict, align: str | None = None, scale: float = 1.0, name: str = "encoder"):
+    """Probe tiles prepared for an encoder from its card: its kept bands, or with ``align`` the
+    tiles aggregated into the bands of the sensor it was trained on (a HyperKD teacher, Prithvi)."""
+    mean, std = card["normalisation"]["mean"], card["normalisation"]["std"]
+    if align is not None:
+        source = Scene.read(read_tile_list(resolve(tile_lists["train"]))[0][0]).sensor()
+        alignment = band_alignment(source, teacher_sensor(card, name), align) * scale
+        return probe_tiles(tile_lists, np.arange(len(source)), mean, std, alignment=alignment)
+    bands = card.get("kept_band_indices")
+    if bands is None:
+        raise InputError(f"{name}: the card has no kept_band_indices; cannot select the probe scenes' bands (use --align for an encoder of another sensor)")
+    return probe_tiles(tile_lists, bands, mean, std)
 
 
 def probe_accuracy(encoder, probe: dict, seed: int = 0) -> float:

@@ -42,15 +42,13 @@ def open_band_folder(folder: Path, sensor: str | None = None) -> ArraySource:
     if not files:
         raise InputError(f"{folder}: a folder is read as one band per file, but no file name ends with a {table.name} band name (_B02.tif ...)")
     bands = [b for b in table.bands if b.name in files]
-    with rasterio.open(files[bands[0].name]) as first:
-        finest = first
+    grids = {}
     for band in bands:
         with rasterio.open(files[band.name]) as ds:
             if ds.count != 1:
                 raise InputError(f"{files[band.name]}: expected one band per file, found {ds.count}")
-            if ds.width * ds.height > finest.width * finest.height:
-                finest = ds
-    height, width = finest.height, finest.width
+            grids[band.name] = (ds.height * ds.width, ds.height, ds.width, ds.crs, ds.transform)
+    _, height, width, crs, transform = max(grids.values(), key=lambda grid: grid[0])  # the finest grid
     layers = []
     for band in bands:
         with rasterio.open(files[band.name]) as ds:
@@ -58,6 +56,6 @@ def open_band_folder(folder: Path, sensor: str | None = None) -> ArraySource:
     meta = SceneMetadata(
         str(folder), f"band folder ({len(bands)} {table.name} bands, resampled to {height}×{width})", "float32",
         wavelengths=np.array([b.center for b in bands]), fwhm=np.array([b.fwhm for b in bands]),
-        band_names=[b.name for b in bands], crs=finest.crs, transform=finest.transform,
+        band_names=[b.name for b in bands], crs=crs, transform=transform,
     )
     return ArraySource(np.stack(layers, axis=-1), meta)

@@ -13,8 +13,7 @@ pair (student layer s, teacher layer t) has its own linear projection student-di
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -79,8 +78,7 @@ def load_teacher(path, num_heads: int | None = None, trust_pickle: bool = False)
     as a Prithvi checkpoint.
     """
     path = Path(path)
-    card_path = path.with_suffix(CARD_SUFFIX)
-    if card_path.is_file() and json.loads(card_path.read_text()).get("format", "").startswith("rsdistill-encoder"):
+    if path.with_suffix(CARD_SUFFIX).is_file():
         encoder, card = load_encoder(path)
     else:
         encoder, card = load_prithvi(path, num_heads=num_heads, trust_pickle=trust_pickle)
@@ -143,7 +141,6 @@ class CrossSpectralDistiller(nn.Module):
         self.register_buffer("teacher_std", torch.as_tensor(card["normalisation"]["std"], dtype=torch.float32)[:, None, None])
         self.pairs = resolve_layer_pairs(o.layers, student_depth, self.teacher.depth)
         self.projections = nn.ModuleDict({f"{s}_{t}": nn.Linear(student_dim, self.teacher.embed_dim) for s, t in self.pairs})
-        self.card = {"teacher": str(o.teacher), "teacher_sensor": target.name, "pairs": self.pairs, **asdict(o)}
 
     @property
     def student_layers(self) -> tuple[int, ...]:

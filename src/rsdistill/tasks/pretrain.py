@@ -85,7 +85,7 @@ class MAEPretrainer(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.distiller is not None:
-            rank_zero_info(f"teacher {self.distiller.card['teacher']}: layer pairs {self.distiller.pairs}, load report {self.distiller.load_report}")
+            rank_zero_info(f"teacher {self.distiller.options.teacher}: layer pairs {self.distiller.pairs}, load report {self.distiller.load_report}")
         mixing = self.model.mixing
         if mixing is not None and self.hparams.endmember_init == "vca" and self.global_step == 0:
             from rsdistill.unmixing import vca
