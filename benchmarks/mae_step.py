@@ -1,13 +1,16 @@
 """One MAE training step: rsdistill's ``MaskedAutoencoder`` vs transformers' ``ViTMAEForPreTraining``.
 
 Identical configuration on both sides (bands, tile, patch, widths, depths, heads, MLP ratio, mask
-ratio 0.75 with random masking, MSE on the masked patches, AdamW). A step is forward + backward +
-optimizer step on one batch. Each model runs in its own fresh process, one after the other in
-this one invocation, so peak memory is not shared:
+ratio 0.75 with random masking, MSE on the masked patches, fused AdamW on both sides, as
+rsdistill's trainer uses). A step is forward + backward + optimizer step on one batch; ours is
+the step ``rsdistill fit`` takes (pixel head on the masked patches only). Each model runs in its
+own fresh process; the two alternate for ``--rounds`` rounds so that drift in the machine's speed
+hits both sides alike:
 
-- time: median over ``--steps`` timed steps after ``--warmup`` steps;
+- time: per process the median over ``--steps`` timed steps after ``--warmup`` steps; the table
+  gives the median over rounds, and the time ratio's median and range over rounds;
 - memory: the process's peak resident set during the steps minus its resident set once the
-  model, optimizer and batch exist (what training itself allocates).
+  model, optimizer and batch exist (what training itself allocates), median over rounds.
 
 Needs the optional ``bench`` extra (``pip install -e ".[bench]"``: transformers, which works
 here only while torchvision is absent). Prints a Markdown table.
@@ -44,7 +47,7 @@ def rsdistill_step(c):
     valid = torch.ones(c["batch"], (c["tile"] // c["patch"]) ** 2, c["patch"] ** 2)
 
     def step(images):
-        outputs = model(images, 0.75, "random")
+        outputs = model(images, 0.75, "random", predict="masked")
         return loss(outputs, model.patchify(images), valid, None)["total"]
 
     return model, step
@@ -73,7 +76,7 @@ def child(side: str, name: str, steps: int, warmup: int) -> dict:
     c = CONFIGS[name]
     model, step = (rsdistill_step if side == "rsdistill" else transformers_step)(c)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     images = torch.randn(c["batch"], c["bands"], c["tile"], c["tile"])
     baseline = _rss_bytes()
     times = []
@@ -93,23 +96,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child, args.steps, args.warmup)))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup} warm-up\n")
-    print("| config | rsdistill ms/step | transformers ms/step | time ratio | rsdistill train MB | transformers train MB | memory ratio | params (ours / theirs) |")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup} warm-up, "
+          f"{args.rounds} alternating rounds\n")
+    print("| config | rsdistill ms/step | transformers ms/step | time ratio (range) | rsdistill train MB | transformers train MB | memory ratio | params (ours / theirs) |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.configs:
-        runs = {}
-        for side in ("rsdistill", "transformers"):
-            command = [sys.executable, __file__, "--child", side, name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-            runs[side] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        ours, theirs = runs["rsdistill"], runs["transformers"]
-        print(f"| {name} | {ours['ms']:.1f} | {theirs['ms']:.1f} | {ours['ms'] / theirs['ms']:.2f}× | {ours['train_mb']:.0f} | "
-              f"{theirs['train_mb']:.0f} | {ours['train_mb'] / max(theirs['train_mb'], 1e-9):.2f}× | {ours['params']:,} / {theirs['params']:,} |")
+        runs = {"rsdistill": [], "transformers": []}
+        for _ in range(args.rounds):
+            for side in runs:
+                command = [sys.executable, __file__, "--child", side, name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                runs[side].append(json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]))
+        ratios = [o["ms"] / t["ms"] for o, t in zip(runs["rsdistill"], runs["transformers"])]
+        ours, theirs = ({k: statistics.median(r[k] for r in runs[side]) for k in ("ms", "train_mb", "params")} for side in runs)
+        print(f"| {name} | {ours['ms']:.1f} | {theirs['ms']:.1f} | {statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | "
+              f"{ours['train_mb']:.0f} | {theirs['train_mb']:.0f} | {ours['train_mb'] / max(theirs['train_mb'], 1e-9):.2f}× | "
+              f"{ours['params']:,} / {theirs['params']:,} |")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from rsdistill.losses.reconstruction import ReconstructionLoss
 from rsdistill.masking import mask_from_scores, patch_scores
 from rsdistill.models.mae import MaskedAutoencoder
 
@@ -39,11 +40,12 @@ def main() -> None:
     torch.manual_seed(0)
     images = torch.randn(args.batch, args.bands, args.tile, args.tile)
     model = MaskedAutoencoder(args.bands, args.tile, 4, 128, 4, 4, 64, 2, 4)  # the EnMAP recipe size
-    optimizer = torch.optim.AdamW(model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), fused=True)
+    loss_fn = ReconstructionLoss({"mse": 1.0}, args.bands)
+    valid = torch.ones(args.batch, (args.tile // 4) ** 2, 16)
 
-    def step():
-        out = model(images, 0.75, "random")
-        loss = (out["pred"] - model.patchify(images)).pow(2).mean()
+    def step():  # the step ``rsdistill fit`` takes
+        loss = loss_fn(model(images, 0.75, "random", predict="masked"), model.patchify(images), valid, None)["total"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -59,11 +61,11 @@ def main() -> None:
     significance = torch.rand(1000, 64)
     print("\nshare of masked patches that two draws of the same tiles have in common (ratio 0.75):")
     for noise in (0.0, 0.25, 0.5, 1.0):
-        first, _, _ = mask_from_scores(significance, 0.75, noise)
-        second, _, _ = mask_from_scores(significance, 0.75, noise)
+        first = mask_from_scores(significance, 0.75, noise).mask
+        second = mask_from_scores(significance, 0.75, noise).mask
         print(f"  noise {noise}: {float(((first == 1) & (second == 1)).sum() / (first == 1).sum()):.2f}")
-    first, _, _ = mask_from_scores(torch.rand(1000, 64), 0.75, 0.0)
-    second, _, _ = mask_from_scores(torch.rand(1000, 64), 0.75, 0.0)
+    first = mask_from_scores(torch.rand(1000, 64), 0.75, 0.0).mask
+    second = mask_from_scores(torch.rand(1000, 64), 0.75, 0.0).mask
     print(f"  random masking: {float(((first == 1) & (second == 1)).sum() / (first == 1).sum()):.2f}")
 
 

@@ -26,7 +26,7 @@ def test_significance_scores_find_the_textured_patch(method):
 
 def test_mask_takes_the_top_ratio_of_scores_without_noise():
     scores = torch.arange(20.0).repeat(3, 1)
-    mask, keep, restore = mask_from_scores(scores, 0.75, noise=0.0)
+    mask, keep, _, restore = mask_from_scores(scores, 0.75, noise=0.0)
     assert mask.sum(1).tolist() == [15, 15, 15]
     assert mask[0, 5:].all() and not mask[0, :5].any()
     kept_then_masked = torch.cat([keep, torch.argsort(scores, 1)[:, 5:]], 1)
@@ -36,7 +36,7 @@ def test_mask_takes_the_top_ratio_of_scores_without_noise():
 def test_noise_varies_the_mask_but_keeps_the_preference():
     torch.manual_seed(0)
     scores = torch.arange(64.0).repeat(200, 1)
-    mask, _, _ = mask_from_scores(scores, 0.5, noise=0.5)
+    mask = mask_from_scores(scores, 0.5, noise=0.5).mask
     assert len({tuple(m.tolist()) for m in mask}) > 1
     assert mask[:, 32:].mean() > 0.8 > 0.2 > mask[:, :32].mean()
 
@@ -66,6 +66,9 @@ def test_mae_round_trip_and_physics_branch():
     assert torch.equal(mae.unpatchify(mae.patchify(images), 16, 16), images)
     out = mae(images, 0.75, "wavelet")
     assert out["pred"].shape == (2, 16, 96) and out["mask"].sum().item() == 24
+    masked_only = mae(images, 0.75, "random", predict="masked")
+    assert "pred" not in masked_only and masked_only["pred_masked"].shape == (2, 12, 96)
+    torch.testing.assert_close(torch.gather(out["mask"], 1, out["ids_masked"]), torch.ones(2, 12))
     torch.testing.assert_close(out["abundances"].sum(-1), torch.ones(2, 16, 16))
     manual = out["abundances"] @ mae.mixing.endmembers.T
     torch.testing.assert_close(out["mixture"], manual.flatten(2))
@@ -78,13 +81,15 @@ def test_losses_ignore_visible_and_nodata_pixels():
     target = torch.ones(1, 2, 4 * 2)
     pred = target.clone()
     pred[0, 0] = 5.0  # wrong, but visible
-    mask = torch.tensor([[0.0, 1.0]])
-    terms = loss({"pred": pred, "mask": mask}, target, torch.ones(1, 2, 4), None)
+    outputs = lambda: {"pred_masked": pred[:, 1:], "ids_masked": torch.tensor([[1]])}  # noqa: E731 - patch 1 masked
+    terms = loss(outputs(), target, torch.ones(1, 2, 4), None)
     assert terms["mse"].item() == 0.0
     pred[0, 1, :2] = 9.0  # wrong masked pixel 0, declared nodata
     valid = torch.ones(1, 2, 4)
     valid[0, 1, 0] = 0
-    assert loss({"pred": pred, "mask": mask}, target, valid, None)["mse"].item() == 0.0
+    assert loss(outputs(), target, valid, None)["mse"].item() == 0.0
+    valid[0, 1, 0] = 1
+    assert loss(outputs(), target, valid, None)["mse"].item() == pytest.approx(64 / 4)
     assert spectral_angle(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])).item() == pytest.approx(np.pi / 2, rel=1e-4)
 
 
@@ -140,3 +145,15 @@ def test_endmembers_are_not_weight_decayed():
     decayed, physical = task.configure_optimizers()["optimizer"].param_groups
     assert physical["weight_decay"] == 0.0 and physical["params"] == [task.model.mixing.endmembers]
     assert decayed["weight_decay"] == 0.05 and all(p is not task.model.mixing.endmembers for p in decayed["params"])
+
+
+def test_masked_only_prediction_gives_the_same_losses_as_predicting_everything():
+    mae = MaskedAutoencoder(6, 16, 4, 32, 2, 4, 16, 1, 4, endmembers=3)
+    loss = ReconstructionLoss({"mse": 1.0, "huber": 1.0, "ssim": 1.0, "sam": 1.0, "physics": 1.0}, bands=6)
+    images, valid = torch.randn(2, 6, 16, 16), (torch.rand(2, 16, 4 * 4) > 0.2).float()
+    terms = {}
+    for predict in ("all", "masked"):
+        torch.manual_seed(0)
+        terms[predict] = loss(mae(images, 0.75, "gabor", predict=predict), mae.patchify(images), valid, lambda p: mae.unpatchify(p, 16, 16))
+    for name, value in terms["all"].items():
+        torch.testing.assert_close(terms["masked"][name], value, msg=name)

@@ -18,6 +18,7 @@ masked patches at ratio 0.75 (100 % without noise, 75 % for random masking), as 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import ptwt
 import torch
@@ -63,14 +64,24 @@ def patch_scores(images: torch.Tensor, method: str, patch_size: int) -> torch.Te
     return F.adaptive_avg_pool2d(energy, grid).flatten(1)
 
 
-def mask_from_scores(scores: torch.Tensor, ratio: float, noise: float = 0.5):
-    """Mask the top ``ratio`` of patches by (standardised score + noise · N(0, 1)).
+class PatchMask(NamedTuple):
+    """Which patches of each tile are masked.
 
-    Args:
-        scores: (N, L) significance.
-    Returns:
-        mask (N, L) with 1 = masked, ids_keep (N, L_keep), ids_restore (N, L) (MAE's convention:
-        ``gather(cat(kept, masked), ids_restore)`` puts tokens back in place).
+    mask (N, L) with 1 = masked; ids_keep (N, L_keep) and ids_masked (N, L_mask) the patch indices
+    of each part; ids_restore (N, L) (MAE's convention: ``gather(cat(kept, masked), ids_restore)``
+    puts tokens back in place).
+    """
+
+    mask: torch.Tensor
+    ids_keep: torch.Tensor
+    ids_masked: torch.Tensor
+    ids_restore: torch.Tensor
+
+
+def mask_from_scores(scores: torch.Tensor, ratio: float, noise: float = 0.5) -> PatchMask:
+    """Mask the top ``ratio`` of patches of each tile by (standardised score + noise · N(0, 1)).
+
+    scores: (N, L) significance.
     """
     if not 0 < ratio < 1:
         raise InputError(f"mask ratio must be in (0, 1), got {ratio}")
@@ -84,4 +95,4 @@ def mask_from_scores(scores: torch.Tensor, ratio: float, noise: float = 0.5):
     keep = min(max(keep, 1), length - 1)
     mask = torch.ones(n, length, device=scores.device)
     mask[:, :keep] = 0
-    return torch.gather(mask, 1, ids_restore), ids_shuffle[:, :keep], ids_restore
+    return PatchMask(torch.gather(mask, 1, ids_restore), ids_shuffle[:, :keep], ids_shuffle[:, keep:], ids_restore)

@@ -23,7 +23,7 @@ from torch import nn
 from rsdistill.errors import InputError
 from rsdistill.losses.distillation import FEATURE_LOSSES, feature_kd_loss
 from rsdistill.models.prithvi import load_prithvi
-from rsdistill.models.vit import ViTEncoder
+from rsdistill.models.vit import ViTEncoder, take_tokens
 from rsdistill.models.weights import CARD_SUFFIX, load_encoder
 from rsdistill.spectral.alignment import ALIGNMENT_METHODS, band_alignment
 from rsdistill.spectral.sensors import Sensor, get_sensor
@@ -180,7 +180,7 @@ class CrossSpectralDistiller(nn.Module):
         teacher = self.teacher_tokens(images, valid, grid)
         losses = []
         for s, t in self.pairs:
-            target = torch.gather(teacher[t], 1, ids_keep[..., None].expand(-1, -1, teacher[t].shape[-1]))
+            target = take_tokens(teacher[t], ids_keep)
             student = self.projections[f"{s}_{t}"](student_layers[s][:, 1:])
             losses.append(feature_kd_loss(student, target, self.options.loss, self.options.temperature))
         return torch.stack(losses).mean()

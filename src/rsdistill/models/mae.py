@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rsdistill.masking import mask_from_scores, patch_scores
-from rsdistill.models.vit import Block, ViTEncoder, sincos_position_embedding
+from rsdistill.models.vit import Block, ViTEncoder, sincos_position_embedding, take_tokens
 
 
 class LinearMixingHead(nn.Module):
@@ -100,7 +100,7 @@ class MaskedAutoencoder(nn.Module):
         n, length = ids_restore.shape
         masked = self.mask_token.expand(n, length + 1 - x.shape[1], -1)
         patches = torch.cat([x[:, 1:], masked], dim=1)
-        patches = torch.gather(patches, 1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))
+        patches = take_tokens(patches, ids_restore)
         position = (
             self.decoder_pos_embed[:, 1:] if tuple(grid) == self.encoder.grid
             else sincos_position_embedding(self.decoder_embed_dim, *grid).to(x)[None]
@@ -124,21 +124,34 @@ class MaskedAutoencoder(nn.Module):
         return torch.einsum("nhwpqm->nmhpwq", x).reshape(n, m, height, width)
 
     def forward(self, images: torch.Tensor, mask_ratio: float = 0.75, score: str = "random", noise: float = 0.5,
-                return_layers: tuple[int, ...] = ()) -> dict:
+                return_layers: tuple[int, ...] = (), predict: str = "all") -> dict:
         """images: (N, C, H, W) normalised tiles.
 
-        Returns a dict: ``pred`` (N, L, p²C) pixel-head reconstruction, ``mask`` (N, L) 1 = masked,
-        ``latent`` (N, 1 + L_keep, D), ``layers`` {layer: tokens of the visible patches},
-        ``ids_keep`` (N, L_keep) indices of the visible patches, and with the physics branch
-        ``abundances`` (N, L, p², M) and ``mixture`` (N, L, p²C).
+        ``predict``: ``all`` runs the pixel head on every patch (evaluation, figures); ``masked``
+        only on the masked ones, which is all a training loss needs (the visible patches of a
+        reconstruction come from the input) and saves a quarter of the largest matrix product.
+
+        Returns a dict: ``pred_masked`` (N, L_mask, p²C) pixel-head reconstruction of the masked
+        patches ``ids_masked`` (N, L_mask); with ``predict="all"`` also ``pred`` (N, L, p²C);
+        ``mask`` (N, L) 1 = masked; ``latent`` (N, 1 + L_keep, D); ``layers`` {layer: tokens of the
+        visible patches}; ``ids_keep`` (N, L_keep) the visible patches; and with the physics branch
+        ``abundances`` (N, L, p², M) and ``mixture`` (N, L, p²C) of every patch.
         """
+        if predict not in ("all", "masked"):
+            raise ValueError(f"predict must be 'all' or 'masked', got {predict!r}")
         grid = (images.shape[2] // self.patch_size, images.shape[3] // self.patch_size)
         with torch.no_grad():
             scores = patch_scores(images, score, self.patch_size)
-        mask, ids_keep, ids_restore = mask_from_scores(scores, mask_ratio, noise if score != "random" else 0.0)
-        latent, layers = self.forward_encoder(images, ids_keep, return_layers)
-        decoded = self.forward_decoder(latent, ids_restore, grid)
-        out = {"pred": self.decoder_pred(decoded), "mask": mask, "latent": latent, "layers": layers, "ids_keep": ids_keep}
+        patch_mask = mask_from_scores(scores, mask_ratio, noise if score != "random" else 0.0)
+        latent, layers = self.forward_encoder(images, patch_mask.ids_keep, return_layers)
+        decoded = self.forward_decoder(latent, patch_mask.ids_restore, grid)
+        out = {"mask": patch_mask.mask, "ids_masked": patch_mask.ids_masked, "latent": latent, "layers": layers,
+               "ids_keep": patch_mask.ids_keep}
+        if predict == "all":
+            out["pred"] = self.decoder_pred(decoded)
+            out["pred_masked"] = take_tokens(out["pred"], patch_mask.ids_masked)
+        else:
+            out["pred_masked"] = self.decoder_pred(take_tokens(decoded, patch_mask.ids_masked))
         if self.mixing is not None:
             abundances, mixture = self.mixing(decoded)
             out["abundances"], out["mixture"] = abundances, mixture.flatten(2)

@@ -47,6 +47,11 @@ def sincos_position_embedding(dim: int, grid_h: int, grid_w: int, style: str = "
     return torch.from_numpy(np.concatenate(parts, axis=1)).float()
 
 
+def take_tokens(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The tokens ``ids`` of each sample: (N, L, K) and (N, L_sel) -> (N, L_sel, K)."""
+    return torch.gather(tokens, 1, ids[..., None].expand(-1, -1, tokens.shape[-1]))
+
+
 class PatchEmbed(nn.Module):
     """(N, C, H, W) -> (N, L, D) with L = (H / p) * (W / p)."""
 
@@ -67,8 +72,7 @@ class PatchEmbed(nn.Module):
         n, c, h, w = images.shape
         p = self.patch_size
         patches = images.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(n, (h // p) * (w // p), c * p * p)
-        selected = torch.gather(patches, 1, ids[..., None].expand(-1, -1, patches.shape[-1]))
-        return F.linear(selected, self.proj.weight.flatten(1), self.proj.bias)
+        return F.linear(take_tokens(patches, ids), self.proj.weight.flatten(1), self.proj.bias)
 
 
 class Attention(nn.Module):
@@ -155,7 +159,7 @@ class ViTEncoder(nn.Module):
         position = self.position_embedding(grid_h, grid_w)
         if ids_keep is None:
             return self.patch_embed(images) + position
-        position = torch.gather(position.expand(images.shape[0], -1, -1), 1, ids_keep[..., None].expand(-1, -1, self.embed_dim))
+        position = take_tokens(position.expand(images.shape[0], -1, -1), ids_keep)
         return self.patch_embed.embed_selected(images, ids_keep) + position
 
     def forward_tokens(self, tokens: torch.Tensor, return_layers: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:

@@ -135,7 +135,7 @@ class PixelClassifier(L.LightningModule):
             torch.set_rng_state(checkpoint["torch_rng_state"])
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=True)
         epochs = self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
