@@ -113,7 +113,7 @@ def test_hyperkd_trains_student_and_projection_never_the_teacher(tmp_path, synth
     task = hyperkd_task(synthetic_data, {"teacher": str(tmp_path / "teacher.safetensors"), "scale": 10000.0, "weight": 1.0})
     assert task.distiller.pairs == [(2, 2)]  # default 8 <-> 8 clipped to both depths
     before = {k: v.clone() for k, v in task.state_dict().items()}
-    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = L.Trainer(max_steps=2, default_root_dir=tmp_path, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     trainer.fit(task, synthetic_data)
     after = task.state_dict()
     for key, value in teacher.state_dict().items():

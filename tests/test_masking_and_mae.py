@@ -137,14 +137,15 @@ def test_embedding_only_visible_patches_equals_embedding_all_then_gathering():
     torch.testing.assert_close(encoder.embed(wide, ids), torch.gather(encoder.embed(wide), 1, ids[..., None].expand(-1, -1, 32)))
 
 
-def test_endmembers_are_not_weight_decayed():
+def test_endmembers_have_their_own_lr_and_no_weight_decay():
     from rsdistill.tasks.pretrain import MAEPretrainer
 
     task = MAEPretrainer(num_bands=5, img_size=8, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
-                         decoder_num_heads=2, endmembers=3)
-    decayed, physical = task.configure_optimizers()["optimizer"].param_groups
-    assert physical["weight_decay"] == 0.0 and physical["params"] == [task.model.mixing.endmembers]
-    assert decayed["weight_decay"] == 0.05 and all(p is not task.model.mixing.endmembers for p in decayed["params"])
+                         decoder_num_heads=2, endmembers=3, endmember_lr=1e-5)
+    decayed, _, endmembers = task.configure_optimizers()["optimizer"].param_groups
+    assert endmembers["weight_decay"] == 0.0 and endmembers["lr"] == 1e-5 and endmembers["params"] == [task.model.mixing.endmembers]
+    assert decayed["weight_decay"] == 0.05 and decayed["lr"] == task.hparams.lr
+    assert all(p is not task.model.mixing.endmembers for p in decayed["params"])
 
 
 def test_masked_only_prediction_gives_the_same_losses_as_predicting_everything():

@@ -95,7 +95,7 @@ def _unmixing_parser() -> ArgumentParser:
     parser.add_argument("--scenes", type=list[str], default=["samson", "moffett", "muufl"])
     parser.add_argument("--seeds", type=list[int], default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--out", default=None, help="write results.json and results.md here")
+    parser.add_argument("--out", default="runs/unmixing", help="results.json, results.md and each run's KARMA encoder go here")
     return parser
 
 

@@ -102,11 +102,9 @@ def unmixing_eval(args) -> None:
     from rsdistill.files import write_json
     from rsdistill.evaluation.unmixing_validity import markdown, run_unmixing_validity
 
-    rows = run_unmixing_validity(args.scenes, args.seeds, args.epochs)
+    out = Path(args.out)
+    rows = run_unmixing_validity(args.scenes, args.seeds, args.epochs, out)
     table = markdown(rows)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "results.json", rows)
-        (out / "results.md").write_text(table + "\n")
+    write_json(out / "results.json", rows)
+    (out / "results.md").write_text(table + "\n")
     print(table)

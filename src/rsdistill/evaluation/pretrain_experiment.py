@@ -2,8 +2,10 @@
 tiles and linear-probe OA, as mean ± std (JSON + Markdown), encoders saved with their cards.
 
 An experiment YAML has ``data`` (``TileData`` options), ``trainer``, ``recipes`` ({name:
-``MAEPretrainer`` options}), ``seeds`` and ``probe`` ({"tile_lists": {"train": csv, "test": csv}}
-of image,mask pairs, e.g. the EnMAP Potsdam lists). Finished runs are reused on a rerun.
+``MAEPretrainer`` options}), ``seeds``, optionally ``probe`` ({"tile_lists": {"train": csv,
+"test": csv}} of image,mask pairs, e.g. the EnMAP Potsdam lists) and optionally ``datasets``
+(several scenes or sensors, each with its own ``data`` and ``model`` overrides; one table row per
+dataset and recipe). Finished runs are reused on a rerun.
 """
 
 from __future__ import annotations
@@ -71,42 +73,61 @@ def probe_accuracy(encoder, probe: dict, seed: int = 0) -> float:
 
 
 def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> list[dict]:
+    """Every recipe × seed on ``data``, or on each entry of ``datasets`` ({name: {data: TileData
+    options over ``data``, model: recipe options over every recipe's}}), e.g. one per sensor."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = config["data"].get("root")
+    datasets = config.get("datasets") or {None: {}}
     records = []
-    for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
-        data = TileData(**{**config["data"], "seed": seed})
-        probe = probe_tiles(config["probe"]["tile_lists"], data.keep_bands, data.band_mean, data.band_std, root) if "probe" in config else None
-        for name, options in config["recipes"].items():
-            run_dir = out_dir / name / f"seed_{seed}"
-            if (finished := finished_record(run_dir)) is not None:
-                records.append(finished)
-                continue
-            run_dir.mkdir(parents=True, exist_ok=True)
-            L.seed_everything(seed, workers=True)
-            task = MAEPretrainer(
-                num_bands=data.num_bands, img_size=data.tile_size, band_mean=data.band_mean, band_std=data.band_std,
-                wavelengths=data.wavelengths, data_range=data.data_range, **options,
-            )
-            trainer = L.Trainer(
-                default_root_dir=run_dir, logger=L.pytorch.loggers.CSVLogger(run_dir, name="", version=""),
-                enable_checkpointing=False, **config.get("trainer", {}),
-            )
-            trainer.fit(task, data)
-            metrics = {k: float(v) for k, v in trainer.validate(task, data, verbose=False)[0].items()}
-            record = {"recipe": name, "seed": seed, **{k: metrics[f"val/{k}"] for k in RECONSTRUCTION}}
-            if probe is not None:
-                record["probe_oa"] = probe_accuracy(task.model.encoder, probe, seed)
-            task.export(run_dir / "encoder.safetensors", {k: v for k, v in record.items() if k not in ("recipe", "seed")})
-            reconstruction_figure(task, data.val_set.tensors[0][:3], run_dir / "reconstruction.png")
-            write_json(run_dir / "scores.json", record)
-            records.append(record)
-            log(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
+    for dataset, overrides in datasets.items():
+        unknown = set(overrides) - {"data", "model"}
+        if unknown:
+            raise InputError(f"dataset {dataset!r}: unknown keys {sorted(unknown)}; a dataset has 'data' and 'model'")
+        data_options = {**config.get("data", {}), **overrides.get("data", {})}
+        dataset_dir = out_dir if dataset is None else out_dir / dataset
+        for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
+            for record in _run_recipes(config, data_options, overrides.get("model", {}), seed, dataset_dir, log):
+                records.append(record if dataset is None else {"dataset": dataset, **record})
     columns = [*RECONSTRUCTION, *(["probe_oa"] if "probe" in config else [])]
-    summary = summarise_columns(records, "recipe", columns)
+    labelled = [{**r, "recipe": f"{r['dataset']} · {r['recipe']}" if "dataset" in r else r["recipe"]} for r in records]
+    summary = summarise_columns(labelled, "recipe", columns)
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "results.json", {"runs": records, "summary": summary})
     (out_dir / "results.md").write_text(markdown_columns(summary, "recipe", columns) + "\n")
+    return records
+
+
+def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: int, out_dir: Path, log) -> list[dict]:
+    """One seed of every recipe on one dataset; finished runs are reused."""
+    data = TileData(**{**data_options, "seed": seed})
+    probe = None
+    if "probe" in config:
+        probe = probe_tiles(config["probe"]["tile_lists"], data.keep_bands, data.band_mean, data.band_std, data_options.get("root"))
+    records = []
+    for name, options in config["recipes"].items():
+        run_dir = out_dir / name / f"seed_{seed}"
+        if (finished := finished_record(run_dir)) is not None:
+            records.append(finished)
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        L.seed_everything(seed, workers=True)
+        task = MAEPretrainer(
+            num_bands=data.num_bands, img_size=data.tile_size, band_mean=data.band_mean, band_std=data.band_std,
+            wavelengths=data.wavelengths, data_range=data.data_range, **{**options, **model_overrides},
+        )
+        trainer = L.Trainer(
+            default_root_dir=run_dir, logger=L.pytorch.loggers.CSVLogger(run_dir, name="", version=""),
+            enable_checkpointing=False, **config.get("trainer", {}),
+        )
+        trainer.fit(task, data)
+        metrics = {k: float(v) for k, v in trainer.validate(task, data, verbose=False)[0].items()}
+        record = {"recipe": name, "seed": seed, **{k: metrics[f"val/{k}"] for k in RECONSTRUCTION}}
+        if probe is not None:
+            record["probe_oa"] = probe_accuracy(task.model.encoder, probe, seed)
+        task.export(run_dir / "encoder.safetensors", {k: v for k, v in record.items() if k not in ("recipe", "seed")})
+        reconstruction_figure(task, data.val_set.tensors[0][:3], run_dir / "reconstruction.png")
+        write_json(run_dir / "scores.json", record)
+        records.append(record)
+        log(f"{out_dir.name} seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
     return records
 
 

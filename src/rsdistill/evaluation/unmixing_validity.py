@@ -11,6 +11,7 @@ RMSE. VCA + FCLS, computed in the same run on the same pixels, is the classical 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -59,17 +60,18 @@ def evaluate(estimated_endmembers, estimated_abundances, reference: Reference) -
     return {"sad": float(angles.mean()), "abundance_rmse": abundance_rmse(estimated_abundances[order], reference.abundances)}
 
 
-def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, tile: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Pretrain KARMA on one scene; return endmembers (bands, M) and abundances (M, H·W)."""
+def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, run_dir, tile: int = 16, **options) -> tuple[np.ndarray, np.ndarray]:
+    """Pretrain KARMA on one scene (its encoder and card saved in ``run_dir``); return endmembers
+    (bands, M) in the scene's units and abundances (M, H·W)."""
     data = TileData(images=[scene_path], tile_size=tile, stride=4, batch_size=32, seed=seed)
     L.seed_everything(seed, workers=True)
     task = MAEPretrainer(
         num_bands=data.num_bands, img_size=tile, patch_size=4, embed_dim=64, depth=2, num_heads=4, decoder_embed_dim=64,
         decoder_depth=1, mask_score="gabor", endmembers=endmembers, endmember_init="vca",
         loss_weights={"huber": 1.0, "sam": 1.0, "physics": 1.0}, band_mean=data.band_mean, band_std=data.band_std,
-        data_range=data.data_range,
+        data_range=data.data_range, **options,
     )
-    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_epochs=epochs, default_root_dir=run_dir, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0)
     trainer.fit(task, data)
     scene = Scene.read(scene_path)
@@ -86,7 +88,7 @@ def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, til
     return endmember_matrix, abundances
 
 
-def run_unmixing_validity(names, seeds, epochs: int, root=None, log=print) -> list[dict]:
+def run_unmixing_validity(names, seeds, epochs: int, out_dir, root=None, log=print) -> list[dict]:
     rows = []
     for name in names:
         reference = load_reference(name, root)
@@ -96,7 +98,7 @@ def run_unmixing_validity(names, seeds, epochs: int, root=None, log=print) -> li
         for seed in seeds:
             baseline_e = vca(pixels, m, seed=seed)
             baseline = evaluate(baseline_e, fcls(pixels, baseline_e), reference)
-            karma_e, karma_a = karma_unmixing(reference.path, m, seed, epochs)
+            karma_e, karma_a = karma_unmixing(reference.path, m, seed, epochs, Path(out_dir) / name / f"seed_{seed}")
             karma = evaluate(karma_e, karma_a, reference)
             for method, scores in (("VCA + FCLS", baseline), ("KARMA (ours)", karma)):
                 rows.append({"scene": name, "method": method, "seed": seed, **scores})
