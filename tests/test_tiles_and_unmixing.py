@@ -82,3 +82,40 @@ def test_unmixing_validity_runs_on_samson_with_baseline(real_file, monkeypatch, 
     assert rows[1]["sad"] < rows[0]["sad"] + 0.05
     assert (tmp_path / "out/samson/seed_0/encoder.safetensors").exists() and not (tmp_path / "encoder.json").exists()
     assert "| samson | KARMA (ours) |" in markdown(rows)
+
+
+def test_scene_windows_give_disjoint_training_and_held_out_regions(real_file):
+    scene = {"path": "hsi_anomaly_lren/HYDICE_data.mat"}
+    data = TileData(images=[{**scene, "window": {"row": 0, "col": 0, "height": 68, "width": 80}}],
+                    holdout=[{**scene, "window": {"row": 68, "col": 0, "height": 32, "width": 80}}],
+                    root=str(real_file("")), tile_size=16, stride=8)
+    assert data.num_bands == 162 and len(data.train_set) == 7 * 9 and len(data.val_set) == 2 * 5
+    with pytest.raises(InputError, match="window .* lies outside the 100×80 scene"):
+        TileData(images=[{**scene, "window": {"row": 90, "col": 0, "height": 32, "width": 80}}], root=str(real_file("")))
+    with pytest.raises(InputError, match="window needs exactly row, col, height and width"):
+        TileData(images=[{**scene, "window": {"row": 0, "col": 0, "rows": 32}}], root=str(real_file("")))
+
+
+def test_pretrain_experiment_over_datasets_of_different_band_counts(tmp_path):
+    from rsdistill.evaluation.pretrain_experiment import run_pretrain_experiment
+
+    tiny = {"embed_dim": 16, "depth": 1, "num_heads": 2, "decoder_embed_dim": 8, "decoder_depth": 1, "decoder_num_heads": 2}
+    config = {
+        "data": {"tile_size": 8, "batch_size": 8},
+        "datasets": {
+            "s2": {"data": {"synthetic": {"sensor": "sentinel2", "height": 16, "width": 16}}},
+            "hls": {"data": {"synthetic": {"sensor": "hls_l30", "height": 16, "width": 16}}, "model": {"patch_size": 2}},
+        },
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False},
+        "recipes": {"random": {**tiny, "mask_score": "random", "loss_weights": {"mse": 1.0}}},
+        "seeds": [0],
+    }
+    records = run_pretrain_experiment(config, tmp_path, log=lambda _: None)
+    assert [(r["dataset"], r["recipe"]) for r in records] == [("s2", "random"), ("hls", "random")]
+    card = json.loads((tmp_path / "hls/random/seed_0/encoder.json").read_text())
+    assert card["architecture"]["patch_size"] == 2 and card["bands"] < 13
+    table = (tmp_path / "results.md").read_text()
+    assert "| s2 · random |" in table and "| hls · random |" in table
+    assert run_pretrain_experiment(config, tmp_path, log=lambda _: None) == records  # finished runs are reused
+    with pytest.raises(InputError, match="dataset 's2': unknown keys \\['models'\\]"):
+        run_pretrain_experiment({**config, "datasets": {"s2": {"models": {}}}}, tmp_path / "bad")
