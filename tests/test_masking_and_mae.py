@@ -158,3 +158,19 @@ def test_masked_only_prediction_gives_the_same_losses_as_predicting_everything()
         terms[predict] = loss(mae(images, 0.75, "gabor", predict=predict), mae.patchify(images), valid, lambda p: mae.unpatchify(p, 16, 16))
     for name, value in terms["all"].items():
         torch.testing.assert_close(terms["masked"][name], value, msg=name)
+
+
+def test_eval_mask_random_scores_every_recipe_on_the_same_masks():
+    batch = {"image": torch.randn(4, 5, 8, 8), "valid": torch.ones(4, 8, 8, dtype=torch.bool)}
+    masks = {}
+    for score in ("gabor", "wavelet"):
+        task = MAEPretrainer(num_bands=5, img_size=8, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
+                             decoder_num_heads=2, mask_score=score, eval_mask="random")
+        forward = task.model.forward
+        task.model.forward = lambda *args, **kwargs: masks.setdefault(score, forward(*args, **kwargs))
+        rng_before = torch.get_rng_state()
+        task.validation_step(batch, 3)
+        assert torch.equal(torch.get_rng_state(), rng_before)  # training's random stream is left alone
+    assert torch.equal(masks["gabor"]["mask"], masks["wavelet"]["mask"])
+    with pytest.raises(InputError, match="unknown eval_mask"):
+        MAEPretrainer(num_bands=5, eval_mask="gabor")

@@ -27,6 +27,9 @@ from rsdistill.models.cross_spectral import CrossSpectralDistiller
 from rsdistill.models.mae import MaskedAutoencoder
 
 ENDMEMBER_INITS = ("random", "vca")
+# Held-out tiles are masked with the recipe's own score (``own``), or with random masks seeded by
+# the batch index (``random``): the same masks for every recipe, so that their metrics compare.
+EVAL_MASKS = ("own", "random")
 PHYSICAL_PARAMETERS = ("mixing.endmembers", "distiller.alignment")
 
 
@@ -45,6 +48,7 @@ class MAEPretrainer(L.LightningModule):
         mask_ratio: float = 0.75,
         mask_score: str = "random",
         mask_noise: float = 0.5,
+        eval_mask: str = "own",
         loss_weights: dict[str, float] | None = None,
         endmembers: int = 0,
         endmember_init: str = "random",
@@ -61,6 +65,8 @@ class MAEPretrainer(L.LightningModule):
         super().__init__()
         if not 0 < mask_ratio < 1:
             raise InputError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        if eval_mask not in EVAL_MASKS:
+            raise InputError(f"unknown eval_mask {eval_mask!r}; choose one of {', '.join(EVAL_MASKS)}")
         if mask_score not in SCORES:
             raise InputError(f"unknown mask_score {mask_score!r}; choose one of {', '.join(SCORES)}")
         if endmember_init not in ENDMEMBER_INITS:
@@ -99,12 +105,13 @@ class MAEPretrainer(L.LightningModule):
             endmembers = torch.from_numpy(vca((pixels * std + mean).double().numpy().T, mixing.endmembers_count, seed=0)).float()
             mixing.endmembers.data.copy_((endmembers - mean[:, None]) / std[:, None])
 
-    def _step(self, batch, predict: str):
-        """Forward and loss terms; ``predict``: the pixel head on ``all`` patches or only the ``masked`` ones."""
+    def _step(self, batch, predict: str, score: str | None = None):
+        """Forward and loss terms; ``predict``: the pixel head on ``all`` patches or only the
+        ``masked`` ones; ``score``: the masking score, the recipe's by default."""
         images, valid = batch["image"], batch["valid"]
         h = self.hparams
         student_layers = self.distiller.student_layers if self.distiller is not None else ()
-        outputs = self.model(images, h.mask_ratio, h.mask_score, h.mask_noise, return_layers=student_layers, predict=predict)
+        outputs = self.model(images, h.mask_ratio, score or h.mask_score, h.mask_noise, return_layers=student_layers, predict=predict)
         target = self.model.patchify(images)
         valid_px = _patch_validity(valid, h.patch_size)
         terms = self.loss(outputs, target, valid_px, lambda p: self.model.unpatchify(p, images.shape[2], images.shape[3]))
@@ -126,7 +133,12 @@ class MAEPretrainer(L.LightningModule):
         return terms["total"]
 
     def validation_step(self, batch, batch_idx):
-        outputs, target, terms = self._step(batch, predict="all")
+        if self.hparams.eval_mask == "random":
+            with torch.random.fork_rng():
+                torch.manual_seed(batch_idx)
+                outputs, target, terms = self._step(batch, predict="all", score="random")
+        else:
+            outputs, target, terms = self._step(batch, predict="all")
         self.log_dict({f"val/{k}": v for k, v in terms.items()})
         images, height, width = batch["image"], batch["image"].shape[2], batch["image"].shape[3]
         mean, std = self.loss.band_mean[None, :, None, None], self.loss.band_std[None, :, None, None]
