@@ -60,7 +60,7 @@ def evaluate(estimated_endmembers, estimated_abundances, reference: Reference) -
     return {"sad": float(angles.mean()), "abundance_rmse": abundance_rmse(estimated_abundances[order], reference.abundances)}
 
 
-def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, run_dir, tile: int = 16, **options) -> tuple[np.ndarray, np.ndarray]:
+def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, run_dir, tile: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Pretrain KARMA on one scene (its encoder and card saved in ``run_dir``); return endmembers
     (bands, M) in the scene's units and abundances (M, H·W)."""
     data = TileData(images=[scene_path], tile_size=tile, stride=4, batch_size=32, seed=seed)
@@ -69,7 +69,7 @@ def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, run
         num_bands=data.num_bands, img_size=tile, patch_size=4, embed_dim=64, depth=2, num_heads=4, decoder_embed_dim=64,
         decoder_depth=1, mask_score="gabor", endmembers=endmembers, endmember_init="vca",
         loss_weights={"huber": 1.0, "sam": 1.0, "physics": 1.0}, band_mean=data.band_mean, band_std=data.band_std,
-        data_range=data.data_range, **options,
+        data_range=data.data_range,
     )
     trainer = L.Trainer(max_epochs=epochs, default_root_dir=run_dir, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0)

@@ -30,7 +30,9 @@ ENDMEMBER_INITS = ("random", "vca")
 # Held-out tiles are masked with the recipe's own score (``own``), or with random masks seeded by
 # the batch index (``random``): the same masks for every recipe, so that their metrics compare.
 EVAL_MASKS = ("own", "random")
-PHYSICAL_PARAMETERS = ("mixing.endmembers", "distiller.alignment")
+# Parameter groups of the optimizer: 0 the network (weight decay), 1 a learnable band-alignment
+# matrix (no decay), 2 the endmember matrix (no decay, ``endmember_lr``); see configure_optimizers.
+PARAMETER_GROUPS = {"distiller.alignment": 1, "mixing.endmembers": 2}
 
 
 class MAEPretrainer(L.LightningModule):
@@ -192,13 +194,11 @@ class MAEPretrainer(L.LightningModule):
         # mixing loss barely constrains the endmembers (many simplices fit the pixels), so they
         # learn at their own, smaller ``endmember_lr``: on the unmixing references the SAD to the
         # true endmembers is lower at 1.5e-4 than at the network's 1.5e-3 (docs/results.md).
-        decayed, not_decayed, endmembers = [], [], []
+        groups = [{"params": []}, {"params": [], "weight_decay": 0.0}, {"params": [], "weight_decay": 0.0, "lr": self.hparams.endmember_lr}]
         for name, parameter in self.named_parameters():
             if parameter.requires_grad:
-                group = endmembers if name.endswith("mixing.endmembers") else not_decayed if name.endswith(PHYSICAL_PARAMETERS) else decayed
-                group.append(parameter)
-        groups = [{"params": decayed}, {"params": not_decayed, "weight_decay": 0.0},
-                  {"params": endmembers, "weight_decay": 0.0, "lr": self.hparams.endmember_lr}]
+                index = next((i for suffix, i in PARAMETER_GROUPS.items() if name.endswith(suffix)), 0)
+                groups[index]["params"].append(parameter)
         # fused: one kernel for all parameters instead of a dozen per tensor (CPU and GPU alike)
         optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=(0.9, 0.95), fused=True)
         epochs = self._trainer.max_epochs if self._trainer is not None and self._trainer.max_epochs else 1
