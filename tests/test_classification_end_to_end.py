@@ -11,17 +11,19 @@ import rasterio
 from rsdistill.cli import main
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
-from rsdistill.evaluation.experiment import fit_and_test, run_experiment
+from rsdistill.evaluation.experiment import fit_and_test, run_experiment, run_recipe
 from rsdistill.io import write_geotiff
+from rsdistill.tasks.classification import PixelClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"arch": "blm", "d_model": 8, "n_layers": 1, "d_state": 8, "lr": 0.01}
 SYNTHETIC = {"sensor": "sentinel2", "height": 24, "width": 24, "seed": 1}
-TRAINER = {"enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1}
+TRAINER = {"enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1, "deterministic": True}
+DATA = {"synthetic": SYNTHETIC, "train": 0.2, "val": 0.1, "patch_size": 5, "batch_size": 16, "seed": 0}
 
 
-def tiny_data(seed=0):
-    return PixelClassificationData(synthetic=SYNTHETIC, train=0.2, val=0.1, patch_size=5, batch_size=16, seed=seed)
+def tiny_recipe(run_dir, epochs, model=TINY):
+    return run_recipe(PixelClassifier, PixelClassificationData, model, DATA, {**TRAINER, "max_epochs": epochs}, run_dir, 0)
 
 
 class Kill(L.Callback):
@@ -36,12 +38,10 @@ class Kill(L.Callback):
 
 
 def test_resumed_run_reaches_the_same_metrics(tmp_path):
-    data = tiny_data()
-    trainer = {**TRAINER, "max_epochs": 4}
-    straight = fit_and_test("m", TINY, data, trainer, tmp_path / "straight", seed=0)
+    straight = fit_and_test("m", tiny_recipe(tmp_path / "straight", 4), seed=0)
     with pytest.raises(RuntimeError, match="killed"):
-        fit_and_test("m", TINY, data, trainer, tmp_path / "killed", seed=0, callbacks=(Kill(2),))
-    resumed = fit_and_test("m", TINY, data, trainer, tmp_path / "killed", seed=0)
+        fit_and_test("m", tiny_recipe(tmp_path / "killed", 4), seed=0, callbacks=(Kill(2),))
+    resumed = fit_and_test("m", tiny_recipe(tmp_path / "killed", 4), seed=0)
     assert resumed["confusion"] == straight["confusion"]
     assert resumed["oa"] == straight["oa"] and resumed["kappa"] == straight["kappa"]
 
@@ -67,7 +67,7 @@ def test_map_writes_georeferenced_classes(tmp_path, capsys):
     from affine import Affine
     from rasterio.crs import CRS
 
-    record = fit_and_test("m", TINY, tiny_data(), {**TRAINER, "max_epochs": 1}, tmp_path / "run", seed=0)
+    record = fit_and_test("m", tiny_recipe(tmp_path / "run", 1), seed=0)
     scene = make_synthetic_scene(**SYNTHETIC).scene
     scene.crs, scene.transform = CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 5000000)
     cube = scene.cube.copy()
@@ -92,12 +92,12 @@ def test_lightning_cli_recipes_on_real_enmap(real_file, tmp_path, monkeypatch):
     monkeypatch.setenv("RSDISTILL_DATA", str(real_file("")))
     monkeypatch.chdir(tmp_path)
     limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
-              "--trainer.enable_progress_bar", "false", "--model.d_model", "8"]
+              "--trainer.enable_progress_bar", "false", "--model.init_args.d_model", "8"]
     assert main(["fit", "-c", str(REPO / "configs/blm_kd/teacher.yaml"), *limits]) == 0
     teacher = tmp_path / "runs/blm_kd/teacher/last.ckpt"
     assert teacher.is_file() and (tmp_path / "runs/blm_kd/teacher/split.json").is_file()
-    assert main(["fit", "-c", str(REPO / "configs/blm_kd/student_kd.yaml"), *limits, "--model.d_model", "4"]) == 0
-    assert main(["test", "-c", str(REPO / "configs/blm_kd/student_kd.yaml"), "--model.d_model", "4",
+    assert main(["fit", "-c", str(REPO / "configs/blm_kd/student_kd.yaml"), *limits, "--model.init_args.d_model", "4"]) == 0
+    assert main(["test", "-c", str(REPO / "configs/blm_kd/student_kd.yaml"), "--model.init_args.d_model", "4",
                  "--ckpt_path", str(tmp_path / "runs/blm_kd/student_kd/last.ckpt"), "--trainer.enable_progress_bar", "false"]) == 0
 
 

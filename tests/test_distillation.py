@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_cohen_kappa
 
-from rsdistill.evaluation.classification import scores_from_confusion
+from rsdistill.metrics import scores_from_confusion
 from rsdistill.losses.distillation import distillation_loss, logit_kd_loss, ramped_weight
 from rsdistill.tasks.classification import PixelClassifier
+from fixtures import pixel_info
 
 
 def test_kd_loss_matches_definition():
@@ -28,8 +29,8 @@ def test_ramp_and_mixture():
 
 
 def test_student_has_at_most_a_quarter_of_the_teacher_parameters():
-    teacher = PixelClassifier(224, 6, d_model=32, n_layers=2, d_state=128)
-    student = PixelClassifier(224, 6, d_model=16, n_layers=1, d_state=64)
+    teacher = PixelClassifier(pixel_info(224, 6), d_model=32, n_layers=2, d_state=128)
+    student = PixelClassifier(pixel_info(224, 6), d_model=16, n_layers=1, d_state=64)
     assert student.count_parameters() <= teacher.count_parameters() / 4
 
 

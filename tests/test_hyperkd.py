@@ -7,10 +7,11 @@ import torch
 
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
-from rsdistill.models.cross_spectral import resolve_layer_pairs
+from rsdistill.distill.cross_spectral import resolve_layer_pairs
 from rsdistill.models.prithvi import PRITHVI_MEAN, PRITHVI_STD, load_prithvi
+from rsdistill.models.registry import save_encoder
 from rsdistill.models.vit import ViTEncoder
-from rsdistill.models.weights import save_encoder
+from rsdistill.preprocessing import Preprocessing
 from rsdistill.spectral.sensors import get_sensor
 from rsdistill.tasks.pretrain import MAEPretrainer
 
@@ -62,7 +63,8 @@ def test_prithvi_official_layout_loads_with_its_position_code_and_conv3d(tmp_pat
     report = card["load_report"]
     assert report["unmapped_keys"] == ["extra_head.weight"] and report["decoder_keys_unused"] == 9
     assert report["pos_embed_max_difference"] < 1e-6  # regenerated one-frame code = checkpoint's first frame
-    assert card["sensor"] == "hls" and card["normalisation"]["mean"] == PRITHVI_MEAN and card["normalisation"]["std"] == PRITHVI_STD
+    preprocessing = Preprocessing.from_dict(card["preprocessing"])
+    assert preprocessing.sensor == "hls" and list(preprocessing.mean) == PRITHVI_MEAN and list(preprocessing.std) == PRITHVI_STD
     images = torch.randn(2, BANDS, GRID * PATCH, GRID * PATCH)
     conv3d = torch.nn.functional.conv3d(images[:, :, None], state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=(1, PATCH, PATCH))
     torch.testing.assert_close(encoder.patch_embed(images), conv3d.flatten(2).transpose(1, 2))
@@ -92,7 +94,7 @@ def test_pickled_objects_need_the_trust_flag(tmp_path):
 
 def make_teacher(path, sensor="hls", depth=2):
     encoder = ViTEncoder(6, 16, 4, 32, depth, 4)
-    save_encoder(encoder, path, {"sensor": sensor, "normalisation": {"mean": [1000.0] * 6, "std": [500.0] * 6}})
+    save_encoder(encoder, path, Preprocessing.create(6, [1000.0] * 6, [500.0] * 6, sensor=sensor))
     return encoder
 
 
@@ -102,9 +104,11 @@ def synthetic_data():
 
 
 def hyperkd_task(data, distill, **options):
-    return MAEPretrainer(num_bands=data.num_bands, img_size=16, embed_dim=32, depth=2, num_heads=4, decoder_embed_dim=16,
-                         decoder_depth=1, band_mean=data.band_mean, band_std=data.band_std, wavelengths=data.wavelengths,
-                         mask_score="gabor", loss_weights={"mse": 1.0, "ssim": 1.0}, distill=distill, **options)
+    """A HyperKD student, set up for fitting (its distiller and teacher are built then)."""
+    task = MAEPretrainer(data.info, img_size=16, embed_dim=32, depth=2, num_heads=4, decoder_embed_dim=16,
+                         decoder_depth=1, mask_score="gabor", loss_weights={"mse": 1.0, "ssim": 1.0}, distill=distill, **options)
+    task.setup("fit")
+    return task
 
 
 def test_hyperkd_trains_student_and_projection_never_the_teacher(tmp_path, synthetic_data):
@@ -116,8 +120,10 @@ def test_hyperkd_trains_student_and_projection_never_the_teacher(tmp_path, synth
     trainer = L.Trainer(max_steps=2, default_root_dir=tmp_path, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     trainer.fit(task, synthetic_data)
     after = task.state_dict()
+    assert not any(k.startswith("distiller.teacher") for k in after)  # the teacher policy: never in the student's state
+    assert all(p is not q for p in task.parameters() for q in task.distiller.teacher.parameters())
     for key, value in teacher.state_dict().items():
-        assert torch.equal(after[f"distiller.teacher.{key}"], value)
+        assert torch.equal(task.distiller.teacher.state_dict()[key], value)
     assert not torch.equal(after["distiller.projections.2_2.weight"], before["distiller.projections.2_2.weight"])
     assert not torch.equal(after["model.encoder.blocks.0.attn.qkv.weight"], before["model.encoder.blocks.0.attn.qkv.weight"])
     batch = next(iter(synthetic_data.train_dataloader()))
@@ -130,7 +136,7 @@ def test_teacher_input_is_the_band_aggregate_in_teacher_units(tmp_path, syntheti
     make_teacher(tmp_path / "teacher.safetensors")
     task = hyperkd_task(synthetic_data, {"teacher": str(tmp_path / "teacher.safetensors"), "scale": 10000.0})
     batch = next(iter(synthetic_data.train_dataloader()))
-    raw = batch["image"] * torch.tensor(synthetic_data.band_std)[:, None, None] + torch.tensor(synthetic_data.band_mean)[:, None, None]
+    raw = synthetic_data.preprocessing.denormalise(batch["image"])
     centres = np.array(synthetic_data.wavelengths)
     red = (centres >= 636) & (centres <= 673)  # HLS Red edges: mean of the EnMAP bands inside
     expected = (raw[:, red].mean(1) * 10000 - 1000) / 500
@@ -168,39 +174,40 @@ def test_teacher_and_student_recipes_run_end_to_end_on_real_data(real_file, tmp_
     from pathlib import Path
 
     from rsdistill.cli import main
-    from rsdistill.models.weights import load_encoder
+    from rsdistill.models.registry import load_encoder
 
     repo = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("RSDISTILL_DATA", str(real_file("")))
     monkeypatch.chdir(tmp_path)
     quick = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
              "--trainer.check_val_every_n_epoch", "1", "--trainer.enable_progress_bar", "false"]
-    assert main(["fit", "-c", str(repo / "configs/hyperkd/teacher_s2.yaml"), *quick, "--model.embed_dim", "32", "--model.depth", "2"]) == 0
-    _, teacher_card = load_encoder(tmp_path / "runs/hyperkd/teacher/encoder.safetensors")
-    assert teacher_card["sensor"] == "hls" and teacher_card["bands"] == 6
+    assert main(["fit", "-c", str(repo / "configs/hyperkd/teacher_s2.yaml"), *quick, "--model.init_args.embed_dim", "32", "--model.init_args.depth", "2"]) == 0
+    teacher_card = load_encoder(tmp_path / "runs/hyperkd/teacher/encoder.safetensors").card
+    assert teacher_card["sensor"] == "hls" and teacher_card["bands"] == 6 and "val/psnr_masked" in teacher_card["metrics"]
     scenes = teacher_card["scenes"]
     assert any("REFERENCE_SCENES" in s for s in scenes) and any("segmentation_test_0" in s for s in scenes)
     assert sum("bigearthnet_tiny" in s for s in scenes) == 11
     capsys.readouterr()
     assert main(["probe", "--encoder", "runs/hyperkd/teacher/encoder.safetensors", "--align", "mean"]) == 0  # EnMAP tiles -> HLS bands
     assert "linear-probe OA 0." in capsys.readouterr().out
-    assert main(["fit", "-c", str(repo / "configs/hyperkd/student_kd.yaml"), *quick, "--model.embed_dim", "32", "--model.depth", "2",
-                 "--model.distill.layers", "[[2, 2]]"]) == 0
-    _, card = load_encoder(tmp_path / "runs/hyperkd/student_kd/encoder.safetensors")
+    assert main(["fit", "-c", str(repo / "configs/hyperkd/student_kd.yaml"), *quick, "--model.init_args.embed_dim", "32", "--model.init_args.depth", "2",
+                 "--model.init_args.distill.layers", "[[2, 2]]"]) == 0
+    card = load_encoder(tmp_path / "runs/hyperkd/student_kd/encoder.safetensors").card
     assert card["bands"] == 218 and card["recipe"]["distill"]["layers"] == [[2, 2]] and "val/kd" in card["metrics"]
 
 
 def test_pretrained_encoder_classifies_pixels_with_its_own_bands_and_normalisation(tmp_path):
     from rsdistill.tasks.classification import PixelClassifier
 
+    from fixtures import pixel_info
+
     encoder = ViTEncoder(3, 16, 4, 32, 1, 4)
-    save_encoder(encoder, tmp_path / "enc.safetensors", {"kept_band_indices": [0, 2, 4], "normalisation": {"mean": [1.0, 2.0, 3.0], "std": [2.0, 2.0, 2.0]}})
-    task = PixelClassifier(num_bands=5, num_classes=4, arch="encoder", encoder=str(tmp_path / "enc.safetensors"), freeze_encoder=True,
-                           band_mean=[0.0] * 5, band_std=[1.0] * 5, patch_size=15)
+    save_encoder(encoder, tmp_path / "enc.safetensors", Preprocessing.create(5, [1.0, 2.0, 3.0], [2.0, 2.0, 2.0], kept=[0, 2, 4]))
+    task = PixelClassifier(pixel_info(5, 4, 15), arch="encoder", encoder=str(tmp_path / "enc.safetensors"), freeze_encoder=True)
     raw = torch.randn(6, 5, 15, 15)
     expected_input = torch.nn.functional.pad((raw[:, [0, 2, 4]] - torch.tensor([1.0, 2.0, 3.0])[:, None, None]) / 2.0, (0, 1, 0, 1))
     tokens, _ = encoder(expected_input)
     torch.testing.assert_close(task(raw), task.net.head(tokens[:, 1 + 1 * 4 + 1]))  # centre pixel 7 -> token (1, 1)
     assert not any(p.requires_grad for p in task.net.encoder.parameters())
-    with pytest.raises(InputError, match="takes 3 bands"):
-        PixelClassifier(num_bands=4, num_classes=4, arch="encoder", encoder=str(tmp_path / "enc.safetensors"))
+    with pytest.raises(InputError, match="the encoder takes 5 raw bands but the classification scenes have 4"):
+        PixelClassifier(pixel_info(4, 4), arch="encoder", encoder=str(tmp_path / "enc.safetensors"))

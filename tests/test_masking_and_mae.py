@@ -3,12 +3,15 @@ import pytest
 import torch
 
 from rsdistill.errors import InputError
-from rsdistill.losses.reconstruction import ReconstructionLoss, spectral_angle
+from rsdistill.losses.reconstruction import reconstruction_terms, spectral_angle
 from rsdistill.masking import mask_from_scores, patch_scores
 from rsdistill.models.mae import MaskedAutoencoder
 from rsdistill.models.vit import ViTEncoder
-from rsdistill.models.weights import load_encoder, save_encoder
-from rsdistill.tasks.pretrain import MAEPretrainer, _patch_validity
+from rsdistill.models.registry import load_encoder, save_encoder
+from rsdistill.preprocessing import Preprocessing
+from rsdistill.tasks.pretrain import MAEPretrainer
+from rsdistill.tokens import patch_validity, patchify, unpatchify
+from fixtures import tile_info
 
 
 def edge_tile():
@@ -47,7 +50,7 @@ def test_bad_mask_ratio_and_score():
     with pytest.raises(InputError, match="unknown masking score"):
         patch_scores(torch.rand(1, 3, 8, 8), "sobel", 4)
     with pytest.raises(InputError, match="mask_ratio"):
-        MAEPretrainer(num_bands=3, mask_ratio=0.0)
+        MAEPretrainer(tile_info(3), mask_ratio=0.0)
 
 
 def test_vit_keys_layers_and_position_interpolation():
@@ -63,7 +66,7 @@ def test_vit_keys_layers_and_position_interpolation():
 def test_mae_round_trip_and_physics_branch():
     mae = MaskedAutoencoder(6, 16, 4, 32, 2, 4, 16, 1, 4, endmembers=3)
     images = torch.randn(2, 6, 16, 16)
-    assert torch.equal(mae.unpatchify(mae.patchify(images), 16, 16), images)
+    assert torch.equal(unpatchify(patchify(images, 4), 4, 16, 16), images)
     out = mae(images, 0.75, "wavelet")
     assert out["pred"].shape == (2, 16, 96) and out["mask"].sum().item() == 24
     masked_only = mae(images, 0.75, "random", predict="masked")
@@ -77,7 +80,7 @@ def test_mae_round_trip_and_physics_branch():
 
 
 def test_losses_ignore_visible_and_nodata_pixels():
-    loss = ReconstructionLoss({"mse": 1.0, "sam": 1.0}, bands=2)
+    loss = lambda out, target, valid, _: reconstruction_terms({"mse": 1.0, "sam": 1.0}, out, target, valid, 2, (2, 4), lambda x: x)  # noqa: E731
     target = torch.ones(1, 2, 4 * 2)
     pred = target.clone()
     pred[0, 0] = 5.0  # wrong, but visible
@@ -94,7 +97,7 @@ def test_losses_ignore_visible_and_nodata_pixels():
 
 
 def test_nan_loss_stops_with_step_and_term():
-    task = MAEPretrainer(num_bands=4, img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
+    task = MAEPretrainer(tile_info(4), patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
                          loss_weights={"mse": 1.0})
     images = torch.randn(2, 4, 8, 8)
     images[0, 0, 0, 0] = float("nan")
@@ -103,18 +106,19 @@ def test_nan_loss_stops_with_step_and_term():
 
 
 def test_patch_validity_layout_matches_patchify():
-    mae = MaskedAutoencoder(1, 8, 4, 16, 1, 2, 8, 1, 2)
     valid = torch.rand(3, 8, 8) > 0.5
-    torch.testing.assert_close(_patch_validity(valid, 4), mae.patchify(valid[:, None].float()))
+    torch.testing.assert_close(patch_validity(valid, 4), patchify(valid[:, None].float(), 4))
 
 
 def test_encoder_safetensors_round_trip_and_mismatch(tmp_path):
     encoder = ViTEncoder(5, img_size=8, patch_size=4, embed_dim=16, depth=2, num_heads=2)
-    weights, card = save_encoder(encoder, tmp_path / "enc.safetensors", {"bands": 5, "wavelengths": [500, 600, 700, 800, 900]})
-    loaded, loaded_card = load_encoder(weights)
-    assert loaded_card["wavelengths"][0] == 500 and loaded_card["architecture"]["depth"] == 2
+    preprocessing = Preprocessing.create(5, [1.0] * 5, [2.0] * 5, wavelengths=[500, 600, 700, 800, 900])
+    weights, card = save_encoder(encoder, tmp_path / "enc.safetensors", preprocessing)
+    loaded = load_encoder(weights)
+    assert loaded.preprocessing == preprocessing and loaded.card["architecture"] == {"name": "vit", **encoder.config}
     x = torch.randn(1, 5, 8, 8)
-    torch.testing.assert_close(loaded(x)[0], encoder(x)[0])
+    torch.testing.assert_close(loaded.encoder(x)[0], encoder(x)[0])
+    torch.testing.assert_close(loaded(x)[0], encoder.forward_features((x - 1.0) / 2.0)[0])  # raw values in, features out
     import json
 
     doc = json.loads(card.read_text())
@@ -140,22 +144,24 @@ def test_embedding_only_visible_patches_equals_embedding_all_then_gathering():
 def test_endmembers_have_their_own_lr_and_no_weight_decay():
     from rsdistill.tasks.pretrain import MAEPretrainer
 
-    task = MAEPretrainer(num_bands=5, img_size=8, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
+    task = MAEPretrainer(tile_info(5), embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
                          decoder_num_heads=2, endmembers=3, endmember_lr=1e-5)
-    decayed, _, endmembers = task.configure_optimizers()["optimizer"].param_groups
+    decayed, undecayed, endmembers = task.configure_optimizers()["optimizer"].param_groups
     assert endmembers["weight_decay"] == 0.0 and endmembers["lr"] == 1e-5 and endmembers["params"] == [task.model.mixing.endmembers]
     assert decayed["weight_decay"] == 0.05 and decayed["lr"] == task.hparams.lr
-    assert all(p is not task.model.mixing.endmembers for p in decayed["params"])
+    assert all(p is not task.model.mixing.endmembers and p.ndim > 1 for p in decayed["params"])
+    names = {id(p): n for n, p in task.named_parameters()}
+    assert undecayed["weight_decay"] == 0.0 and all(p.ndim == 1 or names[id(p)].endswith(".bias") for p in undecayed["params"])
 
 
 def test_masked_only_prediction_gives_the_same_losses_as_predicting_everything():
     mae = MaskedAutoencoder(6, 16, 4, 32, 2, 4, 16, 1, 4, endmembers=3)
-    loss = ReconstructionLoss({"mse": 1.0, "huber": 1.0, "ssim": 1.0, "sam": 1.0, "physics": 1.0}, bands=6)
+    weights = {"mse": 1.0, "huber": 1.0, "ssim": 1.0, "sam": 1.0, "physics": 1.0}
     images, valid = torch.randn(2, 6, 16, 16), (torch.rand(2, 16, 4 * 4) > 0.2).float()
     terms = {}
     for predict in ("all", "masked"):
         torch.manual_seed(0)
-        terms[predict] = loss(mae(images, 0.75, "gabor", predict=predict), mae.patchify(images), valid, lambda p: mae.unpatchify(p, 16, 16))
+        terms[predict] = reconstruction_terms(weights, mae(images, 0.75, "gabor", predict=predict), patchify(images, 4), valid, 4, (16, 16), lambda x: x)
     for name, value in terms["all"].items():
         torch.testing.assert_close(terms["masked"][name], value, msg=name)
 
@@ -164,7 +170,7 @@ def test_eval_mask_random_scores_every_recipe_on_the_same_masks():
     batch = {"image": torch.randn(4, 5, 8, 8), "valid": torch.ones(4, 8, 8, dtype=torch.bool)}
     masks = {}
     for score in ("gabor", "wavelet"):
-        task = MAEPretrainer(num_bands=5, img_size=8, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
+        task = MAEPretrainer(tile_info(5), embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
                              decoder_num_heads=2, mask_score=score, eval_mask="random")
         forward = task.model.forward
         task.model.forward = lambda *args, **kwargs: masks.setdefault(score, forward(*args, **kwargs))
@@ -173,4 +179,4 @@ def test_eval_mask_random_scores_every_recipe_on_the_same_masks():
         assert torch.equal(torch.get_rng_state(), rng_before)  # training's random stream is left alone
     assert torch.equal(masks["gabor"]["mask"], masks["wavelet"]["mask"])
     with pytest.raises(InputError, match="unknown eval_mask"):
-        MAEPretrainer(num_bands=5, eval_mask="gabor")
+        MAEPretrainer(tile_info(5), eval_mask="gabor")

@@ -84,8 +84,9 @@ def test_data_module_normalises_with_training_pixels_only_and_never_centres_unla
     data = PixelClassificationData(synthetic=SYNTHETIC, train=0.1, val=0.05, patch_size=7)
     train = data.split.train
     spectra = np.stack([data.scenes[0].cube[r, c] for _, r, c in train])
-    np.testing.assert_allclose(data.band_mean, spectra.mean(0), rtol=1e-5)
-    assert not np.allclose(data.band_mean, data.scenes[0].cube.reshape(-1, 13).mean(0), rtol=1e-3)
+    np.testing.assert_allclose(data.preprocessing.mean, spectra.mean(0), rtol=1e-5)
+    assert not np.allclose(data.preprocessing.mean, data.scenes[0].cube.reshape(-1, 13).mean(0), rtol=1e-3)
+    assert data.info["preprocessing"] == data.preprocessing.to_dict() and data.info["class_ids"] == data.class_ids
     item = data.dataset("train")[0]
     _, r, c = train[0]
     np.testing.assert_array_equal(item["image"][:, 3, 3].numpy(), data.scenes[0].cube[r, c])

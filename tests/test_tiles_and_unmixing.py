@@ -15,8 +15,8 @@ ENMAP_LISTS = {"train": "enmap_potsdam_specdeepmap/train_files.csv", "test": "en
 def test_enmap_tiles_drop_bad_bands_and_hold_out_test_tiles(real_file):
     data = TileData(tile_lists=ENMAP_LISTS, root=str(real_file("")), tile_size=16, stride=8)
     assert data.num_bands == 218 and len(data.wavelengths) == 218
-    assert len(data.train_set) == 14 * 9 and len(data.val_set) == 2 * 4
-    images = data.train_set.tensors[0]
+    assert len(data.train_set) == 14 * 9 and len(data.test_set) == 2 * 4 and len(data.val_set) == 0
+    images = data.train_set.images(len(data.train_set))
     assert abs(float(images.mean())) < 0.05 and images.shape[1:] == (218, 16, 16)
 
 
@@ -53,16 +53,17 @@ def test_mae_recipe_fit_exports_encoder_and_probe_runs(real_file, tmp_path, monk
     from pathlib import Path
 
     from rsdistill.cli import main
-    from rsdistill.models.weights import load_encoder
+    from rsdistill.models.registry import load_encoder
 
     repo = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("RSDISTILL_DATA", str(real_file("")))
     monkeypatch.chdir(tmp_path)
     assert main(["fit", "-c", str(repo / "configs/mae/karma_gabor.yaml"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-                 "--trainer.limit_val_batches", "1", "--model.embed_dim", "32", "--model.depth", "1",
+                 "--trainer.limit_val_batches", "1", "--model.init_args.embed_dim", "32", "--model.init_args.depth", "1",
                  "--trainer.enable_progress_bar", "false"]) == 0
-    encoder, card = load_encoder(tmp_path / "runs/mae/karma_gabor/encoder.safetensors")
-    assert card["bands"] == 218 and len(card["kept_band_indices"]) == 218 and "val/psnr_masked" in card["metrics"]
+    encoder = load_encoder(tmp_path / "runs/mae/karma_gabor/encoder.safetensors")
+    card = encoder.card
+    assert card["bands"] == 218 and len(encoder.preprocessing.kept) == 218 and "val/psnr_masked" in card["metrics"]
     assert card["recipe"]["mask_score"] == "gabor" and card["recipe"]["endmembers"] == 6
     capsys.readouterr()
     assert main(["probe", "--encoder", str(tmp_path / "runs/mae/karma_gabor/encoder.safetensors")]) == 0
@@ -87,9 +88,9 @@ def test_unmixing_validity_runs_on_samson_with_baseline(real_file, monkeypatch, 
 def test_scene_windows_give_disjoint_training_and_held_out_regions(real_file):
     scene = {"path": "hsi_anomaly_lren/HYDICE_data.mat"}
     data = TileData(images=[{**scene, "window": {"row": 0, "col": 0, "height": 68, "width": 80}}],
-                    holdout=[{**scene, "window": {"row": 68, "col": 0, "height": 32, "width": 80}}],
+                    test=[{**scene, "window": {"row": 68, "col": 0, "height": 32, "width": 80}}],
                     root=str(real_file("")), tile_size=16, stride=8)
-    assert data.num_bands == 162 and len(data.train_set) == 7 * 9 and len(data.val_set) == 2 * 5
+    assert data.num_bands == 162 and len(data.train_set) == 7 * 9 and len(data.test_set) == 2 * 5
     with pytest.raises(InputError, match="window .* lies outside the 100×80 scene"):
         TileData(images=[{**scene, "window": {"row": 90, "col": 0, "height": 32, "width": 80}}], root=str(real_file("")))
     with pytest.raises(InputError, match="window needs exactly row, col, height and width"):

@@ -12,6 +12,7 @@ from typing import Optional
 
 from jsonargparse import ArgumentParser
 
+from rsdistill import __version__
 from rsdistill.errors import InputError
 
 
@@ -136,10 +137,10 @@ VERBS = {
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="rsdistill",
+        prog="rsdistill", version=__version__,
         description="Label-free pretraining and knowledge distillation for multispectral and hyperspectral imagery. "
-        "Training verbs: rsdistill fit|validate|test|predict -c recipe.yaml (LightningCLI; "
-        "see rsdistill fit --help).",
+        "Training verbs: rsdistill fit|validate|test|predict -c recipe.yaml (LightningCLI, one recipe dialect: "
+        "model/data class_path + init_args, run_dir, base; see rsdistill fit --help).",
     )
     subcommands = parser.add_subcommands(dest="verb")
     for name, (make, summary) in VERBS.items():
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] in ("fit", "validate", "test", "predict"):
-            from rsdistill.cli.training import run_lightning
+            from rsdistill.recipes import run_lightning
 
             run_lightning(argv)
             return 0

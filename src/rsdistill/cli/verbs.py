@@ -84,18 +84,18 @@ def map(args) -> None:  # noqa: A001 - the verb's name
     scene = Scene.read(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
     model = load_classifier(args.ckpt, expect_bands=scene.shape[2])
     class_map = classify_scene(model, scene, args.batch_size)
-    tif, png = write_class_map(class_map, scene, args.out, model.hparams.class_ids)
+    tif, png = write_class_map(class_map, scene, args.out, model.class_ids)
     ids, counts = np.unique(class_map[class_map > 0], return_counts=True)
     print(f"{tif} and {png}: " + ", ".join(f"class {i}: {n} px" for i, n in zip(ids, counts)))
 
 
 def probe(args) -> None:
-    from rsdistill.evaluation.pretrain_experiment import encoder_probe_tiles, probe_accuracy
-    from rsdistill.models.cross_spectral import load_teacher
+    from rsdistill.evaluation.pretrain_experiment import probe_accuracy, probe_tiles
+    from rsdistill.models.registry import load_encoder
 
-    encoder, card = load_teacher(args.encoder, trust_pickle=args.trust_pickle)
-    tiles = encoder_probe_tiles(card, {"train": args.train_list, "test": args.test_list}, args.align, args.scale, args.encoder)
-    print(f"linear-probe OA {probe_accuracy(encoder, tiles, args.seed):.4f} ({args.encoder}, test tiles {args.test_list})")
+    encoder = load_encoder(args.encoder, trust_pickle=args.trust_pickle)
+    tiles = probe_tiles({"train": args.train_list, "test": args.test_list}, encoder, align=args.align, scale=args.scale)
+    print(f"linear-probe OA {probe_accuracy(encoder.encoder, tiles, args.seed):.4f} ({args.encoder}, test tiles {args.test_list})")
 
 
 def unmixing_eval(args) -> None:

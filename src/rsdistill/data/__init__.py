@@ -1,1 +1,6 @@
-"""Data: synthetic scenes, band statistics, and (later) datasets that cut scenes into samples."""
+"""Data modules that cut scenes into samples (``TileData``, ``PixelClassificationData``), splits, statistics, the synthetic scene."""
+
+from rsdistill.data.classification import PixelClassificationData
+from rsdistill.data.tiles import TileData
+
+__all__ = ["PixelClassificationData", "TileData"]

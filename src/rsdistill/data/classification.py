@@ -3,7 +3,7 @@
 Scenes come from files (any format the readers know, each with a label map), from tile lists
 (CSV files with ``image,mask`` columns such as the EnMAP Potsdam SpecDeepMap lists, which also fix
 a tile-disjoint split), or from the embedded synthetic scene. Band statistics are computed from
-the training centre pixels only. The split is saved (``split.json``) where the trainer logs, and
+the training centre pixels only; they are the data's ``Preprocessing`` (``info``). The split is saved (``split.json``) where the trainer logs, and
 ``split_file`` reloads it.
 """
 
@@ -14,34 +14,18 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from rsdistill.data.patches import PixelPatches, check_patch_size, padded_cube
 from rsdistill.data.paths import read_tile_list, resolve
+from rsdistill.data.sampling import EpochShuffle
 from rsdistill.data.splits import (
     SPLIT_METHODS, SUBSETS, PixelSplit, block_split, labelled_pixels, scene_split, stratified_split, subsample_per_class,
 )
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
 from rsdistill.io.scene import Scene
-
-
-class EpochShuffle(Sampler):
-    """A random order that depends only on (seed, epoch): a run resumed at epoch k sees the same
-    batches as an uninterrupted one (Lightning calls ``set_epoch`` before every epoch)."""
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+from rsdistill.preprocessing import Preprocessing
 
 
 class PixelClassificationData(L.LightningDataModule):
@@ -103,8 +87,13 @@ class PixelClassificationData(L.LightningDataModule):
         self.class_ids = sorted(int(c) for c in np.unique(classes))
         self._padded = [padded_cube(s, patch_size) for s in self.scenes]
         train_pixels = self._centre_spectra(self.split.train)
-        self.band_mean = train_pixels.mean(axis=0).tolist()
-        self.band_std = np.where(train_pixels.std(axis=0) > 0, train_pixels.std(axis=0), 1.0).tolist()
+        wavelengths = self.scenes[0].wavelengths
+        self.preprocessing = Preprocessing.create(self.num_bands, train_pixels.mean(axis=0), train_pixels.std(axis=0), wavelengths=wavelengths)
+
+    @property
+    def info(self) -> dict:
+        """What a classifier needs to know about this data (saved in its checkpoint)."""
+        return {"preprocessing": self.preprocessing.to_dict(), "class_ids": self.class_ids, "patch_size": self.patch_size}
 
     @staticmethod
     def _load_scenes(images, labels, tile_lists, synthetic, root, read_options):

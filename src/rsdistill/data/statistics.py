@@ -51,7 +51,7 @@ class BandStatistics:
         return stats
 
 
-class _RunningMoments:
+class RunningMoments:
     """Chan's parallel merge of (count, mean, M2) per band."""
 
     def __init__(self, bands: int):
@@ -82,7 +82,7 @@ def band_statistics(paths, tile: int = 256, **open_options) -> BandStatistics:
     for path in paths:
         source = open_scene(path, **open_options)
         if moments is None:
-            moments, bad = _RunningMoments(source.bands), np.zeros(source.bands, bool)
+            moments, bad = RunningMoments(source.bands), np.zeros(source.bands, bool)
             wavelengths = source.meta.wavelengths
         elif source.bands != moments.count.size:
             raise InputError(f"{path}: {source.bands} bands, but {paths[0]} has {moments.count.size}")

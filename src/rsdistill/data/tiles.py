@@ -1,53 +1,106 @@
 """``TileData``: scenes cut into tiles for self-supervised pretraining (MAE, distillation).
 
-- Scenes: files (any reader format) or tile lists; scenes listed under ``holdout`` are never
-  trained on and give the validation tiles (reconstruction metrics on unseen data). An entry of
-  ``images``/``holdout`` is a path or glob, or a mapping ``{path: <path or glob>, scale: <factor>,
-  <read option>: ...}`` whose options (``sensor``, ``time_index``, ...) override ``read_options``
-  for those files and whose ``scale`` brings the values to common units (e.g. Slovenia's
-  reflectance ×10000 to match EuroSAT's DN).
+- Scenes: files (any reader format) or tile lists, in three subsets: ``images`` (training),
+  ``validation`` (metrics during ``fit``, ``val/…``) and ``test`` (``rsdistill test``, ``test/…``).
+  A ``tile_lists`` entry maps a subset (train / val / test) to one CSV or a list of CSVs. An entry
+  of a subset is a path or glob, or a mapping ``{path: <path or glob>, scale: <factor>, window:
+  {row, col, height, width}, <read option>: ...}`` whose options (``sensor``, ``time_index``, ...)
+  override ``read_options`` for those files, whose ``scale`` brings the values to common units
+  (e.g. Slovenia's reflectance ×10000 to match EuroSAT's DN) and whose ``window`` takes a region
+  (so one scene can give spatially disjoint training and held-out regions).
 - Bands: bad bands (union over scenes) are dropped, so EnMAP's 224 bands become 218 as in HyperKD.
   With ``target_sensor`` every scene is first mapped to that sensor's bands by ``band_alignment``
   (scenes from different instruments can then be pooled).
 - Tiles: ``tile_size`` with ``stride``; tiles whose nodata fraction exceeds ``max_nodata`` are
-  skipped. Normalisation: per-band mean/std from a ``rsdistill stats`` file (band count checked)
-  or, by default, from the valid pixels of the training tiles. Nodata pixels are 0 after
-  normalisation and are excluded from every loss through ``valid``.
+  skipped. Tiles are read window by window when they are used, never held in memory: memory does
+  not grow with the number of tiles or their overlap.
+- Normalisation: per-band mean/std from a ``rsdistill stats`` file (band count checked) or, by
+  default, from the valid pixels of the training tiles (one streaming pass). It is the data's
+  ``Preprocessing`` (``info``); nodata pixels are 0 after normalisation and are excluded from every
+  loss through ``valid``.
 
 Items: {"image": (C, t, t) float32 normalised, "valid": (t, t) bool}.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
-from rsdistill.data.classification import EpochShuffle
 from rsdistill.data.paths import expand, read_tile_list, resolve
-from rsdistill.data.statistics import BandStatistics
+from rsdistill.data.sampling import EpochShuffle
+from rsdistill.data.statistics import BandStatistics, RunningMoments
 from rsdistill.errors import InputError
-from rsdistill.io.scene import Scene, tile_windows
+from rsdistill.io.readers import open_scene
+from rsdistill.io.scene import SceneMetadata, Window, own_sensor, parse_window, tile_windows
+from rsdistill.io.source import ArraySource, SceneSource
+from rsdistill.preprocessing import Preprocessing
 from rsdistill.spectral.alignment import band_alignment
 from rsdistill.spectral.sensors import get_sensor
 
+SUBSETS = {"train": "images", "val": "validation", "test": "test"}
 
-class _TileSet(TensorDataset):
-    def __getitem__(self, index):
-        image, valid = super().__getitem__(index)
-        return {"image": image, "valid": valid}
+
+@dataclass
+class SceneEntry:
+    """An opened scene (or a region of one), with the factor and band map to the common units and bands."""
+
+    source: SceneSource
+    region: Window
+    scale: float = 1.0
+    alignment: np.ndarray | None = None  # (T, S) onto the target sensor
+
+    @property
+    def name(self) -> str:
+        return self.source.meta.path
+
+    @property
+    def bands(self) -> int:
+        return self.source.bands if self.alignment is None else self.alignment.shape[0]
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """(h, w, bands) float32 cube in common units and bands, and (h, w) validity."""
+        scene = self.source.read(window)
+        cube = scene.cube * self.scale if self.scale != 1.0 else scene.cube
+        if self.alignment is not None:
+            cube = cube @ self.alignment.T
+        return cube.astype(np.float32, copy=False), scene.valid
+
+
+class SceneTiles(Dataset):
+    """Tiles ``(entry index, window)`` read on demand and prepared with ``preprocessing``."""
+
+    def __init__(self, entries: list[SceneEntry], tiles: list[tuple[int, Window]], preprocessing: Preprocessing | None = None):
+        self.entries, self.tiles, self.preprocessing = entries, tiles, preprocessing
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        entry, window = self.tiles[index]
+        return self.entries[entry].read(window)
+
+    def __getitem__(self, index: int) -> dict:
+        cube, valid = self.raw(index)
+        return {"image": torch.from_numpy(self.preprocessing.cube(cube, valid)), "valid": torch.from_numpy(valid)}
+
+    def images(self, count: int) -> torch.Tensor:
+        """The first ``count`` tiles stacked: (count, C, t, t)."""
+        return torch.stack([self[i]["image"] for i in range(min(count, len(self)))])
 
 
 class TileData(L.LightningDataModule):
     def __init__(
         self,
         images: list[str | dict] | None = None,
-        holdout: list[str | dict] | None = None,
-        tile_lists: dict[str, str] | None = None,
+        validation: list[str | dict] | None = None,
+        test: list[str | dict] | None = None,
+        tile_lists: dict[str, str | list[str]] | None = None,
         synthetic: dict | None = None,
         root: str | None = None,
         read_options: dict | None = None,
@@ -64,110 +117,149 @@ class TileData(L.LightningDataModule):
         super().__init__()
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
         self.max_nodata, self.target_sensor = max_nodata, target_sensor
-        train_scenes, holdout_scenes = self._load(images, holdout, tile_lists, synthetic, root, read_options or {})
-        if target_sensor is not None:
-            train_scenes = [_align(s, target_sensor, alignment) for s in train_scenes]
-            holdout_scenes = [_align(s, target_sensor, alignment) for s in holdout_scenes]
-        scenes = train_scenes + holdout_scenes
-        if len({s.shape[2] for s in scenes}) != 1:
+        specs = _subset_specs(images, validation, test, tile_lists, synthetic, root)
+        entries = {subset: _open_specs(found, root, read_options or {}, target_sensor, alignment) for subset, found in specs.items()}
+        every = [e for found in entries.values() for e in found]
+        if len({e.bands for e in every}) != 1:
             raise InputError(
-                "scenes have different band counts ("
-                + ", ".join(f"{Path(s.path).name}: {s.shape[2]}" for s in scenes)
-                + "); set target_sensor to align them"
+                "scenes have different band counts (" + ", ".join(f"{Path(e.name).name}: {e.bands}" for e in every) + "); set target_sensor to align them"
             )
-        self.keep_bands = ~np.logical_or.reduce([s.bad_bands for s in scenes])
-        reference = scenes[0]
-        self.wavelengths = None if reference.wavelengths is None else reference.wavelengths[self.keep_bands].tolist()
-        train_images, train_valid = self._tiles(train_scenes, stride)
-        val_images, val_valid = self._tiles(holdout_scenes or train_scenes[-1:], tile_size)
-        if not len(train_images):
+        bad = np.logical_or.reduce([_bad_bands(e, target_sensor) for e in every])
+        self.keep_bands = ~bad
+        reference = every[0].source.meta
+        wavelengths = get_sensor(target_sensor).centers if target_sensor else reference.wavelengths
+        self.scene_names = [e.name for e in every]
+        sets = {subset: SceneTiles(found, self._tiles(found, stride if subset == "images" else tile_size)) for subset, found in entries.items()}
+        if not len(sets["images"]):
             raise InputError(f"no training tile of {tile_size}×{tile_size} px with at most {max_nodata:.0%} nodata")
+        mean, std, self.data_range = self._statistics(sets["images"], stats)
+        self.preprocessing = Preprocessing.create(
+            len(bad), mean, std, kept=np.flatnonzero(self.keep_bands),
+            wavelengths=None if wavelengths is None else np.asarray(wavelengths)[self.keep_bands], sensor=target_sensor,
+        )
+        for tiles in sets.values():
+            tiles.preprocessing = self.preprocessing
+        self.train_set, self.val_set, self.test_set = sets["images"], sets["validation"], sets["test"]
+
+    @property
+    def info(self) -> dict:
+        """What a model needs to know about this data (saved in its checkpoint and card)."""
+        return {"preprocessing": self.preprocessing.to_dict(), "tile_size": self.tile_size, "data_range": self.data_range,
+                "sensor": self.target_sensor, "scenes": self.scene_names}
+
+    @property
+    def num_bands(self) -> int:
+        return self.preprocessing.channels
+
+    @property
+    def wavelengths(self) -> list[float] | None:
+        return None if self.preprocessing.wavelengths is None else list(self.preprocessing.wavelengths)
+
+    def _tiles(self, entries: list[SceneEntry], stride: int | None) -> list[tuple[int, Window]]:
+        """Full ``tile_size`` windows of every region with at most ``max_nodata`` nodata."""
+        tiles = []
+        for index, entry in enumerate(entries):
+            region = entry.region
+            if self.tile_size > min(region.height, region.width):
+                raise InputError(f"tile size {self.tile_size} is larger than scene {entry.name} ({region.height}×{region.width})")
+            for w in tile_windows(region.height, region.width, self.tile_size, stride or self.tile_size):
+                if w.height < self.tile_size or w.width < self.tile_size:
+                    continue
+                window = Window(region.row + w.row, region.col + w.col, w.height, w.width)
+                if 1 - entry.source.read(window).valid.mean() <= self.max_nodata:
+                    tiles.append((index, window))
+        return tiles
+
+    def _statistics(self, tiles: SceneTiles, stats: str | None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Per-band mean/std (kept bands) and the value range of the valid training pixels, in one pass."""
+        moments, low, high = RunningMoments(int(self.keep_bands.sum())), np.inf, -np.inf
+        for index in range(len(tiles)):
+            cube, valid = tiles.raw(index)
+            pixels = cube[valid][:, self.keep_bands]
+            moments.update(pixels)
+            if pixels.size:
+                low, high = min(low, float(pixels.min())), max(high, float(pixels.max()))
         if stats is not None:
             loaded = BandStatistics.load(stats, bands=len(self.keep_bands))
             mean, std = np.array(loaded.mean)[self.keep_bands], np.array(loaded.std)[self.keep_bands]
         else:
-            pixels = train_images.transpose(0, 2, 3, 1)[train_valid]
-            mean, std = pixels.mean(0), pixels.std(0)
-        self.band_mean, self.band_std = mean.tolist(), np.where(std > 0, std, 1.0).tolist()
-        valid_values = train_images.transpose(0, 2, 3, 1)[train_valid]
-        self.data_range = float(valid_values.max() - valid_values.min())
-        self.train_set = self._dataset(train_images, train_valid)
-        self.val_set = self._dataset(val_images, val_valid)
-        self.scene_names = [s.path for s in scenes]
+            mean, std = moments.mean, np.sqrt(moments.m2 / np.maximum(moments.count, 1))
+        return mean, std, high - low
 
-    @staticmethod
-    def _load(images, holdout, tile_lists, synthetic, root, read_options):
-        if synthetic is not None:
-            from rsdistill.data.synthetic import make_synthetic_scene
-
-            return [make_synthetic_scene(**synthetic).scene], [make_synthetic_scene(**{**synthetic, "seed": synthetic.get("seed", 0) + 1}).scene]
-        if tile_lists is not None:
-            images = [str(img) for name, csv in tile_lists.items() if name != "test" for img, _ in read_tile_list(resolve(csv, root))]
-            holdout = [str(img) for name, csv in tile_lists.items() if name == "test" for img, _ in read_tile_list(resolve(csv, root))]
-        elif not images:
-            raise InputError("give images, tile_lists or synthetic")
-        return _read_specs(images, root, read_options), _read_specs(holdout or [], root, read_options)
-
-    def _tiles(self, scenes: list[Scene], stride: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """(T, C, t, t) raw tiles of kept bands and (T, t, t) validity, nodata-heavy tiles skipped."""
-        images, valids = [], []
-        for scene in scenes:
-            if self.tile_size > min(scene.shape[:2]):
-                raise InputError(f"tile size {self.tile_size} is larger than scene {scene.path} ({scene.shape[0]}×{scene.shape[1]})")
-            for window in tile_windows(scene.shape[0], scene.shape[1], self.tile_size, stride or self.tile_size):
-                if window.height < self.tile_size or window.width < self.tile_size:
-                    continue
-                rows, cols = window.slices
-                valid = scene.valid[rows, cols]
-                if 1 - valid.mean() > self.max_nodata:
-                    continue
-                images.append(scene.cube[rows, cols][:, :, self.keep_bands].transpose(2, 0, 1))
-                valids.append(valid)
-        if not images:
-            return np.zeros((0, int(self.keep_bands.sum()), self.tile_size, self.tile_size), np.float32), np.zeros((0, self.tile_size, self.tile_size), bool)
-        return np.stack(images), np.stack(valids)
-
-    def _dataset(self, images: np.ndarray, valid: np.ndarray) -> _TileSet:
-        mean = np.array(self.band_mean, np.float32)[None, :, None, None]
-        std = np.array(self.band_std, np.float32)[None, :, None, None]
-        normalised = np.where(valid[:, None], (images - mean) / std, 0.0).astype(np.float32)
-        return _TileSet(torch.from_numpy(normalised), torch.from_numpy(valid))
-
-    @property
-    def num_bands(self) -> int:
-        return int(self.keep_bands.sum())
+    def _loader(self, tiles: SceneTiles, shuffle: bool) -> DataLoader:
+        # An own generator keeps DataLoader from drawing worker seeds from the global RNG, which
+        # drives masking and dropout and is saved in checkpoints (exact resume).
+        sampler = EpochShuffle(len(tiles), self.seed) if shuffle else None
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(tiles, self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
 
     def train_dataloader(self):
-        sampler = EpochShuffle(len(self.train_set), self.seed)
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
+        return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self):
-        return DataLoader(self.val_set, self.batch_size, num_workers=self.num_workers)
+        return self._loader(self.val_set, shuffle=False) if len(self.val_set) else []
+
+    def test_dataloader(self):
+        if not len(self.test_set):
+            raise InputError("no test scenes: give test (or tile_lists.test) to evaluate on held-out tiles")
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()
 
 
-def _read_specs(specs: list, root, read_options: dict) -> list[Scene]:
-    """Scenes of ``images``/``holdout`` entries (module docstring), scaled to common units."""
-    scenes = []
+def _subset_specs(images, validation, test, tile_lists, synthetic, root) -> dict[str, list]:
+    """Scene entries per subset (``images``, ``validation``, ``test``)."""
+    if synthetic is not None:
+        from rsdistill.data.synthetic import make_synthetic_scene
+
+        seed = synthetic.get("seed", 0)  # validation and test: two other draws of the same kind of scene
+        scenes = [make_synthetic_scene(**{**synthetic, "seed": seed + k}).scene for k in range(3)]
+        return {"images": scenes[:1], "validation": scenes[1:2], "test": scenes[2:]}
+    specs = {"images": list(images or []), "validation": list(validation or []), "test": list(test or [])}
+    for subset, csvs in (tile_lists or {}).items():
+        if subset not in SUBSETS:
+            raise InputError(f"tile_lists keys must be {', '.join(SUBSETS)}, got {subset!r}")
+        for csv in [csvs] if isinstance(csvs, str) else csvs:
+            specs[SUBSETS[subset]] += [str(image) for image, _ in read_tile_list(resolve(csv, root))]
+    if not specs["images"]:
+        raise InputError("give images, tile_lists (with a train list) or synthetic")
+    return specs
+
+
+def _open_specs(specs: list, root, read_options: dict, target: str | None, method: str) -> list[SceneEntry]:
+    """Opened scenes of one subset's entries (module docstring)."""
+    entries = []
     for spec in specs:
+        if not isinstance(spec, (str, dict)):  # a Scene already in memory (the synthetic one)
+            entries.append(_entry(_in_memory(spec), None, 1.0, target, method))
+            continue
         options = {**read_options, **(spec if isinstance(spec, dict) else {"path": spec})}
         if "path" not in options:
             raise InputError(f"scene entry {spec!r} has no 'path'")
         pattern, scale = options.pop("path"), float(options.pop("scale", 1.0))
+        window = options.pop("window", None)
         for path in expand(str(pattern), root):
-            scene = Scene.read(path, **options)
-            if scale != 1.0:
-                scene = replace(scene, cube=(scene.cube * scale).astype(np.float32))
-            scenes.append(scene)
-    return scenes
+            entries.append(_entry(open_scene(path, **options), parse_window(window, path), scale, target, method))
+    return entries
 
 
-def _align(scene: Scene, target: str, method: str) -> Scene:
-    """The scene's cube mapped to ``target``'s bands (bad source bands get zero weight)."""
-    sensor = get_sensor(target)
-    weights = band_alignment(scene.sensor(), sensor, method)  # (T, S)
-    cube = (scene.cube @ weights.T).astype(np.float32)
-    return Scene(
-        cube=cube, valid=scene.valid, bad_bands=~sensor.valid, wavelengths=sensor.centers, fwhm=sensor.fwhm,
-        crs=scene.crs, transform=scene.transform, path=scene.path, format=scene.format, notes=scene.notes,
-    )
+def _entry(source: SceneSource, window: Window | None, scale: float, target: str | None, method: str) -> SceneEntry:
+    region = window or Window(0, 0, source.height, source.width)
+    if region.row < 0 or region.col < 0 or region.row + region.height > source.height or region.col + region.width > source.width:
+        raise InputError(f"{source.meta.path}: window {region} lies outside the {source.height}×{source.width} scene")
+    alignment = band_alignment(own_sensor(source.meta), get_sensor(target), method) if target else None
+    return SceneEntry(source, region, scale, alignment)
+
+
+def _bad_bands(entry: SceneEntry, target: str | None) -> np.ndarray:
+    if target is not None:
+        return ~get_sensor(target).valid
+    bad = entry.source.meta.bad_bands
+    return np.zeros(entry.source.bands, bool) if bad is None else np.asarray(bad, bool)
+
+
+def _in_memory(scene) -> ArraySource:
+    """A ``Scene`` already in memory (the synthetic one), read by window like a file."""
+    return ArraySource(scene.cube, SceneMetadata(scene.path, scene.format, scene.dtype, scene.wavelengths, scene.fwhm,
+                                                 scene.bad_bands, scene.nodata, scene.band_names, scene.crs, scene.transform))

@@ -2,10 +2,11 @@
 
 An experiment YAML has ``data`` (``PixelClassificationData`` options), ``trainer`` (Lightning
 ``Trainer`` options), ``models`` ({name: ``PixelClassifier`` options}; ``distill_from: NAME`` makes
-a student of that model's checkpoint of the same seed) and ``seeds``. Every model of a seed sees
-the same split. Finished runs (``<out>/<name>/seed_<k>/scores.json``) are reused, so an
-interrupted experiment resumes where it stopped; an interrupted run resumes from its last
-checkpoint.
+a student of that model's checkpoint of the same seed; ``"{seed}"`` in an ``encoder`` path is the
+run's seed) and ``seeds``. Each run is a recipe (``run_recipe``) parsed and validated by the same
+parser as ``rsdistill fit``. Every model of a seed sees the same split. Finished runs
+(``<out>/<name>/seed_<k>/scores.json``) are reused, so an interrupted experiment resumes where it
+stopped; an interrupted run resumes from its ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import json
 import time
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
 
+from rsdistill.recipes import parse_recipe
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.errors import InputError
 from rsdistill.files import write_json
@@ -62,22 +62,21 @@ def inference_ms_per_1000(model: PixelClassifier, data: PixelClassificationData,
     return 1000.0 * best * 1000.0 / n
 
 
-def fit_and_test(
-    name: str, options: dict, data: PixelClassificationData, trainer_options: dict, run_dir: Path, seed: int,
-    callbacks: tuple = (),
-) -> dict:
-    """Fit one model (resuming from ``run_dir/last.ckpt`` if present), test it, return its record."""
-    L.seed_everything(seed, workers=True)
-    model = PixelClassifier(
-        num_bands=data.num_bands, num_classes=data.num_classes, class_ids=data.class_ids,
-        band_mean=data.band_mean, band_std=data.band_std, patch_size=data.patch_size, **options,
-    )
-    checkpoints = ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0)
-    trainer = L.Trainer(
-        default_root_dir=run_dir, callbacks=[checkpoints, *callbacks], deterministic=True, logger=L.pytorch.loggers.CSVLogger(run_dir, name="", version=""),
-        **trainer_options,
-    )
-    last = run_dir / "last.ckpt"
+def run_recipe(task: type, data: type, model_options: dict, data_options: dict, trainer_options: dict, run_dir: Path, seed: int) -> dict:
+    """One run of an experiment as a recipe in ``rsdistill fit``'s dialect."""
+    return {
+        "seed_everything": seed, "run_dir": str(run_dir), "trainer": trainer_options,
+        "model": {"class_path": f"{task.__module__}.{task.__qualname__}", "init_args": model_options},
+        "data": {"class_path": f"{data.__module__}.{data.__qualname__}", "init_args": data_options},
+    }
+
+
+def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = ()) -> dict:
+    """Fit one recipe's model (resuming from its ``last.ckpt`` if present), test it, return its record."""
+    cli = parse_recipe(recipe)
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    trainer.callbacks.extend(callbacks)
+    last = Path(recipe["run_dir"]) / "last.ckpt"
     trainer.fit(model, data, ckpt_path=last if last.is_file() else None)
     trainer.test(model, data, verbose=False)
     return {
@@ -92,9 +91,10 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
+    trainer_options = {"deterministic": True, **config.get("trainer", {})}
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
-        data = PixelClassificationData(**{**config["data"], "seed": seed})
-        data.split.save(out_dir / f"split_seed_{seed}.json")
+        data_options = {**config["data"], "seed": seed}
+        PixelClassificationData(**data_options).split.save(out_dir / f"split_seed_{seed}.json")
         for name, options in config["models"].items():
             run_dir = out_dir / name / f"seed_{seed}"
             if (finished := finished_record(run_dir)) is not None:
@@ -107,7 +107,8 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
             if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
                 options["encoder"] = options["encoder"].format(seed=seed)
             run_dir.mkdir(parents=True, exist_ok=True)
-            record = fit_and_test(name, options, data, config.get("trainer", {}), run_dir, seed)
+            recipe = run_recipe(PixelClassifier, PixelClassificationData, options, data_options, trainer_options, run_dir, seed)
+            record = fit_and_test(name, recipe, seed)
             write_json(run_dir / "scores.json", record)
             records.append(record)
             log(f"seed {seed} {name}: OA {record['oa']:.4f} AA {record['aa']:.4f} kappa {record['kappa']:.4f} "

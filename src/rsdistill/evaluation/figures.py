@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from rsdistill.tokens import patchify, unpatchify  # noqa: E402
+
 TRUE_COLOUR_NM = (640.0, 550.0, 470.0)
 
 
@@ -33,19 +35,18 @@ def _stretch(rgb: np.ndarray) -> np.ndarray:
 
 def reconstruction_figure(task, images: torch.Tensor, path, tiles: int = 3) -> Path:
     """images: (N, C, H, W) normalised held-out tiles. Writes a PNG and returns its path."""
-    model, h = task.model, task.hparams
+    model, h, preprocessing = task.model, task.hparams, task.preprocessing
     with torch.no_grad():
         out = model(images[:tiles], h.mask_ratio, h.mask_score, h.mask_noise)
     height, width = images.shape[2:]
-    mean = task.loss.band_mean[None, :, None, None]
-    std = task.loss.band_std[None, :, None, None]
-    truth = (images[:tiles] * std + mean).cpu().numpy()
-    target = model.patchify(images[:tiles])
+    p = h.patch_size
+    truth = preprocessing.denormalise(images[:tiles]).cpu().numpy()
+    target = patchify(images[:tiles], p)
     composite = torch.where(out["mask"][..., None].bool(), out["pred"], target)  # visible patches from the input, as in MAE
-    recon = (model.unpatchify(composite, height, width) * std + mean).cpu().numpy()
-    pixel_mask = model.unpatchify(out["mask"][..., None].expand_as(out["pred"]), height, width)[:, 0].cpu().numpy() > 0
-    bands = true_colour_bands(h.wavelengths, images.shape[1])
-    wavelengths = np.asarray(h.wavelengths) if h.wavelengths is not None else np.arange(images.shape[1])
+    recon = preprocessing.denormalise(unpatchify(composite, p, height, width)).cpu().numpy()
+    pixel_mask = unpatchify(out["mask"][..., None].expand_as(out["pred"]), p, height, width)[:, 0].cpu().numpy() > 0
+    bands = true_colour_bands(preprocessing.wavelengths, images.shape[1])
+    wavelengths = np.asarray(preprocessing.wavelengths) if preprocessing.wavelengths is not None else np.arange(images.shape[1])
     has_mixing = "mixture" in out
     columns = 4 + has_mixing
     figure, axes = plt.subplots(len(truth), columns, figsize=(3.2 * columns, 3 * len(truth)), squeeze=False)
@@ -65,9 +66,9 @@ def reconstruction_figure(task, images: torch.Tensor, path, tiles: int = 3) -> P
             line, = spectra_axis.plot(wavelengths, truth[i][:, r, c], lw=1)
             spectra_axis.plot(wavelengths, recon[i][:, r, c], "--", color=line.get_color(), lw=1)
         spectra_axis.set_title("masked pixels: true (—) vs recon (--)")
-        spectra_axis.set_xlabel("wavelength (nm)" if h.wavelengths is not None else "band")
+        spectra_axis.set_xlabel("wavelength (nm)" if preprocessing.wavelengths is not None else "band")
         if has_mixing:
-            endmembers = (model.mixing.endmembers.detach().cpu() * task.loss.band_std[:, None].cpu() + task.loss.band_mean[:, None].cpu()).numpy()
+            endmembers = preprocessing.denormalise(model.mixing.endmembers.detach().cpu(), channel_axis=0).numpy()
             axes[i][4].plot(wavelengths, endmembers)
             axes[i][4].set_title("learned endmembers")
     figure.tight_layout()

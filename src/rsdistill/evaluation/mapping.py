@@ -20,11 +20,11 @@ from rsdistill.tasks.classification import PixelClassifier  # noqa: E402
 
 def classify_scene(model: PixelClassifier, scene: Scene, batch_size: int = 512) -> np.ndarray:
     """(H, W) uint8 map of class ids (as in the training labels); 0 where the scene has no data."""
-    patch_size = model.hparams.patch_size
+    patch_size = model.data_info["patch_size"]
     check_patch_size(patch_size, [scene])
     padded = padded_cube(scene, patch_size)
     rows, cols = (torch.from_numpy(a) for a in np.nonzero(scene.valid))
-    class_ids = torch.as_tensor(model.hparams.class_ids or range(1, model.hparams.num_classes + 1))
+    class_ids = torch.as_tensor(model.class_ids)
     result = np.zeros(scene.shape[:2], dtype=np.uint8)
     model.eval()
     with torch.no_grad():

@@ -66,25 +66,21 @@ def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, run
     data = TileData(images=[scene_path], tile_size=tile, stride=4, batch_size=32, seed=seed)
     L.seed_everything(seed, workers=True)
     task = MAEPretrainer(
-        num_bands=data.num_bands, img_size=tile, patch_size=4, embed_dim=64, depth=2, num_heads=4, decoder_embed_dim=64,
+        data.info, patch_size=4, embed_dim=64, depth=2, num_heads=4, decoder_embed_dim=64,
         decoder_depth=1, mask_score="gabor", endmembers=endmembers, endmember_init="vca",
-        loss_weights={"huber": 1.0, "sam": 1.0, "physics": 1.0}, band_mean=data.band_mean, band_std=data.band_std,
-        data_range=data.data_range,
+        loss_weights={"huber": 1.0, "sam": 1.0, "physics": 1.0},
     )
     trainer = L.Trainer(max_epochs=epochs, default_root_dir=run_dir, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0)
     trainer.fit(task, data)
     scene = Scene.read(scene_path)
-    mean, std = np.array(data.band_mean, np.float32), np.array(data.band_std, np.float32)
-    cube = (scene.cube[:, :, data.keep_bands] - mean) / std
-    height, width = cube.shape[:2]
-    image = torch.from_numpy(cube.transpose(2, 0, 1))[None]
-    pad_h, pad_w = (-height) % 4, (-width) % 4
-    image = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
+    height, width = scene.shape[:2]
+    image = torch.from_numpy(task.preprocessing.cube(scene.cube))[None]  # every pixel of these scenes is valid
+    image = F.pad(image, (0, (-width) % 4, 0, (-height) % 4), mode="reflect")
     task.model.eval()
     with torch.no_grad():
         abundances = task.model.unmix(image)[0, :, :height, :width].reshape(endmembers, -1).numpy()
-    endmember_matrix = task.model.mixing.endmembers.detach().numpy() * std[:, None] + mean[:, None]
+    endmember_matrix = task.preprocessing.denormalise(task.model.mixing.endmembers.detach(), channel_axis=0).numpy()
     return endmember_matrix, abundances
 
 

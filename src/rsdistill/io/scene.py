@@ -38,6 +38,15 @@ class Window:
         return slice(self.row, self.row + self.height), slice(self.col, self.col + self.width)
 
 
+def parse_window(window: Window | dict | None, path) -> Window | None:
+    """A ``Window`` from a recipe's {row, col, height, width} (or None / a ``Window`` as given)."""
+    if isinstance(window, dict):
+        if set(window) != {"row", "col", "height", "width"}:
+            raise InputError(f"{path}: window needs exactly row, col, height and width, got {sorted(window)}")
+        window = Window(**{k: int(v) for k, v in window.items()})
+    return window
+
+
 def tile_windows(height: int, width: int, size: int, stride: int | None = None) -> list[Window]:
     """Windows of ``size``×``size`` covering a ``height``×``width`` raster (edge windows are clipped)."""
     if size < 1:
@@ -113,11 +122,7 @@ class Scene:
         from rsdistill.io.readers import open_scene, read_label_map
 
         label_key = options.pop("label_key", None)
-        if isinstance(window, dict):
-            if set(window) != {"row", "col", "height", "width"}:
-                raise InputError(f"{path}: window needs exactly row, col, height and width, got {sorted(window)}")
-            window = Window(**{k: int(v) for k, v in window.items()})
-        scene = open_scene(path, **options).read(window)
+        scene = open_scene(path, **options).read(parse_window(window, path))
         if labels is not None:
             if window is not None:
                 raise InputError(f"{path}: a window cannot be combined with a label map")
@@ -189,9 +194,8 @@ class Scene:
 
     def sensor(self) -> Sensor:
         """The scene's own bands as a ``Sensor`` (for ``band_alignment``), bad bands flagged invalid."""
-        return Sensor.from_wavelengths(
-            Path(self.path).name or "scene", self.require_wavelengths(), self.fwhm, self.bad_bands, self.band_names
-        )
+        self.require_wavelengths()
+        return own_sensor(self)
 
     @property
     def pixel_size(self) -> tuple[float, float] | None:
@@ -215,6 +219,13 @@ class LabelMap:
         """{class id: pixel count} for every non-zero class present."""
         ids, counts = np.unique(self.labels[self.labels > 0], return_counts=True)
         return {int(i): int(c) for i, c in zip(ids, counts)}
+
+
+def own_sensor(bands) -> Sensor:
+    """The bands of a ``Scene`` or ``SceneMetadata`` as a ``Sensor``, bad bands flagged invalid."""
+    if bands.wavelengths is None:
+        raise InputError(f"{bands.path}: no wavelength metadata; pass sensor=<name> (--sensor) or wavelengths=[...]")
+    return Sensor.from_wavelengths(Path(bands.path).name or "scene", bands.wavelengths, bands.fwhm, bands.bad_bands, bands.band_names)
 
 
 def check_empty_bands(has_data: np.ndarray, bad: np.ndarray, meta: SceneMetadata, policy: str) -> np.ndarray:

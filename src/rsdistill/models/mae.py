@@ -1,7 +1,7 @@
 """Masked autoencoder for any band count, with KARMA's physics (linear spectral mixing) branch.
 
-Follows ``models_mae.py`` of facebookresearch/mae in order: patchify / unpatchify, masking,
-forward_encoder, forward_decoder, heads. Masking comes from ``rsdistill.masking`` (one mechanism
+Follows ``models_mae.py`` of facebookresearch/mae in order: masking, forward_encoder,
+forward_decoder, heads (patchify / unpatchify are ``rsdistill.tokens``). Masking comes from ``rsdistill.masking`` (one mechanism
 for random, Gabor and wavelet significance). Losses live in ``rsdistill.losses.reconstruction``.
 
 KARMA (arXiv 2512.12445): parallel to the pixel head, an abundance head (MLP D → D/2 → p²·M)
@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from rsdistill.masking import mask_from_scores, patch_scores
-from rsdistill.models.vit import Block, ViTEncoder, sincos_position_embedding, take_tokens
+from rsdistill.models.vit import Block, ViTEncoder, sincos_position_embedding
+from rsdistill.tokens import take_tokens, unpatchify
 
 
 class LinearMixingHead(nn.Module):
@@ -77,19 +78,6 @@ class MaskedAutoencoder(nn.Module):
         )
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def patchify(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, L, p² · C), pixel-major within a patch (p, p, C)."""
-        n, c, h, w = images.shape
-        p = self.patch_size
-        x = images.reshape(n, c, h // p, p, w // p, p)
-        return torch.einsum("nchpwq->nhwpqc", x).reshape(n, (h // p) * (w // p), p * p * c)
-
-    def unpatchify(self, patches: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """(N, L, p² · C) -> (N, C, H, W)."""
-        n, p = patches.shape[0], self.patch_size
-        x = patches.reshape(n, height // p, width // p, p, p, self.bands)
-        return torch.einsum("nhwpqc->nchpwq", x).reshape(n, self.bands, height, width)
-
     def forward_encoder(self, images: torch.Tensor, ids_keep: torch.Tensor, return_layers: tuple[int, ...] = ()):
         """Encode the kept patches only: (N, 1 + L_keep, D) and requested layers."""
         return self.encoder.forward_tokens(self.encoder.embed(images, ids_keep), return_layers)
@@ -119,9 +107,7 @@ class MaskedAutoencoder(nn.Module):
         everything = torch.arange(grid[0] * grid[1], device=images.device).expand(n, -1)
         latent, _ = self.forward_encoder(images, everything)
         abundances, _ = self.mixing(self.forward_decoder(latent, everything, grid))  # (N, L, p², M)
-        p, m = self.patch_size, abundances.shape[-1]
-        x = abundances.reshape(n, *grid, p, p, m)
-        return torch.einsum("nhwpqm->nmhpwq", x).reshape(n, m, height, width)
+        return unpatchify(abundances.flatten(2), self.patch_size, height, width)
 
     def forward(self, images: torch.Tensor, mask_ratio: float = 0.75, score: str = "random", noise: float = 0.5,
                 return_layers: tuple[int, ...] = (), predict: str = "all") -> dict:

@@ -11,23 +11,19 @@ kernel loses its time axis and the position code is regenerated for time 0 (``po
 Input: the six HLS bands Blue, Green, Red, NIR-narrow, SWIR1, SWIR2 as reflectance × 10000,
 normalised with ``PRITHVI_MEAN``/``PRITHVI_STD`` (the model's config.yaml).
 
-Pickled files (.pt, .pth, .ckpt, .bin) are read with ``torch.load(weights_only=True)``, which
-only accepts tensors and plain containers; anything else is refused unless ``trust_pickle`` is
-set, because unpickling runs arbitrary code.
+Pickled files are read by ``models.state_dicts.read_state_dict`` (``weights_only=True``).
 """
 
 from __future__ import annotations
 
-import pickle
 import re
-from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from rsdistill.errors import InputError
+from rsdistill.models.state_dicts import check_keys, read_state_dict
 from rsdistill.models.vit import ViTEncoder
+from rsdistill.preprocessing import Preprocessing
 
 PRITHVI_MEAN = [775.2290211032589, 1080.992780391705, 1228.5855250417867, 2497.2022620507532, 2204.2139147975554, 1610.8324823273745]
 PRITHVI_STD = [1281.526139861424, 1270.0297974547493, 1399.4802505642526, 1368.3446143747644, 1291.6764008585435, 1154.505683480695]
@@ -35,35 +31,8 @@ DECODER_KEYS = re.compile(r"^(mask_token|decoder_)")
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 
-def read_state_dict(path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors or pickled checkpoint (unwrapping a ``model``/``state_dict`` entry)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(path)
-        except (SafetensorError, OSError) as error:
-            raise InputError(f"{path}: not a readable safetensors file ({error})") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ModuleNotFoundError) as error:
-        if trust_pickle:
-            raise InputError(f"{path}: cannot read checkpoint ({error})") from None
-        raise InputError(
-            f"{path}: the checkpoint holds pickled objects that are not plain tensors, so it was not loaded "
-            f"(unpickling can run arbitrary code). If you trust its source, pass trust_pickle=True."
-        ) from None
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"{path}: expected a state dict of tensors")
-    return state
-
-
 def load_prithvi(path, num_heads: int | None = None, img_size: int = 224, trust_pickle: bool = False) -> tuple[ViTEncoder, dict]:
-    """Prithvi encoder for one time step, and a card (sensor, normalisation, load report).
+    """Prithvi encoder for one time step, and a card (format, preprocessing, load report).
 
     ``num_heads`` is not stored in the weights; default ``embed_dim // 64`` (12 for Prithvi-100M).
     Raises ``InputError`` on missing keys or a shape mismatch (naming the key, both shapes).
@@ -84,12 +53,7 @@ def load_prithvi(path, num_heads: int | None = None, img_size: int = 224, trust_
     mapped = {k: v for k, v in state.items() if k in expected and k != "pos_embed"}
     mapped["patch_embed.proj.weight"] = patch[:, :, 0]
     mapped["pos_embed"] = expected["pos_embed"]
-    wrong = [f"{k}: checkpoint {tuple(v.shape)}, expected {tuple(expected[k].shape)}" for k, v in mapped.items() if v.shape != expected[k].shape]
-    if wrong:
-        raise InputError(f"{path}: shape mismatch (num_heads/img_size given: {num_heads}, {img_size}): " + "; ".join(wrong[:5]))
-    missing = sorted(set(expected) - set(mapped))
-    if missing:
-        raise InputError(f"{path}: missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    check_keys(path, mapped, expected)
     encoder.load_state_dict(mapped)
     encoder.requires_grad_(False)
     unused = sorted(k for k in state if k not in expected)
@@ -98,12 +62,10 @@ def load_prithvi(path, num_heads: int | None = None, img_size: int = 224, trust_
         "unmapped_keys": [k for k in unused if not DECODER_KEYS.match(k)],
         "pos_embed_max_difference": _position_difference(state.get("pos_embed"), expected["pos_embed"]),
     }
-    card = {
-        "format": "prithvi", "sensor": "hls", "bands": bands,
-        "normalisation": {"mean": PRITHVI_MEAN, "std": PRITHVI_STD} if bands == len(PRITHVI_MEAN) else None,
-        "load_report": report,
-    }
-    return encoder, card
+    if bands != len(PRITHVI_MEAN):
+        raise InputError(f"{path}: {bands} input bands; Prithvi-EO-1.0's normalisation is known for its {len(PRITHVI_MEAN)} HLS bands only")
+    preprocessing = Preprocessing.create(bands, PRITHVI_MEAN, PRITHVI_STD, sensor="hls")
+    return encoder, {"format": "prithvi", "preprocessing": preprocessing.to_dict(), "load_report": report}
 
 
 def _position_difference(checkpoint: torch.Tensor | None, regenerated: torch.Tensor) -> float | None:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsdistill.tokens import patch_vectors, take_tokens, tokens_to_grid
+
 
 POSITION_STYLES = ("mae", "prithvi")
 
@@ -47,11 +49,6 @@ def sincos_position_embedding(dim: int, grid_h: int, grid_w: int, style: str = "
     return torch.from_numpy(np.concatenate(parts, axis=1)).float()
 
 
-def take_tokens(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """The tokens ``ids`` of each sample: (N, L, K) and (N, L_sel) -> (N, L_sel, K)."""
-    return torch.gather(tokens, 1, ids[..., None].expand(-1, -1, tokens.shape[-1]))
-
-
 class PatchEmbed(nn.Module):
     """(N, C, H, W) -> (N, L, D) with L = (H / p) * (W / p)."""
 
@@ -69,10 +66,7 @@ class PatchEmbed(nn.Module):
         With hundreds of bands the patch projection is the largest matrix product of an MAE step;
         projecting the visible quarter only saves three quarters of it (and of its gradient).
         """
-        n, c, h, w = images.shape
-        p = self.patch_size
-        patches = images.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(n, (h // p) * (w // p), c * p * p)
-        return F.linear(take_tokens(patches, ids), self.proj.weight.flatten(1), self.proj.bias)
+        return F.linear(take_tokens(patch_vectors(images, self.patch_size), ids), self.proj.weight.flatten(1), self.proj.bias)
 
 
 class Attention(nn.Module):
@@ -117,6 +111,8 @@ class Block(nn.Module):
 class ViTEncoder(nn.Module):
     """ViT over ``bands`` input channels; returns the final tokens and any requested block outputs."""
 
+    name = "vit"
+
     def __init__(
         self,
         bands: int,
@@ -131,6 +127,8 @@ class ViTEncoder(nn.Module):
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"tile size {img_size} is not a multiple of the patch size {patch_size}")
+        self.config = {"bands": bands, "img_size": img_size, "patch_size": patch_size, "embed_dim": embed_dim, "depth": depth,
+                       "num_heads": num_heads, "mlp_ratio": mlp_ratio, "position_style": position_style}
         self.bands, self.patch_size, self.embed_dim, self.depth = bands, patch_size, embed_dim, depth
         self.position_style = position_style
         self.patch_embed = PatchEmbed(bands, embed_dim, patch_size)
@@ -179,6 +177,16 @@ class ViTEncoder(nn.Module):
     def forward(self, images: torch.Tensor, return_layers: tuple[int, ...] = ()):
         """(N, C, H, W) -> ((N, 1 + L, D), {layer: (N, 1 + L, D)})."""
         return self.forward_tokens(self.embed(images), return_layers)
+
+    def forward_features(self, images: torch.Tensor, layers: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+        """Dense features for heads: (N, C, H, W) -> [(N, D, H/p, W/p) per layer in ``layers``].
+
+        Layers are 1..depth; default the final, normed output. The cls token is dropped.
+        """
+        grid = (images.shape[2] // self.patch_size, images.shape[3] // self.patch_size)
+        final, taps = self.forward(images, tuple(layers or ()))
+        outputs = [final] if not layers else [taps[layer] for layer in layers]
+        return [tokens_to_grid(x[:, 1:], grid) for x in outputs]
 
 
 def _init_weights(module: nn.Module) -> None:

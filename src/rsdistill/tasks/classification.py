@@ -1,36 +1,46 @@
 """``PixelClassifier``: pixel classification with optional teacher→student logit distillation (BLM-KD).
 
-Normalisation (per-band mean/std of the training pixels) is a buffer of the module, so a
-checkpoint classifies raw scene values on its own (``rsdistill map``). With ``teacher_ckpt`` the
-frozen teacher's logits enter the loss of ``rsdistill.losses.distillation``; the teacher is not a
-submodule, so it is neither trained nor saved in the student's checkpoint.
+The model takes raw patches: its ``Preprocessing`` (the training pixels' per-band statistics, or a
+pretrained encoder's own preprocessing with ``arch: encoder``) is part of its hyper-parameters, so a
+checkpoint classifies raw scene values on its own (``rsdistill map``), in any folder. With
+``teacher_ckpt`` a frozen teacher classifier is loaded when fitting starts (``distill`` policy:
+never saved in, nor reloaded with, the student's checkpoint).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from rsdistill.distill.logits import LogitDistiller
 from rsdistill.errors import InputError
-from rsdistill.evaluation.classification import scores_from_confusion
-from rsdistill.losses.distillation import distillation_loss, ramped_weight
+from rsdistill.metrics import scores_from_confusion
 from rsdistill.models.blm import BLMClassifier
 from rsdistill.models.encoder_classifier import EncoderPixelClassifier
 from rsdistill.models.hybrid_cnn import HybridCNN
+from rsdistill.models.registry import build_encoder, load_encoder
+from rsdistill.preprocessing import Preprocessing
+from rsdistill.tasks.base import BaseTask
 
 ARCHITECTURES = ("blm", "hybrid_cnn", "encoder")
 
 
-class PixelClassifier(L.LightningModule):
+class PixelClassifier(BaseTask):
+    """Raw patches (N, B, p, p) around pixels -> (N, K) logits over the data's classes.
+
+    data_info: ``PixelClassificationData.info`` (preprocessing, class_ids, patch_size).
+    encoder: with ``arch: encoder``, a pretrained encoder (any ``load_encoder`` format) read once
+    when the task is first built; its architecture and preprocessing are then kept in
+    ``encoder_card``, so a checkpoint rebuilds it without the file.
+    """
+
     def __init__(
         self,
-        num_bands: int,
-        num_classes: int,
+        data_info: dict | None = None,
         arch: str = "blm",
         d_model: int = 64,
         n_layers: int = 3,
@@ -39,62 +49,77 @@ class PixelClassifier(L.LightningModule):
         dropout: float = 0.1,
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
+        warmup_epochs: float = 0.0,
         teacher_ckpt: str | None = None,
         kd_temperature: float = 4.0,
         kd_warmup_epochs: float = 5.0,
-        class_ids: list[int] | None = None,
-        band_mean: list[float] | None = None,
-        band_std: list[float] | None = None,
-        patch_size: int = 9,
         cuda_kernels: bool = False,
         encoder: str | None = None,
+        encoder_card: dict | None = None,
         freeze_encoder: bool = False,
     ):
         super().__init__()
-        self.save_hyperparameters()
-        if arch == "blm":
-            self.net: nn.Module = BLMClassifier(
-                num_bands, num_classes, d_model, n_layers, d_state, expand, dropout, cuda_kernels=cuda_kernels
-            )
-        elif arch == "hybrid_cnn":
-            self.net = HybridCNN(num_bands, num_classes, dropout=dropout)
-        elif arch == "encoder":
-            if encoder is None:
-                raise InputError("arch 'encoder' needs encoder: the path of a pretrained encoder.safetensors")
-            self.net = EncoderPixelClassifier(
-                encoder, num_bands, num_classes, band_mean or [0.0] * num_bands, band_std or [1.0] * num_bands, freeze_encoder
-            )
-        else:
-            raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        self.register_buffer("band_mean", torch.tensor(band_mean or [0.0] * num_bands, dtype=torch.float32))
-        self.register_buffer("band_std", torch.tensor(band_std or [1.0] * num_bands, dtype=torch.float32))
-        self._teacher = [load_classifier(teacher_ckpt, expect_bands=num_bands)] if teacher_ckpt else []
-        self.confusion = nn.ModuleDict(
-            {stage: MulticlassConfusionMatrix(num_classes) for stage in ("val", "test")}
-        )
-        self.test_scores: dict | None = None
 
     @property
-    def teacher(self) -> PixelClassifier | None:
-        return self._teacher[0] if self._teacher else None
+    def class_ids(self) -> list[int]:
+        return self.data_info["class_ids"]
+
+    def configure_models(self) -> None:
+        h = self.hparams
+        data = self.preprocessing
+        classes = len(self.class_ids)
+        if h.arch == "blm":
+            self.net: nn.Module = BLMClassifier(data.channels, classes, h.d_model, h.n_layers, h.d_state, h.expand, h.dropout, cuda_kernels=h.cuda_kernels)
+        elif h.arch == "hybrid_cnn":
+            self.net = HybridCNN(data.channels, classes, dropout=h.dropout)
+        elif h.arch == "encoder":
+            encoder, data = self._backbone(data.bands)
+            self.net = EncoderPixelClassifier(encoder, classes, h.freeze_encoder)
+        else:
+            raise InputError(f"unknown architecture {h.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        self.input_preprocessing = data
+
+    def _backbone(self, raw_bands: int) -> tuple[nn.Module, Preprocessing]:
+        """The pretrained encoder and its preprocessing: from the file on first build, else from ``encoder_card``."""
+        h = self.hparams
+        if h.encoder_card is None:
+            if h.encoder is None:
+                raise InputError("arch 'encoder' needs encoder: the path of a pretrained encoder (e.g. encoder.safetensors)")
+            pretrained = load_encoder(h.encoder)
+            self.hparams["encoder_card"] = {"architecture": {"name": pretrained.encoder.name, **pretrained.encoder.config},
+                                            "preprocessing": pretrained.preprocessing.to_dict()}
+            encoder, preprocessing = pretrained.encoder, pretrained.preprocessing
+        else:
+            encoder = build_encoder(h.encoder_card["architecture"])  # weights come from the checkpoint
+            preprocessing = Preprocessing.from_dict(h.encoder_card["preprocessing"], "encoder_card")
+        if preprocessing.bands != raw_bands:
+            raise InputError(f"{h.encoder}: the encoder takes {preprocessing.bands} raw bands but the classification scenes have {raw_bands}")
+        return encoder, preprocessing
+
+    def configure_metrics(self) -> None:
+        self.confusion = nn.ModuleDict({stage: MulticlassConfusionMatrix(len(self.class_ids)) for stage in ("val", "test")})
+        self.test_scores: dict | None = None
+
+    def configure_distiller(self) -> LogitDistiller | None:
+        h = self.hparams
+        if h.teacher_ckpt is None:
+            return None
+        teacher = load_classifier(h.teacher_ckpt, expect_bands=self.preprocessing.bands)
+        return LogitDistiller(teacher, h.kd_temperature, h.kd_warmup_epochs)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """patches: (N, B, p, p) raw values -> (N, K) logits."""
-        normalised = (patches - self.band_mean[:, None, None]) / self.band_std[:, None, None]
-        return self.net(normalised)
+        return self.net(self.input_preprocessing(patches))
 
     def training_step(self, batch, batch_idx):
         logits = self(batch["image"])
-        if self.teacher is None:
+        if self.distiller is None:
             loss = F.cross_entropy(logits, batch["label"])
-            self.log("train/ce", loss, prog_bar=True)
-            return loss
-        self.teacher.to(self.device).eval()
-        with torch.no_grad():
-            teacher_logits = self.teacher(batch["image"])
-        progress = self.current_epoch + batch_idx / max(self.trainer.num_training_batches, 1)
-        weight = ramped_weight(progress, self.hparams.kd_warmup_epochs)
-        loss, parts = distillation_loss(logits, teacher_logits, batch["label"], self.hparams.kd_temperature, weight)
+            parts = {"ce": loss}
+        else:
+            progress = self.current_epoch + batch_idx / max(self.trainer.num_training_batches, 1)
+            loss, parts = self.distiller(logits, batch["image"], batch["label"], progress)
+        self.check_finite({"total": loss})
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True)
         return loss
 
@@ -123,37 +148,24 @@ class PixelClassifier(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         """Class ids (as in the label maps) of a batch of patches."""
-        ids = torch.as_tensor(self.hparams.class_ids or range(self.hparams.num_classes), device=self.device)
+        ids = torch.as_tensor(self.class_ids, device=self.device)
         return ids[self(batch["image"]).argmax(dim=1)]
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The global RNG drives dropout; saving it makes a resumed run continue exactly like an uninterrupted one.
-        checkpoint["torch_rng_state"] = torch.get_rng_state()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "torch_rng_state" in checkpoint:
-            torch.set_rng_state(checkpoint["torch_rng_state"])
-
-    def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=True)
-        epochs = self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-    def count_parameters(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
 
 
 def load_classifier(path, expect_bands: int | None = None) -> PixelClassifier:
-    """A trained ``PixelClassifier`` from a Lightning checkpoint (tensors only, ``weights_only``)."""
+    """A trained ``PixelClassifier`` from a Lightning checkpoint (tensors only, ``weights_only``),
+    in eval mode. Needs nothing but the file: no data, no teacher, no encoder file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint")
     try:
         model = PixelClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except InputError:
+        raise
     except Exception as error:  # torch/Lightning raise many types for foreign or broken checkpoints
         raise InputError(f"{path}: not a PixelClassifier checkpoint ({type(error).__name__}: {error})") from None
-    if expect_bands is not None and model.hparams.num_bands != expect_bands:
-        raise InputError(f"{path}: checkpoint was trained on {model.hparams.num_bands} bands, the data has {expect_bands}")
+    bands = model.input_preprocessing.bands
+    if expect_bands is not None and bands != expect_bands:
+        raise InputError(f"{path}: checkpoint was trained on {bands} bands, the data has {expect_bands}")
     model.eval().requires_grad_(False)
     return model

@@ -1,45 +1,46 @@
 """``MAEPretrainer``: masked-autoencoder pretraining (random / Gabor / wavelet masking, KARMA branch,
 and HyperKD's cross-spectral distillation from a frozen teacher when ``distill`` is given).
 
-With ``distill`` (see ``rsdistill.models.cross_spectral.CrossSpectralOptions``) the objective is
+With ``distill`` (see ``rsdistill.distill.cross_spectral.CrossSpectralOptions``) the objective is
 λ·(MSE + (1 − SSIM)) + β·KD: λ from ``loss_weights`` ({mse: λ, ssim: λ}), β = ``distill.weight``.
 
-Logs per epoch the reconstruction metrics on the held-out tiles (torchmetrics), in the data's
-units (normalisation undone): PSNR, SSIM and SAM on the masked patches and on the whole tile. A loss that becomes NaN/Inf stops the run with
-a message naming the step and the term; the exception is raised before any checkpoint of that
-epoch is written, so the last good checkpoint is kept.
+Reconstruction metrics (torchmetrics) are logged per epoch on the validation tiles (``val/…``) and
+by ``rsdistill test`` on the test tiles (``test/…``), in the data's units (normalisation undone):
+PSNR, SSIM and SAM on the masked patches and on the whole tile. ``predict`` gives the encoder's
+patch features of the test tiles.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
-import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics.image import PeakSignalNoiseRatio, SpectralAngleMapper, StructuralSimilarityIndexMeasure
 
+from rsdistill.distill.cross_spectral import CrossSpectralDistiller, CrossSpectralOptions
 from rsdistill.errors import InputError
-from rsdistill.losses.reconstruction import ReconstructionLoss
+from rsdistill.losses.reconstruction import check_loss_weights, reconstruction_terms
 from rsdistill.masking import SCORES
-from rsdistill.models.cross_spectral import CrossSpectralDistiller
 from rsdistill.models.mae import MaskedAutoencoder
+from rsdistill.tasks.base import BaseTask
+from rsdistill.tokens import patch_validity, patchify, unpatchify
 
 ENDMEMBER_INITS = ("random", "vca")
 # Held-out tiles are masked with the recipe's own score (``own``), or with random masks seeded by
 # the batch index (``random``): the same masks for every recipe, so that their metrics compare.
 EVAL_MASKS = ("own", "random")
-# Parameter groups of the optimizer: 0 the network (weight decay), 1 a learnable band-alignment
-# matrix (no decay), 2 the endmember matrix (no decay, ``endmember_lr``); see configure_optimizers.
-PARAMETER_GROUPS = {"distiller.alignment": 1, "mixing.endmembers": 2}
+# Hyper-parameters that are data facts or bookkeeping, not part of a recipe shown on a card.
+NOT_RECIPE = ("data_info", "_class_path", "_instantiator")
 
 
-class MAEPretrainer(L.LightningModule):
+class MAEPretrainer(BaseTask):
+    """data_info: ``TileData.info`` (preprocessing, tile_size, data_range, sensor, scenes)."""
+
     def __init__(
         self,
-        num_bands: int,
-        img_size: int = 16,
+        data_info: dict | None = None,
+        img_size: int | None = None,
         patch_size: int = 4,
         embed_dim: int = 128,
         depth: int = 4,
@@ -58,13 +59,10 @@ class MAEPretrainer(L.LightningModule):
         endmember_lr: float = 1.5e-4,
         lr: float = 1.5e-3,
         weight_decay: float = 0.05,
-        band_mean: list[float] | None = None,
-        band_std: list[float] | None = None,
-        wavelengths: list[float] | None = None,
-        data_range: float = 1.0,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_epochs: float = 0.0,
         distill: dict | None = None,
     ):
-        super().__init__()
         if not 0 < mask_ratio < 1:
             raise InputError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         if eval_mask not in EVAL_MASKS:
@@ -73,18 +71,28 @@ class MAEPretrainer(L.LightningModule):
             raise InputError(f"unknown mask_score {mask_score!r}; choose one of {', '.join(SCORES)}")
         if endmember_init not in ENDMEMBER_INITS:
             raise InputError(f"unknown endmember_init {endmember_init!r}; choose one of {', '.join(ENDMEMBER_INITS)} (or a fixed matrix via learnable_endmembers=False)")
-        self.save_hyperparameters()
+        self.distill_options = CrossSpectralOptions.parse(distill) if distill else None
+        super().__init__()
+
+    @property
+    def tile_size(self) -> int:
+        return self.hparams.img_size or self.data_info["tile_size"]
+
+    def configure_models(self) -> None:
+        h = self.hparams
         self.model = MaskedAutoencoder(
-            num_bands, img_size, patch_size, embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth,
-            decoder_num_heads, endmembers=endmembers, learnable_endmembers=learnable_endmembers,
+            self.preprocessing.channels, self.tile_size, h.patch_size, h.embed_dim, h.depth, h.num_heads, h.decoder_embed_dim,
+            h.decoder_depth, h.decoder_num_heads, endmembers=h.endmembers, learnable_endmembers=h.learnable_endmembers,
         )
-        self.distiller = (
-            CrossSpectralDistiller(distill, wavelengths, band_mean or [0.0] * num_bands, band_std or [1.0] * num_bands, depth, embed_dim, img_size)
-            if distill else None
-        )
-        self.loss = ReconstructionLoss(loss_weights or {"mse": 1.0}, num_bands, band_mean, band_std)
+
+    def configure_losses(self) -> None:
+        self.loss_weights = check_loss_weights(self.hparams.loss_weights or {"mse": 1.0})
+
+    def configure_metrics(self) -> None:
         # PSNR and SSIM in the data's own units with one fixed range (that of the training pixels),
-        # so values are comparable across batches, epochs and recipes.
+        # so values are comparable across batches, epochs and recipes. Validation and test never
+        # run at once, so one set serves both, logged under the stage's name.
+        data_range = self.data_info.get("data_range", 1.0)
         self.metrics = torch.nn.ModuleDict({
             "psnr_masked": PeakSignalNoiseRatio(data_range), "psnr_tile": PeakSignalNoiseRatio(data_range),
             "ssim_masked": StructuralSimilarityIndexMeasure(data_range=data_range),
@@ -92,9 +100,26 @@ class MAEPretrainer(L.LightningModule):
             "sam_masked": SpectralAngleMapper(), "sam_tile": SpectralAngleMapper(),
         })
 
+    def configure_distiller(self) -> CrossSpectralDistiller | None:
+        if self.distill_options is None:
+            return None
+        h = self.hparams
+        return CrossSpectralDistiller(self.distill_options, self.preprocessing, h.depth, h.embed_dim, self.tile_size)
+
+    def parameter_overrides(self) -> dict[str, dict]:
+        # Endmember spectra and a learnable band-alignment matrix are physical quantities: decaying
+        # them towards zero (the mean spectrum, after normalisation) would pull every endmember to
+        # the same spectrum, so they get no weight decay. Adam moves every parameter by about lr per
+        # step whatever its gradient's size, and the mixing loss barely constrains the endmembers
+        # (many simplices fit the pixels), so they learn at their own, smaller ``endmember_lr``: on
+        # the unmixing references the SAD to the true endmembers is lower at 1.5e-4 than at the
+        # network's 1.5e-3 (docs/results.md).
+        return {"distiller.alignment": {"weight_decay": 0.0},
+                "mixing.endmembers": {"weight_decay": 0.0, "lr": self.hparams.endmember_lr}}
+
     def on_fit_start(self) -> None:
         if self.distiller is not None:
-            rank_zero_info(f"teacher {self.distiller.options.teacher}: layer pairs {self.distiller.pairs}, load report {self.distiller.load_report}")
+            rank_zero_info(f"teacher {self.distill_options.teacher}: layer pairs {self.distiller.pairs}, load report {self.distiller.load_report}")
         mixing = self.model.mixing
         if mixing is not None and self.hparams.endmember_init == "vca" and self.global_step == 0:
             from rsdistill.unmixing import vca
@@ -102,10 +127,10 @@ class MAEPretrainer(L.LightningModule):
             # VCA needs the pixels in physical units: z-scoring shifts the data cone off the origin,
             # which breaks VCA's projective projection (measured: SAD 0.50 rad on Samson instead of
             # 0.08). Abundances sum to one, so E_normalised = (E − μ) / σ mixes exactly like E.
-            mean, std = self.loss.band_mean, self.loss.band_std
             pixels = torch.cat([b["image"].permute(0, 2, 3, 1)[b["valid"]] for b in self.trainer.datamodule.train_dataloader()])
-            endmembers = torch.from_numpy(vca((pixels * std + mean).double().numpy().T, mixing.endmembers_count, seed=0)).float()
-            mixing.endmembers.data.copy_((endmembers - mean[:, None]) / std[:, None])
+            physical = self.preprocessing.denormalise(pixels, channel_axis=-1).double()
+            endmembers = torch.from_numpy(vca(physical.numpy().T, mixing.endmembers_count, seed=0)).float()  # (C, M)
+            mixing.endmembers.data.copy_(self.preprocessing.standardise(endmembers, channel_axis=0))
 
     def _step(self, batch, predict: str, score: str | None = None):
         """Forward and loss terms; ``predict``: the pixel head on ``all`` patches or only the
@@ -114,41 +139,37 @@ class MAEPretrainer(L.LightningModule):
         h = self.hparams
         student_layers = self.distiller.student_layers if self.distiller is not None else ()
         outputs = self.model(images, h.mask_ratio, score or h.mask_score, h.mask_noise, return_layers=student_layers, predict=predict)
-        target = self.model.patchify(images)
-        valid_px = _patch_validity(valid, h.patch_size)
-        terms = self.loss(outputs, target, valid_px, lambda p: self.model.unpatchify(p, images.shape[2], images.shape[3]))
+        target = patchify(images, h.patch_size)
+        denormalise = lambda spectra: self.preprocessing.denormalise(spectra, channel_axis=-1)  # noqa: E731
+        terms = reconstruction_terms(self.loss_weights, outputs, target, patch_validity(valid, h.patch_size), h.patch_size,
+                                     tuple(images.shape[2:]), denormalise)
         if self.distiller is not None:
             grid = (images.shape[2] // h.patch_size, images.shape[3] // h.patch_size)
             terms["kd"] = self.distiller(images, valid, outputs["layers"], outputs["ids_keep"], grid)
-            terms["total"] = terms["total"] + self.distiller.options.weight * terms["kd"]
+            terms["total"] = terms["total"] + self.distill_options.weight * terms["kd"]
         return outputs, target, terms
 
     def training_step(self, batch, batch_idx):
         _, _, terms = self._step(batch, predict="masked")
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                raise FloatingPointError(
-                    f"loss term {name!r} became {value.item()} at step {self.global_step} (epoch {self.current_epoch}); "
-                    f"stopping without overwriting the last good checkpoint"
-                )
+        self.check_finite(terms)
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=True)
         return terms["total"]
 
-    def validation_step(self, batch, batch_idx):
+    def _evaluate(self, batch, batch_idx: int, stage: str) -> None:
         if self.hparams.eval_mask == "random":
             with torch.random.fork_rng():
                 torch.manual_seed(batch_idx)
                 outputs, target, terms = self._step(batch, predict="all", score="random")
         else:
             outputs, target, terms = self._step(batch, predict="all")
-        self.log_dict({f"val/{k}": v for k, v in terms.items()})
-        images, height, width = batch["image"], batch["image"].shape[2], batch["image"].shape[3]
-        mean, std = self.loss.band_mean[None, :, None, None], self.loss.band_std[None, :, None, None]
-        reflectance = lambda patches: self.model.unpatchify(patches, height, width) * std + mean  # noqa: E731
-        truth = images * std + mean
+        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()})
+        images, p = batch["image"], self.hparams.patch_size
+        height, width = images.shape[2:]
+        reflectance = lambda patches: self.preprocessing.denormalise(unpatchify(patches, p, height, width))  # noqa: E731
+        truth = self.preprocessing.denormalise(images)
         composite = torch.where(outputs["mask"][..., None].bool(), outputs["pred"], target)
         full = reflectance(outputs["pred"])
-        pixel_mask = self.model.unpatchify(outputs["mask"][..., None].expand_as(target), height, width)[:, 0].bool()
+        pixel_mask = unpatchify(outputs["mask"][..., None].expand_as(target), p, height, width)[:, 0].bool()
         pixel_mask &= batch["valid"]
         masked_pred = full.permute(0, 2, 3, 1)[pixel_mask]  # (P, C)
         masked_true = truth.permute(0, 2, 3, 1)[pixel_mask]
@@ -160,54 +181,42 @@ class MAEPretrainer(L.LightningModule):
         self.metrics["sam_masked"].update(as_image(masked_pred), as_image(masked_true))
         self.metrics["sam_tile"].update(full, truth)
 
-    def on_validation_epoch_end(self):
+    def _log_metrics(self, stage: str) -> None:
         for name, metric in self.metrics.items():
-            self.log(f"val/{name}", metric.compute(), prog_bar=name in ("psnr_masked", "sam_masked"))
+            self.log(f"{stage}/{name}", metric.compute(), prog_bar=name in ("psnr_masked", "sam_masked"))
             metric.reset()
 
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, batch_idx, "val")
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, batch_idx, "test")
+
+    def on_test_epoch_end(self):
+        self._log_metrics("test")
+
+    def predict_step(self, batch, batch_idx):
+        """The encoder's final patch features of each tile, nothing masked: (N, D, h, w)."""
+        return self.model.encoder.forward_features(batch["image"])[0]
+
+    @property
+    def recipe(self) -> dict:
+        return {k: v for k, v in self.hparams.items() if k not in NOT_RECIPE}
+
     def export(self, path, metrics: dict | None = None) -> None:
-        """Save the encoder as safetensors + JSON card (bands, wavelengths, normalisation, recipe, metrics)."""
-        from rsdistill.models.weights import save_encoder
+        """Save the encoder as safetensors + JSON card (architecture, preprocessing, recipe, metrics)."""
+        from rsdistill.models.registry import save_encoder
 
-        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        recipe = {k: v for k, v in self.hparams.items() if k not in ("band_mean", "band_std", "wavelengths")}
-        card = {
-            "bands": self.hparams.num_bands, "wavelengths": self.hparams.wavelengths,
-            "sensor": getattr(data, "target_sensor", None),
-            "normalisation": {"mean": self.hparams.band_mean, "std": self.hparams.band_std},
-            "kept_band_indices": np.flatnonzero(data.keep_bands).tolist() if data is not None else None,
-            "scenes": getattr(data, "scene_names", None), "recipe": recipe, "metrics": metrics or {},
-        }
-        save_encoder(self.model.encoder, path, card)
+        card = {"bands": self.preprocessing.channels, "sensor": self.data_info.get("sensor"), "scenes": self.data_info.get("scenes"),
+                "recipe": self.recipe, "metrics": metrics or {}}
+        save_encoder(self.model.encoder, path, self.preprocessing, card)
 
+    @rank_zero_only
     def on_fit_end(self) -> None:
         log_dir = self.trainer.log_dir
         if log_dir is not None:
             metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
             self.export(Path(log_dir) / "encoder.safetensors", metrics)
-
-    def configure_optimizers(self):
-        # A distillation teacher is frozen. Endmember spectra and a learnable band-alignment matrix
-        # are physical quantities: decaying them towards zero (the mean spectrum, after normalisation)
-        # would pull every endmember to the same spectrum, so they get no weight decay.
-        # Adam moves every parameter by about lr per step whatever its gradient's size, and the
-        # mixing loss barely constrains the endmembers (many simplices fit the pixels), so they
-        # learn at their own, smaller ``endmember_lr``: on the unmixing references the SAD to the
-        # true endmembers is lower at 1.5e-4 than at the network's 1.5e-3 (docs/results.md).
-        groups = [{"params": []}, {"params": [], "weight_decay": 0.0}, {"params": [], "weight_decay": 0.0, "lr": self.hparams.endmember_lr}]
-        for name, parameter in self.named_parameters():
-            if parameter.requires_grad:
-                index = next((i for suffix, i in PARAMETER_GROUPS.items() if name.endswith(suffix)), 0)
-                groups[index]["params"].append(parameter)
-        # fused: one kernel for all parameters instead of a dozen per tensor (CPU and GPU alike)
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=(0.9, 0.95), fused=True)
-        epochs = self._trainer.max_epochs if self._trainer is not None and self._trainer.max_epochs else 1
-        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))}
-
-
-def _patch_validity(valid: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """(N, H, W) bool -> (N, L, p²) float, pixel-major within a patch like ``patchify``."""
-    n, h, w = valid.shape
-    p = patch_size
-    x = valid.float().reshape(n, h // p, p, w // p, p)
-    return x.permute(0, 1, 3, 2, 4).reshape(n, (h // p) * (w // p), p * p)

@@ -1,4 +1,4 @@
-"""Classification scores from a confusion matrix (accumulated by torchmetrics).
+"""Classification scores from a confusion matrix (accumulated by torchmetrics in the tasks).
 
 OA = trace / total; AA = mean recall over the classes present in the reference; Cohen's kappa =
 (p_o − p_e) / (1 − p_e). Computed once from the matrix so all scores agree with each other.

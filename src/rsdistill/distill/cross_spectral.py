@@ -1,11 +1,12 @@
 """HyperKD's cross-spectral teacher (arXiv 2508.09453): a frozen multispectral ViT that sees the
 student's hyperspectral tile aggregated into its own bands, and the feature distillation from it.
 
-Flow for a batch of student tiles (N, S, H, W), normalised with the student's statistics:
-undo the student normalisation → ``scale`` to the teacher's units → band aggregation A (T, S)
-from ``band_alignment`` (``mean``, ``srf``, ``nearest``, or ``learnable``: a matrix initialised
-from ``mean`` and trained with the student) → teacher normalisation → frozen teacher (no
-parameter gradients) → tokens of the requested layers. The teacher sees the whole, unmasked tile;
+Flow for a batch of student tiles (N, S, H, W), normalised with the student's ``Preprocessing``:
+undo the student normalisation → the teacher's ``Preprocessing`` aligned from the student's bands
+(``scale`` to the teacher's units, band aggregation A (T, S) from ``band_alignment``: ``mean``,
+``srf``, ``nearest``, or ``learnable``: a matrix initialised from ``mean`` and trained with the
+student; teacher normalisation) → frozen teacher (``distill.teacher`` policy) → tokens of the
+requested layers. The teacher sees the whole, unmasked tile;
 the student only its visible patches, so teacher tokens are taken at the student's kept positions
 (resampled bilinearly to the student's patch grid when the two patch sizes differ). Each layer
 pair (student layer s, teacher layer t) has its own linear projection student-dim → teacher-dim.
@@ -14,19 +15,19 @@ pair (student layer s, teacher layer t) has its own linear projection student-di
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsdistill.distill.teacher import Distiller
 from rsdistill.errors import InputError
 from rsdistill.losses.distillation import FEATURE_LOSSES, feature_kd_loss
-from rsdistill.models.prithvi import load_prithvi
-from rsdistill.models.vit import ViTEncoder, take_tokens
-from rsdistill.models.weights import CARD_SUFFIX, load_encoder
-from rsdistill.spectral.alignment import ALIGNMENT_METHODS, band_alignment
-from rsdistill.spectral.sensors import Sensor, get_sensor
+from rsdistill.models.registry import load_encoder
+from rsdistill.preprocessing import Preprocessing
+from rsdistill.spectral.alignment import ALIGNMENT_METHODS
+from rsdistill.spectral.sensors import Sensor
+from rsdistill.tokens import take_tokens
 
 DEFAULT_LAYER = 8  # HyperKD distils layer 8 of student and teacher
 
@@ -35,7 +36,7 @@ DEFAULT_LAYER = 8  # HyperKD distils layer 8 of student and teacher
 class CrossSpectralOptions:
     """The ``distill`` section of a recipe.
 
-    teacher: an rsdistill encoder (.safetensors + card) or a Prithvi checkpoint (official layout).
+    teacher: any encoder ``models.registry.load_encoder`` reads (an rsdistill card, Prithvi-EO-1.0).
     alignment: ``mean`` | ``srf`` | ``nearest`` | ``learnable``.
     layers: [[student_layer, teacher_layer], ...]; default [[8, 8]] clipped to the depths present.
     loss: ``kl`` | ``mse`` | ``cosine``; weight: β in λ·(MSE + (1 − SSIM)) + β·KD.
@@ -71,31 +72,6 @@ class CrossSpectralOptions:
         return cls(**options)
 
 
-def load_teacher(path, num_heads: int | None = None, trust_pickle: bool = False) -> tuple[ViTEncoder, dict]:
-    """A frozen teacher and its card (``sensor`` or ``wavelengths``, ``normalisation``).
-
-    An rsdistill encoder is recognised by its JSON card next to the weights; anything else is read
-    as a Prithvi checkpoint.
-    """
-    path = Path(path)
-    if path.with_suffix(CARD_SUFFIX).is_file():
-        encoder, card = load_encoder(path)
-    else:
-        encoder, card = load_prithvi(path, num_heads=num_heads, trust_pickle=trust_pickle)
-    if not card.get("normalisation") or card["normalisation"].get("mean") is None:
-        raise InputError(f"{path}: the teacher's card has no normalisation (per-band mean/std); cannot prepare its input")
-    encoder.requires_grad_(False)
-    return encoder.eval(), card
-
-
-def teacher_sensor(card: dict, path) -> Sensor:
-    if card.get("sensor"):
-        return get_sensor(card["sensor"])
-    if card.get("wavelengths"):
-        return Sensor.from_wavelengths(f"teacher {Path(path).name}", card["wavelengths"])
-    raise InputError(f"{path}: the teacher's card names neither a sensor nor wavelengths; cannot align bands to it")
-
-
 def resolve_layer_pairs(layers, student_depth: int, teacher_depth: int) -> list[tuple[int, int]]:
     """Explicit pairs are checked against both depths; the default is (8, 8) clipped to them."""
     if layers is None:
@@ -113,49 +89,36 @@ def resolve_layer_pairs(layers, student_depth: int, teacher_depth: int) -> list[
     return pairs
 
 
-class CrossSpectralDistiller(nn.Module):
+class CrossSpectralDistiller(Distiller):
     """Teacher features at the student's visible patches, and the KD loss against the student's."""
 
-    def __init__(self, options: dict, wavelengths, band_mean, band_std, student_depth: int, student_dim: int, img_size: int):
-        super().__init__()
-        self.options = CrossSpectralOptions.parse(options)
-        o = self.options
-        if wavelengths is None:
+    def __init__(self, options: CrossSpectralOptions, student: Preprocessing, student_depth: int, student_dim: int, img_size: int):
+        if student.wavelengths is None:
             raise InputError("cross-spectral distillation needs the student's wavelengths (from the scenes or a sensor)")
-        self.teacher, card = load_teacher(o.teacher, o.num_heads, o.trust_pickle)
+        teacher = load_encoder(options.teacher, trust_pickle=options.trust_pickle, num_heads=options.num_heads)
+        super().__init__(teacher.encoder)
+        self.options, self.student = options, student
         if img_size % self.teacher.patch_size:
             raise InputError(f"tile size {img_size} is not a multiple of the teacher's patch size {self.teacher.patch_size}")
-        self.load_report = card.get("load_report", {})
-        student_sensor = Sensor.from_wavelengths("student", wavelengths)
-        target = teacher_sensor(card, o.teacher)
-        if len(target) != self.teacher.bands:
-            raise InputError(f"{o.teacher}: the teacher takes {self.teacher.bands} bands but its sensor {target.name} has {len(target)}")
-        weights = torch.from_numpy(band_alignment(student_sensor, target, "mean" if o.alignment == "learnable" else o.alignment))
-        if o.alignment == "learnable":
+        self.load_report = teacher.card.get("load_report", {})
+        method = "mean" if options.alignment == "learnable" else options.alignment
+        self.teacher_preprocessing = teacher.preprocessing.aligned_from(
+            Sensor.from_wavelengths("student", student.wavelengths), method, options.scale, str(options.teacher))
+        weights = torch.tensor(self.teacher_preprocessing.alignment, dtype=torch.float32)
+        if options.alignment == "learnable":
             self.alignment = nn.Parameter(weights)
         else:
             self.register_buffer("alignment", weights)
-        self.register_buffer("student_mean", torch.as_tensor(band_mean, dtype=torch.float32)[:, None, None])
-        self.register_buffer("student_std", torch.as_tensor(band_std, dtype=torch.float32)[:, None, None])
-        self.register_buffer("teacher_mean", torch.as_tensor(card["normalisation"]["mean"], dtype=torch.float32)[:, None, None])
-        self.register_buffer("teacher_std", torch.as_tensor(card["normalisation"]["std"], dtype=torch.float32)[:, None, None])
-        self.pairs = resolve_layer_pairs(o.layers, student_depth, self.teacher.depth)
+        self.pairs = resolve_layer_pairs(options.layers, student_depth, self.teacher.depth)
         self.projections = nn.ModuleDict({f"{s}_{t}": nn.Linear(student_dim, self.teacher.embed_dim) for s, t in self.pairs})
 
     @property
     def student_layers(self) -> tuple[int, ...]:
         return tuple(sorted({s for s, _ in self.pairs}))
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.teacher.eval()  # frozen: always in inference mode
-        return self
-
     def teacher_input(self, images: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Student tiles (N, S, H, W) normalised, validity (N, H, W) -> teacher input (N, T, H, W)."""
-        raw = (images * self.student_std + self.student_mean) * self.options.scale
-        aligned = torch.einsum("ts,nshw->nthw", self.alignment, raw)
-        return torch.where(valid[:, None], (aligned - self.teacher_mean) / self.teacher_std, 0.0)
+        return self.teacher_preprocessing(self.student.denormalise(images), valid, alignment=self.alignment)
 
     def teacher_tokens(self, images: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int]) -> dict[int, torch.Tensor]:
         """{teacher layer: (N, grid_h · grid_w, D_T)} patch tokens on the student's patch grid."""
@@ -184,4 +147,3 @@ class CrossSpectralDistiller(nn.Module):
             student = self.projections[f"{s}_{t}"](student_layers[s][:, 1:])
             losses.append(feature_kd_loss(student, target, self.options.loss, self.options.temperature))
         return torch.stack(losses).mean()
-

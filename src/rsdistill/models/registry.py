@@ -1,0 +1,156 @@
+"""Encoders on disk and in memory: one registry for every encoder rsdistill builds or loads.
+
+- ``build_encoder(architecture)`` makes an encoder from the ``architecture`` record of a card
+  (``{"name": "vit", ...constructor arguments}``); every encoder carries that record as ``config``.
+- ``save_encoder`` writes safetensors weights + a JSON card (architecture, preprocessing, recipe,
+  metrics, scenes), both atomically.
+- ``load_encoder(path)`` dispatches on the format: an rsdistill card next to the weights, or a
+  Prithvi-EO-1.0 checkpoint in its official layout. It returns a ``PretrainedEncoder``: the encoder
+  with its ``Preprocessing``, which takes raw scene values and returns features.
+
+Pickled checkpoints are never unpickled beyond plain tensors (``models.state_dicts``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from rsdistill.errors import InputError
+from rsdistill.files import atomic_write, write_json
+from rsdistill.models.state_dicts import check_keys, read_state_dict
+from rsdistill.models.vit import ViTEncoder
+from rsdistill.preprocessing import Preprocessing
+
+CARD_SUFFIX = ".json"
+CARD_FORMAT = "rsdistill-encoder/2"
+ENCODERS = {"vit": ViTEncoder}
+
+
+def build_encoder(architecture: dict) -> nn.Module:
+    """An encoder (random weights) from a card's ``architecture`` record."""
+    options = dict(architecture)
+    name = options.pop("name", "vit")
+    if name not in ENCODERS:
+        raise InputError(f"unknown encoder architecture {name!r}; known: {', '.join(ENCODERS)}")
+    try:
+        return ENCODERS[name](**options)
+    except TypeError as error:
+        raise InputError(f"encoder architecture {name!r}: {error}") from None
+
+
+class PretrainedEncoder(nn.Module):
+    """An encoder and the preprocessing it was trained with: raw values in, features out.
+
+    ``encoder`` takes (N, C, H, W) model inputs; ``preprocessing`` maps (N, bands, H, W) raw values
+    to them. ``card`` holds the rest of what is known (recipe, metrics, scenes, load report).
+    """
+
+    def __init__(self, encoder: nn.Module, preprocessing: Preprocessing, card: dict | None = None):
+        super().__init__()
+        if preprocessing.channels != encoder.bands:
+            raise InputError(f"preprocessing gives {preprocessing.channels} channels but the encoder takes {encoder.bands}")
+        self.encoder, self.preprocessing, self.card = encoder, preprocessing, card or {}
+
+    @classmethod
+    def from_card(cls, path, trust_pickle: bool = False) -> PretrainedEncoder:
+        return load_encoder(path, trust_pickle=trust_pickle)
+
+    def forward(self, raw: torch.Tensor, valid: torch.Tensor | None = None, layers: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+        """raw (N, bands, H, W) -> [(N, D, ⌈H/p⌉, ⌈W/p⌉) per layer] (default: the final output).
+
+        Inputs whose size is not a multiple of the patch size are padded with 0 after
+        normalisation (the band mean), so every pixel falls in a patch.
+        """
+        x = self.preprocessing(raw, valid)
+        p = self.encoder.patch_size
+        x = F.pad(x, (0, (-x.shape[3]) % p, 0, (-x.shape[2]) % p))
+        return self.encoder.forward_features(x, layers)
+
+    def for_scene(self, scene, align: str | None = None, scale: float = 1.0) -> PretrainedEncoder:
+        """This encoder for the bands of ``scene`` (a ``Scene``): as it is when the band count
+        matches, or with ``align`` (``mean``, ``srf``, ``nearest``) the scene's bands aggregated
+        into the encoder's (e.g. EnMAP tiles shown to a multispectral encoder)."""
+        if align is None:
+            if scene.shape[2] != self.preprocessing.bands:
+                raise InputError(f"{scene.path}: {scene.shape[2]} bands, but the encoder takes {self.preprocessing.bands} raw bands (pass an alignment to aggregate them)")
+            return self
+        aligned = self.preprocessing.aligned_from(scene.sensor(), align, scale, self.card.get("path", "encoder"))
+        return PretrainedEncoder(self.encoder, aligned, self.card)
+
+    def scene_features(self, scene, align: str | None = None, scale: float = 1.0, layers=None) -> list[torch.Tensor]:
+        """Features of a whole ``Scene``: [(D, ⌈H/p⌉, ⌈W/p⌉) per layer]."""
+        model = self.for_scene(scene, align, scale)
+        raw = torch.from_numpy(scene.cube.transpose(2, 0, 1).copy())[None]
+        valid = torch.from_numpy(scene.valid)[None]
+        with torch.no_grad():
+            return [f[0] for f in model(raw, valid, layers)]
+
+
+def _architecture(encoder: nn.Module) -> dict:
+    return {"name": encoder.name, **encoder.config}
+
+
+def save_encoder(encoder: nn.Module, path, preprocessing: Preprocessing, card: dict | None = None) -> tuple[Path, Path]:
+    """Write ``path`` (.safetensors) and ``path`` with .json (the card). Returns both paths."""
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
+    full_card = {"format": CARD_FORMAT, "architecture": _architecture(encoder), "preprocessing": preprocessing.to_dict(), **(card or {})}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    return path, write_json(path.with_suffix(CARD_SUFFIX), full_card)
+
+
+def read_card(path) -> dict:
+    """The JSON card next to ``path``, checked for the records every card has."""
+    card_path = Path(path).with_suffix(CARD_SUFFIX)
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{card_path}: not a readable encoder card ({error})") from None
+    if not isinstance(card, dict) or "architecture" not in card:
+        raise InputError(f"{card_path}: an encoder card needs an 'architecture' record")
+    if "preprocessing" not in card:
+        card["preprocessing"] = _preprocessing_of_v1_card(card, card_path)
+    return card
+
+
+def _preprocessing_of_v1_card(card: dict, where) -> dict:
+    """Cards of format rsdistill-encoder/1 kept normalisation, kept bands and sensor apart."""
+    norm = card.get("normalisation") or {}
+    bands = card["architecture"].get("bands")
+    kept = card.get("kept_band_indices")
+    raw_bands = (max(kept) + 1) if kept else bands
+    mean, std = norm.get("mean") or [0.0] * bands, norm.get("std") or [1.0] * bands
+    return Preprocessing.create(raw_bands, mean, std, kept=kept if kept and kept != list(range(raw_bands)) else None,
+                                wavelengths=card.get("wavelengths"), sensor=card.get("sensor")).to_dict()
+
+
+def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None) -> PretrainedEncoder:
+    """Any encoder rsdistill can read, with its preprocessing and card.
+
+    An rsdistill encoder is recognised by its JSON card next to the weights; anything else is read
+    as a Prithvi-EO-1.0 checkpoint (``num_heads`` is not stored in those; default dim // 64).
+    """
+    path = Path(path)
+    if path.with_suffix(CARD_SUFFIX).is_file():
+        card = read_card(path)
+        encoder = build_encoder(card["architecture"])
+        state = read_state_dict(path, trust_pickle)
+        expected = encoder.state_dict()
+        check_keys(path, state, expected)
+        unexpected = sorted(set(state) - set(expected))
+        if unexpected:
+            raise InputError(f"{path}: unexpected keys {unexpected[:5]} for a {card['architecture'].get('name', 'vit')} encoder")
+        encoder.load_state_dict(state)
+    else:
+        from rsdistill.models.prithvi import load_prithvi
+
+        encoder, card = load_prithvi(path, num_heads=num_heads, trust_pickle=trust_pickle)
+    card["path"] = str(path)
+    preprocessing = Preprocessing.from_dict(card["preprocessing"], f"{path}: card")
+    return PretrainedEncoder(encoder, preprocessing, card)

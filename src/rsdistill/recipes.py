@@ -1,0 +1,124 @@
+"""The recipe dialect of ``rsdistill fit|validate|test|predict -c recipe.yaml`` and of every experiment run.
+
+One recipe dialect, validated by one parser, for ``fit`` and for every run of an experiment:
+
+- ``model: {class_path: rsdistill.tasks.PixelClassifier, init_args: {...}}`` and
+  ``data: {class_path: rsdistill.data.PixelClassificationData, init_args: {...}}`` (LightningCLI's
+  subclass mode: any ``BaseTask`` and any data module with an ``info``);
+- the data module is built first and its ``info`` (preprocessing, classes, tile size...) is linked
+  into the task's ``data_info``;
+- ``run_dir``: the run's folder, named once: logs (``metrics.csv``), ``config.yaml``, ``last.ckpt``
+  (every epoch), and what the task writes there (split, encoder card);
+- ``base: other.yaml``: the recipe overrides another one (relative to the recipe's folder), so an
+  ablation is a few lines.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import yaml
+from jsonargparse import ArgumentError
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+from rsdistill.errors import InputError
+from rsdistill.tasks.base import BaseTask
+
+LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
+
+
+def read_recipe(path) -> dict:
+    try:
+        recipe = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise InputError(f"{path}: cannot read recipe ({error})") from None
+    if not isinstance(recipe, dict):
+        raise InputError(f"{path}: a recipe is a YAML mapping (model, data, trainer, ...)")
+    return recipe
+
+
+def recipe_chain(path) -> list[Path]:
+    """The recipe files to apply in order: the ``base`` of ``path`` (recursively), then ``path``."""
+    chain, current = [], Path(path)
+    while True:
+        if current in chain:
+            raise InputError(f"{path}: recipes name each other as base in a cycle ({current})")
+        chain.insert(0, current)
+        base = read_recipe(current).get("base")
+        if base is None:
+            return chain
+        current = (current.parent / base) if not Path(base).is_absolute() else Path(base)
+        if not current.is_file():
+            raise InputError(f"{chain[0]}: its base recipe {current} does not exist")
+
+
+def expand_bases(argv: list[str]) -> list[str]:
+    """``-c recipe.yaml`` becomes ``-c base.yaml -c recipe.yaml`` for a recipe with a ``base``."""
+    out, args = [], iter(argv)
+    for arg in args:
+        if arg in ("-c", "--config"):
+            value = next(args, None)
+            for recipe in recipe_chain(value) if value is not None else [None]:
+                out += [arg, str(recipe)]
+        else:
+            out.append(arg)
+    return out
+
+
+class RecipeCLI(LightningCLI):
+    """LightningCLI with rsdistill's conventions (module docstring)."""
+
+    def __init__(self, args: Any = None, run: bool = True):
+        strict = {"exit_on_error": False}
+        super().__init__(
+            BaseTask, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=args, run=run,
+            seed_everything_default=0, save_config_kwargs={"overwrite": True},
+            parser_kwargs={**strict, **{verb: strict for verb in LIGHTNING_VERBS}},
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--run_dir", type=Optional[str], default=None, help="the run's folder: logs, config, last.ckpt, split, encoder")
+        parser.add_argument("--base", type=Optional[str], default=None, help="a recipe this one overrides (resolved before parsing)")
+        parser.link_arguments("data.info", "model.init_args.data_info", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = config.get("run_dir")
+        trainer = config.get("trainer", {})
+        if run_dir is not None:
+            kwargs.setdefault("default_root_dir", run_dir)
+            if trainer.get("logger") in (None, True):
+                # fit logs in the run folder; test/validate/predict in a sub-folder, never over fit's metrics.csv
+                version = "" if self.subcommand in (None, "fit") else self.subcommand
+                kwargs.setdefault("logger", CSVLogger(run_dir, name="", version=version))
+            if not trainer.get("callbacks"):
+                # a complete last.ckpt at the end of every training epoch
+                kwargs.setdefault("callbacks", [ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0, every_n_epochs=1)])
+        return super().instantiate_trainer(**kwargs)
+
+
+def parse_recipe(recipe: dict) -> RecipeCLI:
+    """A recipe given as a dict, validated and instantiated (trainer, model, datamodule), not run."""
+    return _clean_errors(lambda: RecipeCLI(args=recipe, run=False))
+
+
+def run_lightning(argv: list[str]) -> None:
+    _clean_errors(lambda: RecipeCLI(args=expand_bases(argv)))
+
+
+def _clean_errors(build):
+    """jsonargparse's errors, which can span dozens of lines, as one ``InputError`` naming the key."""
+    try:
+        with warnings.catch_warnings():  # rsdistill passes the arguments itself; sys.argv holds its own verb's
+            warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
+            return build()
+    except ArgumentError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = next((line for line in lines if re.search(r"not accepted|does not exist|Expected|not a valid|required", line)), lines[-1] if lines else "")
+        raise InputError(f"recipe: {lines[0] if lines else error} {detail}".strip()) from None

@@ -1,0 +1,56 @@
+"""Tiny inputs for the tests, made by code (nothing committed as data).
+
+- ``tile_info`` / ``pixel_info``: the ``data_info`` a data module would give a task, for tasks
+  built directly in a test;
+- ``write_fixture_scenes``: a folder of tiny labelled GeoTIFF scenes with EnMAP-like band metadata
+  and tile lists, the shape of ``../shared/data/enmap_potsdam_specdeepmap``; run as a script it
+  writes them where you say (``python tests/fixtures.py OUT``).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.io import write_geotiff
+from rsdistill.preprocessing import Preprocessing
+
+
+def tile_info(bands: int, tile_size: int = 8, wavelengths=None, **extra) -> dict:
+    preprocessing = Preprocessing.create(bands, [0.0] * bands, [1.0] * bands, wavelengths=wavelengths)
+    return {"preprocessing": preprocessing.to_dict(), "tile_size": tile_size, "data_range": 1.0, **extra}
+
+
+def pixel_info(bands: int, classes: int, patch_size: int = 5) -> dict:
+    preprocessing = Preprocessing.create(bands, [0.0] * bands, [1.0] * bands)
+    return {"preprocessing": preprocessing.to_dict(), "class_ids": list(range(1, classes + 1)), "patch_size": patch_size}
+
+
+def write_fixture_scenes(out, sensor: str = "sentinel2", size: int = 24, tiles: int = 4) -> dict[str, Path]:
+    """``tiles`` labelled scenes of ``size``² px (GeoTIFF cube + label map) and train/val/test CSV
+    lists in ``out``; returns {"train": csv, "val": csv, "test": csv}."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(tiles):
+        synthetic = make_synthetic_scene(sensor, size, size, seed=index)
+        image = write_geotiff(out / f"tile_{index}.tif", synthetic.scene.cube, like=synthetic.scene)
+        label = write_geotiff(out / f"tile_{index}_labels.tif", synthetic.scene.labels.astype(np.uint8))
+        rows.append((image.name, label.name))
+    lists = {"train": rows[: max(tiles - 2, 1)], "val": rows[-2:-1], "test": rows[-1:]}
+    paths = {}
+    for subset, subset_rows in lists.items():
+        paths[subset] = out / f"{subset}_files.csv"
+        with open(paths[subset], "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "mask"])
+            writer.writerows(subset_rows)
+    return paths
+
+
+if __name__ == "__main__":
+    print(write_fixture_scenes(sys.argv[1] if len(sys.argv) > 1 else "fixture_scenes"))
