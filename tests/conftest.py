@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from rsdistill.data.paths import data_root
+
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("RSDISTILL_DATA", REPO.parent / "shared" / "data"))
+DATA_DIR = data_root().resolve()  # the package's own rule ($RSDISTILL_DATA, else ../shared/data)
 
 
 def _missing(what: str):
@@ -22,7 +24,7 @@ def _missing(what: str):
     pytest.skip(message)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     """Root of the real data; each test names the files it needs through ``real_file``."""
     if not DATA_DIR.is_dir():

@@ -1,7 +1,7 @@
 """Tiny inputs for the tests, made by code (nothing committed as data).
 
 - ``tile_info`` / ``pixel_info``: the ``data_info`` a data module would give a task, for tasks
-  built directly in a test;
+  built directly in a test; ``classifier_recipe``: a tiny BLM run on the synthetic scene;
 - ``write_fixture_scenes``: a folder of tiny labelled GeoTIFF scenes with EnMAP-like band metadata
   and tile lists, the shape of ``../shared/data/enmap_potsdam_specdeepmap``; run as a script it
   writes them where you say (``python tests/fixtures.py OUT``).
@@ -15,9 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
+from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.evaluation.experiment import run_recipe
 from rsdistill.io import write_geotiff
 from rsdistill.preprocessing import Preprocessing
+from rsdistill.tasks.classification import PixelClassifier
+
+TINY_BLM = {"arch": "blm", "d_model": 8, "n_layers": 1, "d_state": 8, "lr": 0.01}
+SYNTHETIC_PIXELS = {"synthetic": {"sensor": "sentinel2", "height": 24, "width": 24, "seed": 1}, "train": 0.2, "val": 0.1,
+                    "patch_size": 5, "batch_size": 16, "seed": 0}
+QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1, "deterministic": True}
+
+
+def classifier_recipe(run_dir, epochs: int, **model) -> dict:
+    """A tiny BLM classifier run on the synthetic scene, in the recipe dialect."""
+    return run_recipe(PixelClassifier, PixelClassificationData, {**TINY_BLM, **model}, SYNTHETIC_PIXELS, {**QUIET, "max_epochs": epochs}, run_dir, 0)
 
 
 def tile_info(bands: int, tile_size: int = 8, wavelengths=None, **extra) -> dict:

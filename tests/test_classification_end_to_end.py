@@ -11,19 +11,12 @@ import rasterio
 from rsdistill.cli import main
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
-from rsdistill.evaluation.experiment import fit_and_test, run_experiment, run_recipe
+from rsdistill.evaluation.experiment import fit_and_test, run_experiment
 from rsdistill.io import write_geotiff
-from rsdistill.tasks.classification import PixelClassifier
+from fixtures import QUIET as TRAINER, SYNTHETIC_PIXELS, TINY_BLM as TINY, classifier_recipe as tiny_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"arch": "blm", "d_model": 8, "n_layers": 1, "d_state": 8, "lr": 0.01}
-SYNTHETIC = {"sensor": "sentinel2", "height": 24, "width": 24, "seed": 1}
-TRAINER = {"enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1, "deterministic": True}
-DATA = {"synthetic": SYNTHETIC, "train": 0.2, "val": 0.1, "patch_size": 5, "batch_size": 16, "seed": 0}
-
-
-def tiny_recipe(run_dir, epochs, model=TINY):
-    return run_recipe(PixelClassifier, PixelClassificationData, model, DATA, {**TRAINER, "max_epochs": epochs}, run_dir, 0)
+SYNTHETIC = SYNTHETIC_PIXELS["synthetic"]
 
 
 class Kill(L.Callback):

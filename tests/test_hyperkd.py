@@ -8,7 +8,7 @@ import torch
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
 from rsdistill.distill.cross_spectral import resolve_layer_pairs
-from rsdistill.models.prithvi import PRITHVI_MEAN, PRITHVI_STD, load_prithvi
+from rsdistill.models.vit_checkpoints import PRITHVI_MEAN, PRITHVI_STD, load_vit_checkpoint as load_prithvi
 from rsdistill.models.registry import save_encoder
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing

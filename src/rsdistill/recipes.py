@@ -8,7 +8,7 @@ One recipe dialect, validated by one parser, for ``fit`` and for every run of an
 - the data module is built first and its ``info`` (preprocessing, classes, tile size...) is linked
   into the task's ``data_info``;
 - ``run_dir``: the run's folder, named once: logs (``metrics.csv``), ``config.yaml``, ``last.ckpt``
-  (every epoch), and what the task writes there (split, encoder card);
+  (every epoch), what the task writes there (split, encoder card), and ``predict/predictions.pt``;
 - ``base: other.yaml``: the recipe overrides another one (relative to the recipe's folder), so an
   ablation is a few lines.
 """
@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 import lightning as L
+import torch
 import yaml
 from jsonargparse import ArgumentError
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from rsdistill.errors import InputError
+from rsdistill.files import atomic_write
 from rsdistill.tasks.base import BaseTask
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -97,10 +100,34 @@ class RecipeCLI(LightningCLI):
                 # fit logs in the run folder; test/validate/predict in a sub-folder, never over fit's metrics.csv
                 version = "" if self.subcommand in (None, "fit") else self.subcommand
                 kwargs.setdefault("logger", CSVLogger(run_dir, name="", version=version))
-            if not trainer.get("callbacks"):
-                # a complete last.ckpt at the end of every training epoch
-                kwargs.setdefault("callbacks", [ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0, every_n_epochs=1)])
+            callbacks = [] if trainer.get("callbacks") else [last_checkpoint(run_dir)]
+            if self.subcommand == "predict":
+                callbacks.append(PredictionWriter(Path(run_dir) / "predict" / "predictions.pt"))
+            kwargs.setdefault("callbacks", callbacks)
         return super().instantiate_trainer(**kwargs)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """``rsdistill predict`` writes the task's predictions (``predict_step`` outputs, concatenated
+    over batches: class ids of the test pixels, or encoder features of the test tiles) to ``path``."""
+
+    def __init__(self, path):
+        super().__init__(write_interval="epoch")
+        self.path = Path(path)
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        outputs = torch.cat([p.cpu() for p in predictions]) if predictions else torch.empty(0)
+        atomic_write(self.path, lambda tmp: torch.save(outputs, tmp))
+        rank_zero_info(f"predictions {tuple(outputs.shape)} written to {self.path}")
+
+
+def last_checkpoint(run_dir) -> ModelCheckpoint:
+    """``last.ckpt`` in ``run_dir``, replaced at the end of every training epoch.
+
+    (``save_last=True`` with ``save_top_k=0`` writes it only when training ends, so a killed run
+    would leave none; a top-1 checkpoint without a monitor, named ``last``, is the latest one.)
+    """
+    return ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False)
 
 
 def parse_recipe(recipe: dict) -> RecipeCLI:

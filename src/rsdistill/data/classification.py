@@ -149,7 +149,7 @@ class PixelClassificationData(L.LightningDataModule):
         # An own generator keeps DataLoader from drawing worker seeds from the global RNG, which
         # drives dropout and is saved in checkpoints (exact resume).
         generator = torch.Generator().manual_seed(self.split.seed)
-        return DataLoader(data, self.batch_size, sampler=sampler, num_workers=self.num_workers, generator=generator)
+        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, generator=generator)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

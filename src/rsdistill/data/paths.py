@@ -1,4 +1,9 @@
-"""Where real data lives: ``$RSDISTILL_DATA``, else ``../shared/data`` from the working directory."""
+"""Where real data lives: the one data-root rule of rsdistill, for recipes, verbs and tests alike.
+
+A relative data path is taken as it is when it exists from the working directory, else under the
+recipe's ``root`` when one is given, else under ``$RSDISTILL_DATA``, else under ``../shared/data``
+from the working directory.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ def expand(pattern: str, root: str | None = None) -> list[Path]:
 
 def read_tile_list(csv_path: Path) -> list[tuple[Path, Path]]:
     """(image, mask) pairs of a CSV with columns image,mask, paths relative to the CSV's folder."""
+    if not Path(csv_path).is_file():
+        raise InputError(f"{csv_path}: no such tile list (relative paths are read under the data root: $RSDISTILL_DATA, default ../shared/data)")
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"image", "mask"} <= set(rows[0]):

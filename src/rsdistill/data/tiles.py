@@ -129,10 +129,17 @@ class TileData(L.LightningDataModule):
         reference = every[0].source.meta
         wavelengths = get_sensor(target_sensor).centers if target_sensor else reference.wavelengths
         self.scene_names = [e.name for e in every]
-        sets = {subset: SceneTiles(found, self._tiles(found, stride if subset == "images" else tile_size)) for subset, found in entries.items()}
+        moments = _TrainingPixels(int(self.keep_bands.sum()))
+        sets = {subset: SceneTiles(found, self._tiles(found, stride if subset == "images" else tile_size, moments if subset == "images" else None))
+                for subset, found in entries.items()}
         if not len(sets["images"]):
             raise InputError(f"no training tile of {tile_size}×{tile_size} px with at most {max_nodata:.0%} nodata")
-        mean, std, self.data_range = self._statistics(sets["images"], stats)
+        if stats is not None:
+            loaded = BandStatistics.load(stats, bands=len(self.keep_bands))
+            mean, std = np.array(loaded.mean)[self.keep_bands], np.array(loaded.std)[self.keep_bands]
+        else:
+            mean, std = moments.mean, moments.std
+        self.data_range = moments.high - moments.low
         self.preprocessing = Preprocessing.create(
             len(bad), mean, std, kept=np.flatnonzero(self.keep_bands),
             wavelengths=None if wavelengths is None else np.asarray(wavelengths)[self.keep_bands], sensor=target_sensor,
@@ -155,8 +162,9 @@ class TileData(L.LightningDataModule):
     def wavelengths(self) -> list[float] | None:
         return None if self.preprocessing.wavelengths is None else list(self.preprocessing.wavelengths)
 
-    def _tiles(self, entries: list[SceneEntry], stride: int | None) -> list[tuple[int, Window]]:
-        """Full ``tile_size`` windows of every region with at most ``max_nodata`` nodata."""
+    def _tiles(self, entries: list[SceneEntry], stride: int | None, pixels: _TrainingPixels | None = None) -> list[tuple[int, Window]]:
+        """Full ``tile_size`` windows of every region with at most ``max_nodata`` nodata; each tile's
+        valid pixels (kept bands) go into ``pixels`` in the same pass, when given."""
         tiles = []
         for index, entry in enumerate(entries):
             region = entry.region
@@ -166,32 +174,19 @@ class TileData(L.LightningDataModule):
                 if w.height < self.tile_size or w.width < self.tile_size:
                     continue
                 window = Window(region.row + w.row, region.col + w.col, w.height, w.width)
-                if 1 - entry.source.read(window).valid.mean() <= self.max_nodata:
+                cube, valid = entry.read(window)
+                if 1 - valid.mean() <= self.max_nodata:
                     tiles.append((index, window))
+                    if pixels is not None:
+                        pixels.update(cube[valid][:, self.keep_bands])
         return tiles
-
-    def _statistics(self, tiles: SceneTiles, stats: str | None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Per-band mean/std (kept bands) and the value range of the valid training pixels, in one pass."""
-        moments, low, high = RunningMoments(int(self.keep_bands.sum())), np.inf, -np.inf
-        for index in range(len(tiles)):
-            cube, valid = tiles.raw(index)
-            pixels = cube[valid][:, self.keep_bands]
-            moments.update(pixels)
-            if pixels.size:
-                low, high = min(low, float(pixels.min())), max(high, float(pixels.max()))
-        if stats is not None:
-            loaded = BandStatistics.load(stats, bands=len(self.keep_bands))
-            mean, std = np.array(loaded.mean)[self.keep_bands], np.array(loaded.std)[self.keep_bands]
-        else:
-            mean, std = moments.mean, np.sqrt(moments.m2 / np.maximum(moments.count, 1))
-        return mean, std, high - low
 
     def _loader(self, tiles: SceneTiles, shuffle: bool) -> DataLoader:
         # An own generator keeps DataLoader from drawing worker seeds from the global RNG, which
         # drives masking and dropout and is saved in checkpoints (exact resume).
         sampler = EpochShuffle(len(tiles), self.seed) if shuffle else None
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(tiles, self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
+        return DataLoader(tiles, batch_size=self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
 
     def train_dataloader(self):
         return self._loader(self.train_set, shuffle=True)
@@ -206,6 +201,26 @@ class TileData(L.LightningDataModule):
 
     def predict_dataloader(self):
         return self.test_dataloader()
+
+
+class _TrainingPixels(RunningMoments):
+    """Per-band moments (Chan's merge, float64) and the value range of the valid training pixels.
+
+    Tiles overlap when the stride is below the tile size; a pixel counts once per tile, as training sees it.
+    """
+
+    def __init__(self, bands: int):
+        super().__init__(bands)
+        self.low, self.high = np.inf, -np.inf
+
+    def update(self, pixels: np.ndarray) -> None:
+        super().update(pixels)
+        if pixels.size:
+            self.low, self.high = min(self.low, float(pixels.min())), max(self.high, float(pixels.max()))
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / np.maximum(self.count, 1))
 
 
 def _subset_specs(images, validation, test, tile_lists, synthetic, root) -> dict[str, list]:

@@ -71,6 +71,23 @@ def run_recipe(task: type, data: type, model_options: dict, data_options: dict, 
     }
 
 
+def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
+    """{model name: its run's recipe} for one seed (``distill_from`` and ``{seed}`` resolved)."""
+    trainer_options = {"deterministic": True, **config.get("trainer", {})}
+    data_options = {**config["data"], "seed": seed}
+    recipes = {}
+    for name, options in config["models"].items():
+        options = dict(options)
+        teacher = options.pop("distill_from", None)
+        if teacher is not None:
+            options["teacher_ckpt"] = str(Path(out_dir) / teacher / f"seed_{seed}" / "last.ckpt")
+        if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
+            options["encoder"] = options["encoder"].format(seed=seed)
+        run_dir = Path(out_dir) / name / f"seed_{seed}"
+        recipes[name] = run_recipe(PixelClassifier, PixelClassificationData, options, data_options, trainer_options, run_dir, seed)
+    return recipes
+
+
 def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = ()) -> dict:
     """Fit one recipe's model (resuming from its ``last.ckpt`` if present), test it, return its record."""
     cli = parse_recipe(recipe)
@@ -91,23 +108,14 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
-    trainer_options = {"deterministic": True, **config.get("trainer", {})}
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
-        data_options = {**config["data"], "seed": seed}
-        PixelClassificationData(**data_options).split.save(out_dir / f"split_seed_{seed}.json")
-        for name, options in config["models"].items():
-            run_dir = out_dir / name / f"seed_{seed}"
+        PixelClassificationData(**{**config["data"], "seed": seed}).split.save(out_dir / f"split_seed_{seed}.json")
+        for name, recipe in experiment_recipes(config, out_dir, seed).items():
+            run_dir = Path(recipe["run_dir"])
             if (finished := finished_record(run_dir)) is not None:
                 records.append(finished)
                 continue
-            options = dict(options)
-            teacher = options.pop("distill_from", None)
-            if teacher is not None:
-                options["teacher_ckpt"] = str(out_dir / teacher / f"seed_{seed}" / "last.ckpt")
-            if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
-                options["encoder"] = options["encoder"].format(seed=seed)
             run_dir.mkdir(parents=True, exist_ok=True)
-            recipe = run_recipe(PixelClassifier, PixelClassificationData, options, data_options, trainer_options, run_dir, seed)
             record = fit_and_test(name, recipe, seed)
             write_json(run_dir / "scores.json", record)
             records.append(record)

@@ -60,16 +60,11 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
     """Every recipe × seed on ``data``, or on each entry of ``datasets`` ({name: {data: TileData
     options over ``data``, model: recipe options over every recipe's}}), e.g. one per sensor."""
     out_dir = Path(out_dir)
-    datasets = config.get("datasets") or {None: {}}
     records = []
-    for dataset, overrides in datasets.items():
-        unknown = set(overrides) - {"data", "model"}
-        if unknown:
-            raise InputError(f"dataset {dataset!r}: unknown keys {sorted(unknown)}; a dataset has 'data' and 'model'")
-        data_options = {**config.get("data", {}), **overrides.get("data", {})}
+    for dataset, data_options, model_overrides in experiment_datasets(config):
         dataset_dir = out_dir if dataset is None else out_dir / dataset
         for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
-            for record in _run_recipes(config, data_options, overrides.get("model", {}), seed, dataset_dir, log):
+            for record in _run_recipes(config, data_options, model_overrides, seed, dataset_dir, log):
                 records.append(record if dataset is None else {"dataset": dataset, **record})
     columns = [*RECONSTRUCTION, *(["probe_oa"] if "probe" in config else [])]
     labelled = [{**r, "recipe": f"{r['dataset']} · {r['recipe']}" if "dataset" in r else r["recipe"]} for r in records]
@@ -80,17 +75,35 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
     return records
 
 
+def experiment_datasets(config: dict) -> list[tuple[str | None, dict, dict]]:
+    """(name, TileData options, model overrides) of each dataset; one unnamed one without ``datasets``."""
+    out = []
+    for dataset, overrides in (config.get("datasets") or {None: {}}).items():
+        unknown = set(overrides) - {"data", "model"}
+        if unknown:
+            raise InputError(f"dataset {dataset!r}: unknown keys {sorted(unknown)}; a dataset has 'data' and 'model'")
+        out.append((dataset, {**config.get("data", {}), **overrides.get("data", {})}, overrides.get("model", {})))
+    return out
+
+
+def pretrain_recipes(config: dict, data_options: dict, model_overrides: dict, seed: int, out_dir) -> dict[str, dict]:
+    """{recipe name: its run's recipe} for one seed on one dataset."""
+    return {
+        name: run_recipe(MAEPretrainer, TileData, {**options, **model_overrides}, {**data_options, "seed": seed},
+                         config.get("trainer", {}), Path(out_dir) / name / f"seed_{seed}", seed)
+        for name, options in config["recipes"].items()
+    }
+
+
 def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: int, out_dir: Path, log) -> list[dict]:
     """One seed of every recipe on one dataset; finished runs are reused."""
     records = []
-    for name, options in config["recipes"].items():
-        run_dir = out_dir / name / f"seed_{seed}"
+    for name, recipe in pretrain_recipes(config, data_options, model_overrides, seed, out_dir).items():
+        run_dir = Path(recipe["run_dir"])
         if (finished := finished_record(run_dir)) is not None:
             records.append(finished)
             continue
         run_dir.mkdir(parents=True, exist_ok=True)
-        recipe = run_recipe(MAEPretrainer, TileData, {**options, **model_overrides}, {**data_options, "seed": seed},
-                            config.get("trainer", {}), run_dir, seed)
         cli = parse_recipe(recipe)
         trainer, task, data = cli.trainer, cli.model, cli.datamodule
         last = run_dir / "last.ckpt"

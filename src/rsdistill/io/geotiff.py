@@ -7,6 +7,9 @@ such as ``"band 1 (418.24 Nanometers)"``.
 
 from __future__ import annotations
 
+import functools
+import os
+
 import re
 import warnings
 from pathlib import Path
@@ -32,6 +35,15 @@ def _open(path: str):
             return rasterio.open(path)
     except RasterioIOError as error:
         raise InputError(f"{path}: cannot open as a raster ({error})") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _open_for_reading(path: str, pid: int, mtime_ns: int, size: int):
+    """A dataset kept open for repeated window reads (opening costs more than reading a small
+    window). Keyed by process, since a handle must not cross a fork (DataLoader workers), and by the
+    file's modification time and size, so a file replaced under the same name is opened anew; at
+    most 64 stay open, the least recently used is closed when it is dropped."""
+    return _open(path)
 
 
 def _band_wavelengths(ds, path: str) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
@@ -69,8 +81,9 @@ class GeoTiffSource(SceneSource):
             )
 
     def read_raw(self, window: Window) -> np.ndarray:
-        with _open(self.path) as ds:
-            data = ds.read(window=RioWindow(window.col, window.row, window.width, window.height))
+        stat = os.stat(self.path)
+        dataset = _open_for_reading(self.path, os.getpid(), stat.st_mtime_ns, stat.st_size)
+        data = dataset.read(window=RioWindow(window.col, window.row, window.width, window.height))
         return np.moveaxis(data, 0, -1)
 
 

@@ -5,7 +5,7 @@
 - ``save_encoder`` writes safetensors weights + a JSON card (architecture, preprocessing, recipe,
   metrics, scenes), both atomically.
 - ``load_encoder(path)`` dispatches on the format: an rsdistill card next to the weights, or a
-  Prithvi-EO-1.0 checkpoint in its official layout. It returns a ``PretrainedEncoder``: the encoder
+  Prithvi-EO-1.0 or MAE/timm checkpoint in its official layout (``models.vit_checkpoints``). It returns a ``PretrainedEncoder``: the encoder
   with its ``Preprocessing``, which takes raw scene values and returns features.
 
 Pickled checkpoints are never unpickled beyond plain tensors (``models.state_dicts``).
@@ -134,7 +134,7 @@ def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None)
     """Any encoder rsdistill can read, with its preprocessing and card.
 
     An rsdistill encoder is recognised by its JSON card next to the weights; anything else is read
-    as a Prithvi-EO-1.0 checkpoint (``num_heads`` is not stored in those; default dim // 64).
+    as a Prithvi-EO-1.0 or MAE/timm checkpoint (``num_heads`` is not stored in those; default dim // 64).
     """
     path = Path(path)
     if path.with_suffix(CARD_SUFFIX).is_file():
@@ -148,9 +148,9 @@ def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None)
             raise InputError(f"{path}: unexpected keys {unexpected[:5]} for a {card['architecture'].get('name', 'vit')} encoder")
         encoder.load_state_dict(state)
     else:
-        from rsdistill.models.prithvi import load_prithvi
+        from rsdistill.models.vit_checkpoints import load_vit_checkpoint
 
-        encoder, card = load_prithvi(path, num_heads=num_heads, trust_pickle=trust_pickle)
+        encoder, card = load_vit_checkpoint(path, num_heads=num_heads, trust_pickle=trust_pickle)
     card["path"] = str(path)
     preprocessing = Preprocessing.from_dict(card["preprocessing"], f"{path}: card")
     return PretrainedEncoder(encoder, preprocessing, card)
