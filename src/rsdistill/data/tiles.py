@@ -48,12 +48,12 @@ SUBSETS = {"train": "images", "val": "validation", "test": "test"}
 
 @dataclass
 class SceneEntry:
-    """An opened scene (or a region of one), with the factor and band map to the common units and bands."""
+    """An opened scene (or a region of one) and ``to_common``: its ``scale`` and band alignment onto
+    the common bands (a ``Preprocessing`` with identity statistics)."""
 
     source: SceneSource
     region: Window
-    scale: float = 1.0
-    alignment: np.ndarray | None = None  # (T, S) onto the target sensor
+    to_common: Preprocessing
 
     @property
     def name(self) -> str:
@@ -61,15 +61,14 @@ class SceneEntry:
 
     @property
     def bands(self) -> int:
-        return self.source.bands if self.alignment is None else self.alignment.shape[0]
+        return self.to_common.channels
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """(h, w, bands) float32 cube in common units and bands, and (h, w) validity."""
         scene = self.source.read(window)
-        cube = scene.cube * self.scale if self.scale != 1.0 else scene.cube
-        if self.alignment is not None:
-            cube = cube @ self.alignment.T
-        return cube.astype(np.float32, copy=False), scene.valid
+        if self.to_common.alignment is None and self.to_common.scale == 1.0:
+            return scene.cube, scene.valid
+        return self.to_common.cube(scene.cube).transpose(1, 2, 0), scene.valid
 
 
 class SceneTiles(Dataset):
@@ -264,7 +263,8 @@ def _entry(source: SceneSource, window: Window | None, scale: float, target: str
     if region.row < 0 or region.col < 0 or region.row + region.height > source.height or region.col + region.width > source.width:
         raise InputError(f"{source.meta.path}: window {region} lies outside the {source.height}×{source.width} scene")
     alignment = band_alignment(own_sensor(source.meta), get_sensor(target), method) if target else None
-    return SceneEntry(source, region, scale, alignment)
+    bands = source.bands if alignment is None else alignment.shape[0]
+    return SceneEntry(source, region, Preprocessing.create(source.bands, [0.0] * bands, [1.0] * bands, alignment=alignment, scale=scale))
 
 
 def _bad_bands(entry: SceneEntry, target: str | None) -> np.ndarray:
