@@ -17,8 +17,8 @@ import numpy as np
 
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
-from rsdistill.evaluation.experiment import run_recipe
 from rsdistill.io import write_geotiff
+from rsdistill.recipes import make_recipe
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.classification import PixelClassifier
 
@@ -30,7 +30,7 @@ QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "log_every
 
 def classifier_recipe(run_dir, epochs: int, **model) -> dict:
     """A tiny BLM classifier run on the synthetic scene, in the recipe dialect."""
-    return run_recipe(PixelClassifier, PixelClassificationData, {**TINY_BLM, **model}, SYNTHETIC_PIXELS, {**QUIET, "max_epochs": epochs}, run_dir, 0)
+    return make_recipe(PixelClassifier, PixelClassificationData, {**TINY_BLM, **model}, SYNTHETIC_PIXELS, {**QUIET, "max_epochs": epochs}, run_dir, 0)
 
 
 def tile_info(bands: int, tile_size: int = 8, wavelengths=None, **extra) -> dict:

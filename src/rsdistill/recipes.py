@@ -130,6 +130,15 @@ def last_checkpoint(run_dir) -> ModelCheckpoint:
     return ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False)
 
 
+def make_recipe(task: type, data: type, model_options: dict, data_options: dict, trainer_options: dict, run_dir: Path, seed: int) -> dict:
+    """A recipe of this dialect from its parts (as an experiment assembles each run)."""
+    return {
+        "seed_everything": seed, "run_dir": str(run_dir), "trainer": trainer_options,
+        "model": {"class_path": f"{task.__module__}.{task.__qualname__}", "init_args": model_options},
+        "data": {"class_path": f"{data.__module__}.{data.__qualname__}", "init_args": data_options},
+    }
+
+
 def parse_recipe(recipe: dict) -> RecipeCLI:
     """A recipe given as a dict, validated and instantiated (trainer, model, datamodule), not run."""
     return _clean_errors(lambda: RecipeCLI(args=recipe, run=False))

@@ -3,7 +3,7 @@
 An experiment YAML has ``data`` (``PixelClassificationData`` options), ``trainer`` (Lightning
 ``Trainer`` options), ``models`` ({name: ``PixelClassifier`` options}; ``distill_from: NAME`` makes
 a student of that model's checkpoint of the same seed; ``"{seed}"`` in an ``encoder`` path is the
-run's seed) and ``seeds``. Each run is a recipe (``run_recipe``) parsed and validated by the same
+run's seed) and ``seeds``. Each run is a recipe (``recipes.make_recipe``) parsed and validated by the same
 parser as ``rsdistill fit``. Every model of a seed sees the same split. Finished runs
 (``<out>/<name>/seed_<k>/scores.json``) are reused, so an interrupted experiment resumes where it
 stopped; an interrupted run resumes from its ``last.ckpt``.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import yaml
 
-from rsdistill.recipes import parse_recipe
+from rsdistill.recipes import make_recipe, parse_recipe
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.errors import InputError
 from rsdistill.files import write_json
@@ -62,15 +62,6 @@ def inference_ms_per_1000(model: PixelClassifier, data: PixelClassificationData,
     return 1000.0 * best * 1000.0 / n
 
 
-def run_recipe(task: type, data: type, model_options: dict, data_options: dict, trainer_options: dict, run_dir: Path, seed: int) -> dict:
-    """One run of an experiment as a recipe in ``rsdistill fit``'s dialect."""
-    return {
-        "seed_everything": seed, "run_dir": str(run_dir), "trainer": trainer_options,
-        "model": {"class_path": f"{task.__module__}.{task.__qualname__}", "init_args": model_options},
-        "data": {"class_path": f"{data.__module__}.{data.__qualname__}", "init_args": data_options},
-    }
-
-
 def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
     """{model name: its run's recipe} for one seed (``distill_from`` and ``{seed}`` resolved)."""
     trainer_options = {"deterministic": True, **config.get("trainer", {})}
@@ -84,7 +75,7 @@ def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
         if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
             options["encoder"] = options["encoder"].format(seed=seed)
         run_dir = Path(out_dir) / name / f"seed_{seed}"
-        recipes[name] = run_recipe(PixelClassifier, PixelClassificationData, options, data_options, trainer_options, run_dir, seed)
+        recipes[name] = make_recipe(PixelClassifier, PixelClassificationData, options, data_options, trainer_options, run_dir, seed)
     return recipes
 
 

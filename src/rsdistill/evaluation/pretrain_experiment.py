@@ -20,13 +20,13 @@ import torch
 from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
-from rsdistill.evaluation.experiment import finished_record, run_recipe, summarise_columns
+from rsdistill.evaluation.experiment import finished_record, summarise_columns
 from rsdistill.evaluation.figures import reconstruction_figure
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
 from rsdistill.files import write_json
 from rsdistill.io.scene import Scene
 from rsdistill.models.registry import PretrainedEncoder
-from rsdistill.recipes import parse_recipe
+from rsdistill.recipes import make_recipe, parse_recipe
 from rsdistill.tasks.pretrain import MAEPretrainer
 
 RECONSTRUCTION = ("psnr_masked", "ssim_masked", "sam_masked", "psnr_tile", "ssim_tile", "sam_tile")
@@ -89,7 +89,7 @@ def experiment_datasets(config: dict) -> list[tuple[str | None, dict, dict]]:
 def pretrain_recipes(config: dict, data_options: dict, model_overrides: dict, seed: int, out_dir) -> dict[str, dict]:
     """{recipe name: its run's recipe} for one seed on one dataset."""
     return {
-        name: run_recipe(MAEPretrainer, TileData, {**options, **model_overrides}, {**data_options, "seed": seed},
+        name: make_recipe(MAEPretrainer, TileData, {**options, **model_overrides}, {**data_options, "seed": seed},
                          config.get("trainer", {}), Path(out_dir) / name / f"seed_{seed}", seed)
         for name, options in config["recipes"].items()
     }

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import scipy.io
 import torch
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from rsdistill.data.paths import resolve
 from rsdistill.data.tiles import TileData
 from rsdistill.io.scene import Scene
+from rsdistill.recipes import make_recipe, parse_recipe
 from rsdistill.tasks.pretrain import MAEPretrainer
 from rsdistill.unmixing import abundance_rmse, fcls, match_endmembers, vca
 
@@ -63,16 +63,16 @@ def evaluate(estimated_endmembers, estimated_abundances, reference: Reference) -
 def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, run_dir, tile: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Pretrain KARMA on one scene (its encoder and card saved in ``run_dir``); return endmembers
     (bands, M) in the scene's units and abundances (M, H·W)."""
-    data = TileData(images=[scene_path], tile_size=tile, stride=4, batch_size=32, seed=seed)
-    L.seed_everything(seed, workers=True)
-    task = MAEPretrainer(
-        data.info, patch_size=4, embed_dim=64, depth=2, num_heads=4, decoder_embed_dim=64,
-        decoder_depth=1, mask_score="gabor", endmembers=endmembers, endmember_init="vca",
-        loss_weights={"huber": 1.0, "sam": 1.0, "physics": 1.0},
+    recipe = make_recipe(
+        MAEPretrainer, TileData,
+        {"patch_size": 4, "embed_dim": 64, "depth": 2, "num_heads": 4, "decoder_embed_dim": 64, "decoder_depth": 1,
+         "mask_score": "gabor", "endmembers": endmembers, "endmember_init": "vca", "loss_weights": {"huber": 1.0, "sam": 1.0, "physics": 1.0}},
+        {"images": [scene_path], "tile_size": tile, "stride": 4, "batch_size": 32, "seed": seed},
+        {"max_epochs": epochs, "enable_progress_bar": False, "enable_model_summary": False}, run_dir, seed,
     )
-    trainer = L.Trainer(max_epochs=epochs, default_root_dir=run_dir, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0)
-    trainer.fit(task, data)
+    cli = parse_recipe(recipe)
+    task = cli.model
+    cli.trainer.fit(task, cli.datamodule)
     scene = Scene.read(scene_path)
     height, width = scene.shape[:2]
     image = torch.from_numpy(task.preprocessing.cube(scene.cube))[None]  # every pixel of these scenes is valid
