@@ -15,6 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rsdistill.evaluation.experiment import load_experiment
+from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.classification import PixelClassifier
 
 
@@ -49,7 +50,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, options in load_experiment(args.config)["models"].items():
         options = {k: v for k, v in options.items() if k not in ("distill_from", "kd_temperature", "kd_warmup_epochs", "lr")}
-        model = PixelClassifier(args.bands, args.classes, **options)
+        info = {"preprocessing": Preprocessing.identity(args.bands).to_dict(), "class_ids": list(range(1, args.classes + 1)), "patch_size": 9}
+        model = PixelClassifier(info, **options)
         gflops, ms = measure(model, patches)
         print(f"| {name} | {model.count_parameters():,} | {gflops:.4f} | {ms:.1f} |")
 

@@ -39,18 +39,19 @@ CONFIGS = {
 
 
 def rsdistill_step(c):
-    from rsdistill.losses.reconstruction import ReconstructionLoss
-    from rsdistill.models.mae import MaskedAutoencoder
+    """The training step of ``MAEPretrainer`` (what ``rsdistill fit`` runs), MSE on masked patches."""
+    from rsdistill.preprocessing import Preprocessing
+    from rsdistill.tasks.pretrain import MAEPretrainer
 
-    model = MaskedAutoencoder(c["bands"], c["tile"], c["patch"], c["dim"], c["depth"], c["heads"], c["dec_dim"], c["dec_depth"], c["dec_heads"])
-    loss = ReconstructionLoss({"mse": 1.0}, c["bands"])
-    valid = torch.ones(c["batch"], (c["tile"] // c["patch"]) ** 2, c["patch"] ** 2)
+    info = {"preprocessing": Preprocessing.identity(c["bands"]).to_dict(), "tile_size": c["tile"]}
+    task = MAEPretrainer(info, patch_size=c["patch"], embed_dim=c["dim"], depth=c["depth"], num_heads=c["heads"], decoder_embed_dim=c["dec_dim"],
+                         decoder_depth=c["dec_depth"], decoder_num_heads=c["dec_heads"], mask_score="random", loss_weights={"mse": 1.0})
+    valid = torch.ones(c["batch"], c["tile"], c["tile"], dtype=torch.bool)
 
     def step(images):
-        outputs = model(images, 0.75, "random", predict="masked")
-        return loss(outputs, model.patchify(images), valid, None)["total"]
+        return task._step({"image": images, "valid": valid}, predict="masked")[2]["total"]
 
-    return model, step
+    return task.model, step
 
 
 def transformers_step(c):
