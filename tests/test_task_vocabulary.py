@@ -24,7 +24,8 @@ from rsdistill.io import open_scene, write_geotiff
 from rsdistill.models.registry import load_encoder, save_encoder
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
-from rsdistill.recipes import last_checkpoint, parse_recipe
+from rsdistill.recipes import parse_recipe
+from rsdistill.runs import last_checkpoint
 from rsdistill.tasks.pretrain import MAEPretrainer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,12 +9,14 @@ One recipe dialect, validated by one parser, for ``fit`` and for every run of an
   into the task's ``data_info``;
 - ``run_dir``: the run's folder, named once: logs (``metrics.csv``), ``config.yaml``, ``last.ckpt``
   (every epoch), what the task writes there (split, encoder card), and ``predict/predictions.pt``;
+  one run at a time, resumable after a kill (``rsdistill.runs``);
 - ``base: other.yaml``: the recipe overrides another one (relative to the recipe's folder), so an
   ablation is a few lines.
 """
 
 from __future__ import annotations
 
+import pickle
 import re
 import warnings
 from pathlib import Path
@@ -24,13 +26,15 @@ import lightning as L
 import torch
 import yaml
 from jsonargparse import ArgumentError
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from rsdistill.errors import InputError
 from rsdistill.files import atomic_write
+from rsdistill.models.state_dicts import untrusted_pickle
+from rsdistill.runs import AtomicCheckpointIO, RunCSVLogger, RunLog, claim_run_folder, last_checkpoint, release_run_folder
 from rsdistill.tasks.base import BaseTask
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -88,6 +92,7 @@ class RecipeCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_dir", type=Optional[str], default=None, help="the run's folder: logs, config, last.ckpt, split, encoder")
         parser.add_argument("--base", type=Optional[str], default=None, help="a recipe this one overrides (resolved before parsing)")
+        parser.add_argument("--overwrite", type=bool, default=False, help="start a new run in a run_dir that holds one (its last.ckpt and metrics.csv are removed)")
         parser.link_arguments("data.info", "model.init_args.data_info", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
@@ -97,14 +102,24 @@ class RecipeCLI(LightningCLI):
         if run_dir is not None:
             kwargs.setdefault("default_root_dir", run_dir)
             if trainer.get("logger") in (None, True):
-                # fit logs in the run folder; test/validate/predict in a sub-folder, never over fit's metrics.csv
-                version = "" if self.subcommand in (None, "fit") else self.subcommand
-                kwargs.setdefault("logger", CSVLogger(run_dir, name="", version=version))
-            callbacks = [] if trainer.get("callbacks") else [last_checkpoint(run_dir)]
+                # fit logs in the run folder (kept across resumes); test/validate/predict in a
+                # sub-folder, never over fit's metrics.csv
+                fitting = self.subcommand in (None, "fit")
+                kwargs.setdefault("logger", RunCSVLogger(run_dir, name="", version="") if fitting else CSVLogger(run_dir, name="", version=self.subcommand))
+            callbacks = [RunLog()] + ([] if trainer.get("callbacks") else [last_checkpoint(run_dir)])
             if self.subcommand == "predict":
                 callbacks.append(PredictionWriter(Path(run_dir) / "predict" / "predictions.pt"))
             kwargs.setdefault("callbacks", callbacks)
+        kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        config = self.config["fit"]
+        self._lock = claim_run_folder(config["run_dir"], config.get("ckpt_path"), config.get("overwrite", False)) if config.get("run_dir") else None
+
+    def after_fit(self) -> None:
+        if self._lock is not None:
+            release_run_folder(self._lock)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -119,15 +134,6 @@ class PredictionWriter(BasePredictionWriter):
         outputs = torch.cat([p.cpu() for p in predictions]) if predictions else torch.empty(0)
         atomic_write(self.path, lambda tmp: torch.save(outputs, tmp))
         rank_zero_info(f"predictions {tuple(outputs.shape)} written to {self.path}")
-
-
-def last_checkpoint(run_dir) -> ModelCheckpoint:
-    """``last.ckpt`` in ``run_dir``, replaced at the end of every training epoch.
-
-    (``save_last=True`` with ``save_top_k=0`` writes it only when training ends, so a killed run
-    would leave none; a top-1 checkpoint without a monitor, named ``last``, is the latest one.)
-    """
-    return ModelCheckpoint(dirpath=run_dir, filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False)
 
 
 def make_recipe(task: type, data: type, model_options: dict, data_options: dict, trainer_options: dict, run_dir: Path, seed: int) -> dict:
@@ -145,11 +151,18 @@ def parse_recipe(recipe: dict) -> RecipeCLI:
 
 
 def run_lightning(argv: list[str]) -> None:
-    _clean_errors(lambda: RecipeCLI(args=expand_bases(argv)))
+    """``argv``: a verb and its arguments. Checkpoints are read with ``weights_only=True`` unless
+    ``--trust_pickle`` is given for a checkpoint whose source the user trusts."""
+    verb, *rest = argv
+    trust = "--trust_pickle" in rest
+    rest = [a for a in rest if a != "--trust_pickle"]
+    ckpt = next((b for a, b in zip(rest, rest[1:]) if a == "--ckpt_path"), "the checkpoint")
+    _clean_errors(lambda: RecipeCLI(args=[verb, "--weights_only", str(not trust).lower(), *expand_bases(rest)]), ckpt)
 
 
-def _clean_errors(build):
-    """jsonargparse's errors, which can span dozens of lines, as one ``InputError`` naming the key."""
+def _clean_errors(build, checkpoint: str = "the checkpoint"):
+    """jsonargparse's errors, which can span dozens of lines, as one ``InputError`` naming the key;
+    a checkpoint refused by ``weights_only`` as one line naming it."""
     try:
         with warnings.catch_warnings():  # rsdistill passes the arguments itself; sys.argv holds its own verb's
             warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
@@ -158,3 +171,5 @@ def _clean_errors(build):
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = next((line for line in lines if re.search(r"not accepted|does not exist|Expected|not a valid|required", line)), lines[-1] if lines else "")
         raise InputError(f"recipe: {lines[0] if lines else error} {detail}".strip()) from None
+    except pickle.UnpicklingError:
+        raise InputError(untrusted_pickle(checkpoint, "add --trust_pickle")) from None

@@ -12,6 +12,7 @@ stopped; an interrupted run resumes from its ``last.ckpt``.
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -20,9 +21,11 @@ import torch
 import yaml
 
 from rsdistill.recipes import make_recipe, parse_recipe
+from rsdistill.runs import LAST_NAME, claim_run_folder, release_run_folder
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.errors import InputError
 from rsdistill.files import write_json
+from rsdistill.models.state_dicts import untrusted_pickle
 from rsdistill.tasks.classification import PixelClassifier
 
 REPORTED = ("oa", "aa", "kappa")
@@ -37,6 +40,19 @@ def load_experiment(path, sections=("data", "models")) -> dict:
         if key not in (config or {}):
             raise InputError(f"{path}: experiment config needs a {key!r} section")
     return config
+
+
+def fit_resuming(trainer, model, data, run_dir) -> None:
+    """Fit in ``run_dir``, held for this process, from its ``last.ckpt`` when a killed run left one."""
+    last = Path(run_dir) / LAST_NAME
+    ckpt_path = str(last) if last.is_file() else None
+    lock = claim_run_folder(run_dir, ckpt_path)
+    try:
+        trainer.fit(model, data, ckpt_path=ckpt_path, weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(untrusted_pickle(last, "delete it to train this run from the start")) from None
+    finally:
+        release_run_folder(lock)
 
 
 def finished_record(run_dir: Path) -> dict | None:
@@ -84,14 +100,13 @@ def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = ()) -> d
     cli = parse_recipe(recipe)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     trainer.callbacks.extend(callbacks)
-    last = Path(recipe["run_dir"]) / "last.ckpt"
-    trainer.fit(model, data, ckpt_path=last if last.is_file() else None)
+    fit_resuming(trainer, model, data, recipe["run_dir"])
     trainer.test(model, data, verbose=False)
     return {
         "model": name, "seed": seed, **{k: model.test_scores[k] for k in REPORTED},
         "per_class": model.test_scores["per_class"], "confusion": model.test_scores["confusion"],
         "params": model.count_parameters(), "ms_per_1000_px": inference_ms_per_1000(model, data),
-        "checkpoint": str(last), "class_ids": data.class_ids,
+        "checkpoint": str(Path(recipe["run_dir"]) / LAST_NAME), "class_ids": data.class_ids,
     }
 
 

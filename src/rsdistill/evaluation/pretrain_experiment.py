@@ -20,7 +20,7 @@ import torch
 from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
-from rsdistill.evaluation.experiment import finished_record, summarise_columns
+from rsdistill.evaluation.experiment import finished_record, fit_resuming, summarise_columns
 from rsdistill.evaluation.figures import reconstruction_figure
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
 from rsdistill.files import write_json
@@ -106,8 +106,7 @@ def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: 
         run_dir.mkdir(parents=True, exist_ok=True)
         cli = parse_recipe(recipe)
         trainer, task, data = cli.trainer, cli.model, cli.datamodule
-        last = run_dir / "last.ckpt"
-        trainer.fit(task, data, ckpt_path=last if last.is_file() else None)
+        fit_resuming(trainer, task, data, run_dir)
         metrics = {k: float(v) for k, v in trainer.test(task, data, verbose=False)[0].items()}
         record = {"recipe": name, "seed": seed, **{k: metrics[f"test/{k}"] for k in RECONSTRUCTION}}
         if "probe" in config:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from rsdistill.data.paths import resolve
 from rsdistill.data.tiles import TileData
+from rsdistill.evaluation.experiment import fit_resuming
 from rsdistill.io.scene import Scene
 from rsdistill.recipes import make_recipe, parse_recipe
 from rsdistill.tasks.pretrain import MAEPretrainer
@@ -72,7 +73,7 @@ def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, run
     )
     cli = parse_recipe(recipe)
     task = cli.model
-    cli.trainer.fit(task, cli.datamodule)
+    fit_resuming(cli.trainer, task, cli.datamodule, run_dir)
     scene = Scene.read(scene_path)
     height, width = scene.shape[:2]
     image = torch.from_numpy(task.preprocessing.cube(scene.cube))[None]  # every pixel of these scenes is valid

@@ -17,6 +17,12 @@ from safetensors.torch import load_file
 from rsdistill.errors import InputError
 
 
+def untrusted_pickle(path, how: str) -> str:
+    """The one message for a checkpoint that ``weights_only=True`` refused."""
+    return (f"{path}: the checkpoint holds pickled objects that are not plain tensors, so it was not loaded "
+            f"(unpickling can run arbitrary code); if you trust its source, {how}")
+
+
 def read_state_dict(path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors or pickled checkpoint (unwrapping a ``model``/``state_dict`` entry)."""
     path = Path(path)
@@ -32,10 +38,7 @@ def read_state_dict(path, trust_pickle: bool = False) -> dict[str, torch.Tensor]
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ModuleNotFoundError) as error:
         if trust_pickle:
             raise InputError(f"{path}: cannot read checkpoint ({error})") from None
-        raise InputError(
-            f"{path}: the checkpoint holds pickled objects that are not plain tensors, so it was not loaded "
-            f"(unpickling can run arbitrary code). If you trust its source, pass trust_pickle=True."
-        ) from None
+        raise InputError(untrusted_pickle(path, "pass trust_pickle=True")) from None
     for wrapper in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

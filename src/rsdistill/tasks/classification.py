@@ -9,6 +9,7 @@ never saved in, nor reloaded with, the student's checkpoint).
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from rsdistill.models.blm import BLMClassifier
 from rsdistill.models.encoder_classifier import EncoderPixelClassifier
 from rsdistill.models.hybrid_cnn import HybridCNN
 from rsdistill.models.registry import build_encoder, load_encoder
+from rsdistill.models.state_dicts import untrusted_pickle
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.base import BaseTask
 
@@ -162,6 +164,8 @@ def load_classifier(path, expect_bands: int | None = None) -> PixelClassifier:
         model = PixelClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except InputError:
         raise
+    except pickle.UnpicklingError:
+        raise InputError(untrusted_pickle(path, "unpickle it yourself and save its state_dict")) from None
     except Exception as error:  # torch/Lightning raise many types for foreign or broken checkpoints
         raise InputError(f"{path}: not a PixelClassifier checkpoint ({type(error).__name__}: {error})") from None
     bands = model.input_preprocessing.bands

@@ -1,0 +1,111 @@
+"""Killed runs resume exactly, one run folder holds one run, and untrusted pickles are refused."""
+
+import csv
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rsdistill.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+# the shipped recipes at a size that takes a few seconds an epoch here
+KILLABLE = {
+    "blm_teacher": ["configs/blm_kd/teacher.yaml", "--model.init_args.d_model", "8", "--trainer.limit_train_batches", "4"],
+    "mae_gabor": ["configs/mae/gabor.yaml", "--model.init_args.embed_dim", "32", "--model.init_args.depth", "2", "--trainer.limit_train_batches", "6"],
+}
+
+
+def fit_command(recipe: list[str], run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "rsdistill", "fit", "-c", str(REPO / recipe[0]), *recipe[1:], "--run_dir", str(run_dir),
+            "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra]
+
+
+def rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("name", KILLABLE)
+def test_a_sigkilled_fit_resumes_bit_identically(name, data_dir, tmp_path):
+    env = {**os.environ, "RSDISTILL_DATA": str(data_dir), "OMP_NUM_THREADS": "1"}
+    recipe = KILLABLE[name]
+    subprocess.run(fit_command(recipe, tmp_path / "straight"), env=env, check=True, capture_output=True)
+    killed = subprocess.Popen(fit_command(recipe, tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.is_file() and killed.poll() is None and time.time() < deadline:  # wait for epoch 0's checkpoint
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the next epoch
+    assert killed.poll() is None, "the run finished before it could be killed; make its epochs longer"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    epoch_at_kill = torch.load(last, weights_only=True)["epoch"]
+    assert epoch_at_kill < 2
+    subprocess.run(fit_command(recipe, tmp_path / "killed", "--ckpt_path", "last"), env=env, check=True, capture_output=True)
+    straight = torch.load(tmp_path / "straight" / "last.ckpt", weights_only=True)["state_dict"]
+    resumed = torch.load(last, weights_only=True)["state_dict"]
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    assert rows(tmp_path / "killed") == rows(tmp_path / "straight")  # every epoch's row, once, with the same values
+
+
+def test_one_run_folder_holds_one_run(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
+    run_dir = tmp_path / "run"
+    command = ["fit", "-c", str(REPO / "configs/blm_kd/teacher.yaml"), "--run_dir", str(run_dir), "--model.init_args.d_model", "8",
+               "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+               "--trainer.enable_progress_bar", "false"]
+    assert main([*command, "--ckpt_path", "last"]) == 2
+    assert "no last.ckpt to resume" in capsys.readouterr().err
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_dir.mkdir(exist_ok=True)
+        (run_dir / ".lock").write_text(f"{holder.pid}\n")
+        assert main(command) == 2
+        assert f"a live run (PID {holder.pid}) holds this folder" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(command) == 0  # the lock of a process that is gone is taken over
+    assert not (run_dir / ".lock").exists()
+    assert main(command) == 2
+    assert "holds a run (last.ckpt); resume it with --ckpt_path last, or start over with --overwrite true" in capsys.readouterr().err
+    assert main([*command, "--overwrite", "true"]) == 0
+    assert main([*command, "--ckpt_path", "last", "--trainer.max_epochs", "2"]) == 0
+    assert sorted({int(r["epoch"]) for r in rows(run_dir)}) == [0, 1]  # the resumed epoch's rows follow the first
+
+
+class Payload:
+    """Unpickling this creates a marker file: what a malicious checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_checkpoint_with_pickled_objects_is_refused_on_every_path(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # weights_only must be explicit, not torch's default
+    marker = tmp_path / "unpickled"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Payload(marker)}, evil)
+    recipe = str(REPO / "configs/blm_kd/teacher.yaml")
+    quick = ["--run_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--model.init_args.d_model", "8"]
+    for argv in (["fit", "-c", recipe, *quick, "--ckpt_path", str(evil)], ["test", "-c", recipe, *quick, "--ckpt_path", str(evil)],
+                 ["map", "--ckpt", str(evil), "--scene", str(data_dir / "enmap_potsdam_specdeepmap/images/enmap_potsdam_tile_128_0.tif"), "--out", str(tmp_path / "m.tif")],
+                 ["probe", "--encoder", str(evil)],
+                 ["fit", "-c", recipe, *quick, "--overwrite", "true", "--model.init_args.teacher_ckpt", str(evil)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"{evil}: the checkpoint holds pickled objects" in err and "weights_only=False" not in err, argv
+        assert len(err.strip().splitlines()) <= 3 and not marker.exists(), argv
