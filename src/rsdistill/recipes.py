@@ -16,6 +16,9 @@ One recipe dialect, validated by one parser, for ``fit`` and for every run of an
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
 import pickle
 import re
 import warnings
@@ -145,9 +148,10 @@ def make_recipe(task: type, data: type, model_options: dict, data_options: dict,
     }
 
 
-def parse_recipe(recipe: dict) -> RecipeCLI:
-    """A recipe given as a dict, validated and instantiated (trainer, model, datamodule), not run."""
-    return _clean_errors(lambda: RecipeCLI(args=recipe, run=False))
+def parse_recipe(recipe: dict, where: str = "recipe") -> RecipeCLI:
+    """A recipe given as a dict, validated and instantiated (trainer, model, datamodule), not run;
+    ``where`` names it in errors (e.g. an experiment's run)."""
+    return _clean_errors(lambda: RecipeCLI(args=recipe, run=False), recipe=where)
 
 
 def run_lightning(argv: list[str]) -> None:
@@ -157,12 +161,28 @@ def run_lightning(argv: list[str]) -> None:
     trust = "--trust_pickle" in rest
     rest = [a for a in rest if a != "--trust_pickle"]
     ckpt = next((b for a, b in zip(rest, rest[1:]) if a == "--ckpt_path"), "the checkpoint")
-    _clean_errors(lambda: RecipeCLI(args=[verb, "--weights_only", str(not trust).lower(), *expand_bases(rest)]), ckpt)
+    recipes = [b for a, b in zip(rest, rest[1:]) if a in ("-c", "--config")]
+    _clean_errors(lambda: RecipeCLI(args=[verb, "--weights_only", str(not trust).lower(), *expand_bases(rest)]), ckpt, ", ".join(recipes) or "recipe")
 
 
-def _clean_errors(build, checkpoint: str = "the checkpoint"):
-    """jsonargparse's errors, which can span dozens of lines, as one ``InputError`` naming the key;
-    a checkpoint refused by ``weights_only`` as one line naming it."""
+def _nearest_keys(message: str) -> str:
+    """"; did you mean …" for an option a class does not accept, from its signature."""
+    option, class_path = re.search(r"Option '([^']+)' is not accepted", message), re.search(r"class_path '([^']+)'", message)
+    if not option or not class_path:
+        return ""
+    module, _, name = class_path.group(1).rpartition(".")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module), name).__init__).parameters
+    except (ImportError, AttributeError, ValueError):
+        return ""
+    close = difflib.get_close_matches(option.group(1), [p for p in parameters if p != "self"], n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def _clean_errors(build, checkpoint: str = "the checkpoint", recipe: str = "recipe"):
+    """jsonargparse's errors, which can span dozens of lines, as one ``InputError`` naming the
+    recipe, the key and the nearest valid keys; a checkpoint refused by ``weights_only`` as one
+    line naming it."""
     try:
         with warnings.catch_warnings():  # rsdistill passes the arguments itself; sys.argv holds its own verb's
             warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
@@ -170,6 +190,6 @@ def _clean_errors(build, checkpoint: str = "the checkpoint"):
     except ArgumentError as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = next((line for line in lines if re.search(r"not accepted|does not exist|Expected|not a valid|required", line)), lines[-1] if lines else "")
-        raise InputError(f"recipe: {lines[0] if lines else error} {detail}".strip()) from None
+        raise InputError(f"{recipe}: {lines[0] if lines else error} {detail}{_nearest_keys(str(error))}".strip()) from None
     except pickle.UnpicklingError:
         raise InputError(untrusted_pickle(checkpoint, "add --trust_pickle")) from None

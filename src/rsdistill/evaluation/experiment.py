@@ -97,7 +97,7 @@ def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
 
 def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = ()) -> dict:
     """Fit one recipe's model (resuming from its ``last.ckpt`` if present), test it, return its record."""
-    cli = parse_recipe(recipe)
+    cli = parse_recipe(recipe, where=f"experiment model {name!r}, seed {seed}")
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     trainer.callbacks.extend(callbacks)
     fit_resuming(trainer, model, data, recipe["run_dir"])

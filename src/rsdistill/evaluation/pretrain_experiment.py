@@ -104,7 +104,7 @@ def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: 
             records.append(finished)
             continue
         run_dir.mkdir(parents=True, exist_ok=True)
-        cli = parse_recipe(recipe)
+        cli = parse_recipe(recipe, where=f"experiment recipe {name!r}, seed {seed}")
         trainer, task, data = cli.trainer, cli.model, cli.datamodule
         fit_resuming(trainer, task, data, run_dir)
         metrics = {k: float(v) for k, v in trainer.test(task, data, verbose=False)[0].items()}
