@@ -8,12 +8,23 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from rsdistill.errors import InputError
+
 
 def atomic_write(path, write: Callable[[str], None]) -> Path:
-    """Call ``write(temporary_path)`` next to ``path``, then rename it to ``path``."""
+    """Call ``write(temporary_path)`` next to ``path``, then rename it to ``path``. A folder or an
+    unwritable place is an ``InputError`` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name to write")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"{path}: cannot write here, {blocking} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as error:
+        raise InputError(f"{path}: cannot write here ({error.strerror or error})") from None
     os.close(handle)
     try:
         write(partial)

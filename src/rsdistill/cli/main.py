@@ -161,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
         getattr(verbs, config.verb.replace("-", "_"))(config[config.verb])
     except InputError as error:
-        print(f"rsdistill: error: {error}", file=sys.stderr)
+        # a file name that is not valid UTF-8 is printed escaped, never as an encoding traceback
+        message = str(error).encode("utf-8", "backslashreplace").decode("utf-8")
+        print(f"rsdistill: error: {message}", file=sys.stderr)
         return 2
     return 0
 

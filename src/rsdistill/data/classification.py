@@ -85,6 +85,8 @@ class PixelClassificationData(L.LightningDataModule):
         if max_train_per_class is not None and split_file is None:
             self.split.train = subsample_per_class(self.split.train, self.targets_of(self.split.train), max_train_per_class, seed)
         self.class_ids = sorted(int(c) for c in np.unique(classes))
+        if len(self.class_ids) < 2:
+            raise InputError(f"{', '.join(map(str, names))}: the labels hold one class ({self.class_ids[0]}); classification needs at least two")
         self._padded = [padded_cube(s, patch_size) for s in self.scenes]
         train_pixels = self._centre_spectra(self.split.train)
         wavelengths = self.scenes[0].wavelengths

@@ -51,7 +51,7 @@ class PixelSplit:
     def load(cls, path, scenes: list[str] | None = None) -> PixelSplit:
         try:
             doc = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise InputError(f"{path}: not a readable split file ({error})") from None
         if scenes is not None and [Path(s).name for s in doc["scenes"]] != [Path(s).name for s in scenes]:
             raise InputError(f"{path}: split was made for scenes {doc['scenes']}, not {scenes}")

@@ -8,15 +8,20 @@ held in memory whole. The JSON written by ``save`` is what training recipes use 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from rsdistill.errors import InputError
 from rsdistill.files import write_json
 from rsdistill.io.readers import open_scene
-from rsdistill.io.scene import check_empty_bands
+from rsdistill.io.scene import check_empty_bands, tile_windows
+
+
+PROGRESS_FROM_TILES = 64  # scenes of fewer tiles are read quickly enough to need no progress bar
 
 
 @dataclass
@@ -44,7 +49,7 @@ class BandStatistics:
         try:
             doc = json.loads(Path(path).read_text())
             stats = cls(**{k: doc.get(k) for k in ("files", "count", "mean", "std", "bad_bands", "wavelengths")})
-        except (OSError, json.JSONDecodeError, TypeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
             raise InputError(f"{path}: not a readable band-statistics file ({error})") from None
         if bands is not None and stats.bands != bands:
             raise InputError(f"{path}: statistics for {stats.bands} bands, but the data has {bands} bands")
@@ -87,9 +92,16 @@ def band_statistics(paths, tile: int = 256, **open_options) -> BandStatistics:
         elif source.bands != moments.count.size:
             raise InputError(f"{path}: {source.bands} bands, but {paths[0]} has {moments.count.size}")
         has_data = np.zeros(source.bands, bool)
-        for _, scene in source.tiles(tile):
+        windows = tile_windows(source.height, source.width, tile)
+        # a scene of many tiles says how long it will take (pixels/s and time left on stderr)
+        progress = tqdm(total=source.height * source.width, unit="px", unit_scale=True, desc=Path(path).name,
+                        disable=len(windows) < PROGRESS_FROM_TILES, file=sys.stderr)
+        for window in windows:
+            scene = source.read(window)
+            progress.update(window.height * window.width)
             has_data |= scene.band_has_data
             moments.update(scene.cube[scene.valid].astype(np.float64))
+        progress.close()
         file_bad = np.zeros(source.bands, bool) if source.meta.bad_bands is None else source.meta.bad_bands
         bad |= file_bad | check_empty_bands(has_data, file_bad, source.meta, source.empty_bands)
     if moments.count.max() == 0:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from rsdistill.data.paths import resolve
+from rsdistill.errors import InputError
 from rsdistill.data.tiles import TileData
 from rsdistill.evaluation.experiment import fit_resuming
 from rsdistill.io.scene import Scene
@@ -53,7 +54,7 @@ def load_reference(name: str, root=None) -> Reference:
         path = resolve("unmixing_muufl_gulfport/muffle_dataset_130_90.mat", root)
         ref = scipy.io.loadmat(path)
         return Reference(str(path), ref["M"], ref["label"].reshape(-1, ref["label"].shape[2]).T)
-    raise ValueError(f"unknown unmixing reference {name!r}; choose samson, moffett or muufl")
+    raise InputError(f"unknown unmixing reference {name!r}; choose samson, moffett or muufl")
 
 
 def evaluate(estimated_endmembers, estimated_abundances, reference: Reference) -> dict:

@@ -12,11 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
 
 from rsdistill.errors import InputError
 from rsdistill.io.scene import SceneMetadata
+from rsdistill.io.geotiff import open_raster
+from rsdistill.io.limits import check_read_size
 from rsdistill.io.source import ArraySource
 from rsdistill.spectral.sensors import get_sensor
 
@@ -44,14 +45,20 @@ def open_band_folder(folder: Path, sensor: str | None = None) -> ArraySource:
     bands = [b for b in table.bands if b.name in files]
     grids = {}
     for band in bands:
-        with rasterio.open(files[band.name]) as ds:
+        with open_raster(files[band.name]) as ds:
             if ds.count != 1:
                 raise InputError(f"{files[band.name]}: expected one band per file, found {ds.count}")
-            grids[band.name] = (ds.height * ds.width, ds.height, ds.width, ds.crs, ds.transform)
-    _, height, width, crs, transform = max(grids.values(), key=lambda grid: grid[0])  # the finest grid
+            grids[band.name] = (ds.height * ds.width, ds.height, ds.width, ds.crs, ds.transform, tuple(round(b, 3) for b in ds.bounds))
+    first = files[bands[0].name]
+    for band in bands[1:]:  # resampling to one grid is only right when every band covers the same ground
+        if grids[band.name][3] != grids[bands[0].name][3] or grids[band.name][5] != grids[bands[0].name][5]:
+            raise InputError(f"{files[band.name]}: CRS {grids[band.name][3]} / bounds {grids[band.name][5]} differ from "
+                             f"{first.name}'s {grids[bands[0].name][3]} / {grids[bands[0].name][5]}; the bands of a folder must cover the same ground")
+    _, height, width, crs, transform, _ = max(grids.values(), key=lambda grid: grid[0])  # the finest grid
+    check_read_size(folder, (height, width, len(bands)))
     layers = []
     for band in bands:
-        with rasterio.open(files[band.name]) as ds:
+        with open_raster(files[band.name]) as ds:
             layers.append(ds.read(1, out_shape=(height, width), resampling=Resampling.bilinear).astype(np.float32))
     meta = SceneMetadata(
         str(folder), f"band folder ({len(bands)} {table.name} bands, resampled to {height}×{width})", "float32",

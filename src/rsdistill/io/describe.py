@@ -58,7 +58,7 @@ def describe_scene(scene: Scene, notes: list[str] = ()) -> list[str]:
     height, width, bands = scene.shape
     good = ~scene.bad_bands
     values = scene.cube[scene.valid][:, good]
-    value_range = f"[{values.min():.6g}, {values.max():.6g}]" if values.size else "no valid pixel"
+    value_range = f"[{values.min():.6g}, {values.max():.6g}] over valid pixels and good bands" if values.size else "none: no valid pixel"
     nodata = int((~scene.valid).sum())
     bad = np.flatnonzero(scene.bad_bands)
     lines = [
@@ -67,7 +67,7 @@ def describe_scene(scene: Scene, notes: list[str] = ()) -> list[str]:
         "content      image cube",
         f"shape        {height} × {width} × {bands} (H × W × B)",
         f"dtype        {scene.dtype}",
-        f"values       {value_range} over valid pixels and good bands",
+        f"values       {value_range}",
         f"nodata       {nodata} pixel(s) of {height * width}" + (f" (nodata value {scene.nodata:g})" if scene.nodata is not None else ""),
         f"bad bands    {len(bad)}" + (f": {_ranges(bad)}" if len(bad) else ""),
     ]

@@ -57,7 +57,10 @@ def _georeference(header: dict, path: Path):
     info = header.get("map info")
     if not info or len(info) < 7 or any("rotation" in str(v) for v in info):
         return None, None
-    ref_x, ref_y, easting, northing, dx, dy = (float(v) for v in info[1:7])
+    try:
+        ref_x, ref_y, easting, northing, dx, dy = (float(v) for v in info[1:7])
+    except ValueError:
+        raise InputError(f"{path}: header field 'map info' needs numbers in places 2-7 (reference pixel, easting, northing, pixel size), got {info[1:7]}") from None
     transform = Affine(dx, 0.0, easting - (ref_x - 1) * dx, 0.0, -dy, northing + (ref_y - 1) * dy)
     crs = None
     wkt = header.get("coordinate system string")
@@ -80,6 +83,13 @@ class EnviSource(SceneSource):
             data_type, offset = int(header["data type"]), int(header.get("header offset", 0))
         except (KeyError, ValueError) as error:
             raise InputError(f"{header_path}: missing or invalid ENVI size field ({error})") from None
+        interleave = str(header.get("interleave", "bsq")).strip().lower()
+        if interleave not in ("bsq", "bil", "bip"):
+            raise InputError(f"{header_path}: interleave = {interleave!r}; ENVI data is bsq, bil or bip")
+        if str(header.get("byte order", "0")).strip() not in ("0", "1"):
+            raise InputError(f"{header_path}: byte order = {header.get('byte order')!r}; ENVI byte order is 0 (little-endian) or 1 (big-endian)")
+        if data_type not in _BYTES_PER_TYPE:
+            raise InputError(f"{header_path}: data type {data_type} is not one of the ENVI types {sorted(_BYTES_PER_TYPE)}")
         expected = offset + lines * samples * bands * _BYTES_PER_TYPE.get(data_type, 0)
         actual = data_path.stat().st_size
         if actual != expected:
@@ -104,7 +114,13 @@ class EnviSource(SceneSource):
             wavelengths = wavelengths * scale
             fwhm = fwhm * scale if fwhm is not None else None
         bbl = _floats(header, "bbl", header_path, bands)
+        if bbl is not None and not np.isin(bbl, (0, 1)).all():
+            raise InputError(f"{header_path}: header field 'bbl' must hold 0 (bad) or 1 (good) per band, found {sorted(set(bbl.tolist()) - {0.0, 1.0})[:5]}")
         nodata = header.get("data ignore value")
+        try:
+            nodata = float(nodata) if nodata is not None else None
+        except ValueError:
+            raise InputError(f"{header_path}: header field 'data ignore value' = {nodata!r} is not a number") from None
         crs, transform = _georeference(header, header_path)
         self.meta = SceneMetadata(
             path=str(data_path),
@@ -113,7 +129,7 @@ class EnviSource(SceneSource):
             wavelengths=wavelengths,
             fwhm=fwhm,
             bad_bands=None if bbl is None else bbl == 0,
-            nodata=float(nodata) if nodata is not None else None,
+            nodata=nodata,
             band_names=list(names) if names and len(names) == bands else None,
             crs=crs,
             transform=transform,

@@ -28,7 +28,8 @@ _UNIT_SCALE = {"nanometers": 1.0, "nm": 1.0, "micrometers": 1000.0, "um": 1000.0
 _DESCRIPTION_WAVELENGTH = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(nanometers|nm|micrometers|um|µm)\b", re.I)
 
 
-def _open(path: str):
+def open_raster(path) -> rasterio.DatasetReader:
+    """A raster opened with rasterio, or an ``InputError`` naming the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -43,7 +44,18 @@ def _open_for_reading(path: str, pid: int, mtime_ns: int, size: int):
     window). Keyed by process, since a handle must not cross a fork (DataLoader workers), and by the
     file's modification time and size, so a file replaced under the same name is opened anew; at
     most 64 stay open, the least recently used is closed when it is dropped."""
-    return _open(path)
+    return open_raster(path)
+
+
+def _band_numbers(tags: list[dict], key: str, path: str) -> np.ndarray:
+    """A numeric band tag of every band, or an error naming the band and the tag."""
+    values = []
+    for band, t in enumerate(tags, start=1):
+        try:
+            values.append(float(t[key]))
+        except ValueError:
+            raise InputError(f"{path}: band {band} tag {key}={t[key]!r} is not a number") from None
+    return np.array(values)
 
 
 def _band_wavelengths(ds, path: str) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
@@ -51,9 +63,15 @@ def _band_wavelengths(ds, path: str) -> tuple[np.ndarray | None, np.ndarray | No
     tags = [ds.tags(i) for i in range(1, ds.count + 1)]
     if all("wavelength" in t for t in tags):
         scale = np.array([_UNIT_SCALE.get(t.get("wavelength_units", "nm").lower(), 1.0) for t in tags])
-        wavelengths = np.array([float(t["wavelength"]) for t in tags]) * scale
-        fwhm = np.array([float(t["fwhm"]) for t in tags]) * scale if all("fwhm" in t for t in tags) else None
-        bad = np.array([t["bbl"].strip() == "0" for t in tags]) if all("bbl" in t for t in tags) else None
+        wavelengths = _band_numbers(tags, "wavelength", path) * scale
+        fwhm = _band_numbers(tags, "fwhm", path) * scale if all("fwhm" in t for t in tags) else None
+        bad = None
+        if all("bbl" in t for t in tags):
+            flags = [t["bbl"].strip() for t in tags]
+            wrong = next((i for i, f in enumerate(flags) if f not in ("0", "1")), None)
+            if wrong is not None:
+                raise InputError(f"{path}: band {wrong + 1} tag bbl={flags[wrong]!r}; bbl is 0 (bad band) or 1 (good band)")
+            bad = np.array([f == "0" for f in flags])
         return wavelengths, fwhm, bad
     matches = [_DESCRIPTION_WAVELENGTH.search(d or "") for d in ds.descriptions]
     if all(matches):
@@ -64,7 +82,7 @@ def _band_wavelengths(ds, path: str) -> tuple[np.ndarray | None, np.ndarray | No
 class GeoTiffSource(SceneSource):
     def __init__(self, path: str):
         self.path = path
-        with _open(path) as ds:
+        with open_raster(path) as ds:
             wavelengths, fwhm, bad = _band_wavelengths(ds, path)
             self.shape = (ds.height, ds.width, ds.count)
             self.meta = SceneMetadata(
@@ -88,7 +106,7 @@ class GeoTiffSource(SceneSource):
 
 
 def read_geotiff_labels(path: str) -> LabelMap:
-    with _open(path) as ds:
+    with open_raster(path) as ds:
         if ds.count != 1:
             raise InputError(f"{path}: a label map must have one band, this raster has {ds.count}")
         values = ds.read(1)

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.io
 
 from rsdistill.errors import InputError
+from rsdistill.io.limits import check_read_size
 from rsdistill.io.scene import looks_like_class_map
 
 _ROW_NAMES = ("nrow", "nrows", "lines", "rows", "height", "h")
@@ -54,6 +55,7 @@ def _load_v73(path: Path) -> dict[str, np.ndarray]:
         with h5py.File(path, "r") as f:
             for name, item in f.items():
                 if isinstance(item, h5py.Dataset) and item.dtype.kind in "biuf" and item.size > 0:
+                    check_read_size(path, item.shape[::-1], item.dtype.itemsize, f"variable {name!r}")
                     if item.attrs.get("MATLAB_class", b"") in (b"char", b"cell"):
                         continue
                     variables[name] = np.asarray(item[()]).T
@@ -131,6 +133,10 @@ def inspect_mat(path: Path, key: str | None = None) -> MatContents:
         if n != cube_key and looks_like_class_map(v) and (cube is None or v.shape == cube.shape[:2])
     ]
     label_key = max(label_candidates, key=lambda n: variables[n].size, default=None)
+    if cube is not None:  # a class map beside the cube that does not fit it is reported, never dropped silently
+        notes += [f"{n} {'×'.join(map(str, v.shape))} looks like a label map but the cube {cube_key} is {cube.shape[0]}×{cube.shape[1]}; "
+                  f"it is not used as the cube's labels" for n, v in variables.items()
+                  if n != cube_key and v.ndim == 2 and looks_like_class_map(v) and v.shape != cube.shape[:2]]
     wavelengths = None
     if cube is not None:
         for name, value in variables.items():

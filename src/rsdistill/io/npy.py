@@ -13,6 +13,21 @@ from rsdistill.errors import InputError
 
 
 def load_npy(path: Path) -> np.ndarray:
+    """The array, memory-mapped; its header is checked first: a numeric (not complex, structured or
+    string) dtype, and no more bytes declared than the file holds."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError) as error:
+        raise InputError(f"{path}: not a readable .npy array ({error})") from None
+    if dtype.kind not in "biuf":
+        raise InputError(f"{path}: .npy dtype {dtype} is not real numbers (complex, structured and string arrays are not read)")
+    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if offset + declared > Path(path).stat().st_size:
+        raise InputError(f"{path}: header declares {'×'.join(map(str, shape))} {dtype} ({declared} bytes) but the file holds {Path(path).stat().st_size - offset}")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:

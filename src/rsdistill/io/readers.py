@@ -96,7 +96,8 @@ def read_label_map(path, key: str | None = None) -> LabelMap:
     if suffix == ".mat":
         contents = inspect_mat(path, key)
         if contents.labels is None:
-            raise InputError(f"{path}: no label map (2-D array of class ids) found; variables: {_describe(contents.variables)}")
+            raise InputError(f"{path}: no label map (2-D array of class ids) found; variables: {_describe(contents.variables)}"
+                             + "".join(f"; {note}" for note in contents.notes))
         return LabelMap(as_label_array(contents.labels, str(path)), str(path), f"MATLAB .mat (variable {contents.label_key!r})")
     if suffix == ".npy":
         return LabelMap(as_label_array(load_npy(path), str(path)), str(path), ".npy")

@@ -8,7 +8,7 @@ nodata, NaN/Inf and bad bands lives in exactly one place:
 - a band is *bad* if the file's metadata says so (ENVI/GDAL ``bbl``), the caller says so, or it has
   no valid sample at all and ``empty_bands="bad"`` is asked for; by default an all-nodata band that
   the metadata does not flag is an error, because it usually means a wrong nodata value;
-- a pixel is *valid* if none of its good bands is missing;
+- a pixel is *valid* if none of its good bands is missing (so none is when every band is bad);
 - missing samples and bad bands are stored as 0 in ``cube``; use ``valid`` and ``bad_bands``.
 """
 
@@ -151,7 +151,8 @@ class Scene:
         has_data = ~missing.all(axis=(0, 1))
         if window is None:
             bad |= check_empty_bands(has_data, bad, meta, empty_bands)
-        valid = ~missing[:, :, ~bad].any(axis=2)
+        # valid: every good band has data; with no good band at all (an all-nodata file) no pixel is valid
+        valid = ~missing[:, :, ~bad].any(axis=2) if (~bad).any() else np.zeros(raw.shape[:2], bool)
         cube[missing] = 0.0
         cube[:, :, bad] = 0.0
         transform = meta.transform

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from rsdistill.errors import InputError
+from rsdistill.io.limits import check_read_size
 from rsdistill.io.scene import Scene, SceneMetadata, Window, tile_windows
 
 
@@ -37,11 +38,14 @@ class SceneSource:
         raise NotImplementedError
 
     def read(self, window: Window | None = None) -> Scene:
-        """The whole scene, or the part inside ``window`` (georeferencing shifted to the window)."""
+        """The whole scene, or the part inside ``window`` (georeferencing shifted to the window);
+        a read larger than ``io.limits.max_read_bytes()`` is refused before anything is allocated."""
         if window is None:
+            check_read_size(self.meta.path, self.shape)
             return Scene.from_raw(self.read_raw(Window(0, 0, self.height, self.width)), self.meta, None, self.empty_bands)
         if window.row < 0 or window.col < 0 or window.row + window.height > self.height or window.col + window.width > self.width:
             raise InputError(f"{self.meta.path}: window {window} lies outside the {self.height}×{self.width} scene")
+        check_read_size(self.meta.path, (window.height, window.width, self.bands), what="the window")
         return Scene.from_raw(self.read_raw(window), self.meta, window, self.empty_bands)
 
     def tiles(self, size: int, stride: int | None = None):
