@@ -1,0 +1,176 @@
+"""``SegmentationData``: image/mask pairs cut into tiles for semantic segmentation.
+
+- Images: ``images`` maps each subset (``train``, ``val``, ``test``) to paths or globs; a whole
+  image goes to one subset, so no tile of a test image is ever trained on. The lists are saved as
+  ``split.json`` in the run folder.
+- Masks: each image's mask path is its own path with the ``masks`` replacements applied (e.g.
+  ``[["/images/", "/masks/"], [".jpg", ".png"]]``); a mask of another size than its image is an
+  error naming both. Colour or id masks are mapped to classes by the ``legend``
+  (``rsdistill.io.masks``); ignored and unknown codes become 255, and unknown codes are counted
+  and reported once per file (a warning naming the file and the pixel count, never a silent class).
+- Tiles: ``tile_size`` windows with ``stride`` (overlap when smaller); the last row and column of
+  windows are aligned to the image's edges so that every pixel is covered. Training tiles are
+  flipped and rotated by multiples of 90° at random (the global RNG, saved in checkpoints).
+- Normalisation: per-band mean/std of the training images' valid pixels (each image once), the
+  data's ``Preprocessing``.
+
+Items: {"image": (C, t, t) float32 normalised, "mask": (t, t) int64 class indices, 255 = ignore}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader, Dataset
+
+from rsdistill.data.paths import expand
+from rsdistill.data.sampling import EpochShuffle
+from rsdistill.data.statistics import RunningMoments
+from rsdistill.errors import InputError
+from rsdistill.files import write_json
+from rsdistill.io.masks import IGNORE_INDEX, Legend, read_mask
+from rsdistill.io.readers import open_scene
+from rsdistill.io.scene import Window
+from rsdistill.preprocessing import Preprocessing
+
+SUBSETS = ("train", "val", "test")
+
+
+def covering_windows(height: int, width: int, size: int, stride: int) -> list[Window]:
+    """``size`` windows every ``stride`` pixels, the last ones aligned to the far edges: every pixel covered."""
+    def starts(extent):
+        positions = list(range(0, extent - size + 1, stride))
+        return positions if positions[-1] == extent - size else positions + [extent - size]
+    return [Window(r, c, size, size) for r in starts(height) for c in starts(width)]
+
+
+class SegmentationTiles(Dataset):
+    def __init__(self, pairs: list[tuple[Path, Path]], windows: list[tuple[int, Window]], legend: Legend,
+                 preprocessing: Preprocessing | None = None, read_options: dict | None = None, augment: bool = False):
+        self.pairs, self.windows, self.legend, self.preprocessing = pairs, windows, legend, preprocessing
+        self.read_options, self.augment = read_options or {}, augment
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(h, w, B) image values, (h, w) validity and (h, w) class indices of tile ``index``."""
+        pair, window = self.windows[index]
+        image, mask = self.pairs[pair]
+        scene = open_scene(image, **self.read_options).read(window)
+        classes, _ = read_mask(mask, self.legend, window)
+        return scene.cube, scene.valid, np.where(scene.valid, classes, IGNORE_INDEX)
+
+    def __getitem__(self, index: int) -> dict:
+        cube, valid, classes = self.raw(index)
+        image, mask = torch.from_numpy(self.preprocessing.cube(cube, valid)), torch.from_numpy(classes.astype(np.int64))
+        if self.augment:
+            turns, flip = int(torch.randint(4, ())), bool(torch.randint(2, ()))
+            image, mask = torch.rot90(image, turns, (1, 2)), torch.rot90(mask, turns, (0, 1))
+            if flip:
+                image, mask = image.flip(2), mask.flip(1)
+        return {"image": image.contiguous(), "mask": mask.contiguous()}
+
+
+class SegmentationData(L.LightningDataModule):
+    def __init__(
+        self,
+        images: dict[str, list[str]],
+        legend: dict,
+        masks: list[list[str]] | None = None,
+        root: str | None = None,
+        read_options: dict | None = None,
+        tile_size: int = 256,
+        stride: int | None = None,
+        augment: bool = True,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        unknown = set(images) - set(SUBSETS)
+        if unknown or "train" not in images:
+            raise InputError(f"images maps subsets {', '.join(SUBSETS)} (train required) to paths or globs, got {sorted(images)}")
+        self.legend = Legend.parse(legend.get("classes", []), legend.get("ignore"), "legend")
+        self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
+        self.read_options = read_options or {}
+        self.files = {subset: [p for pattern in images.get(subset, []) for p in expand(pattern, root)] for subset in SUBSETS}
+        sets = {}
+        for subset in SUBSETS:
+            pairs = [(image, _mask_path(image, masks or [])) for image in self.files[subset]]
+            windows = []
+            for index, (image, mask) in enumerate(pairs):
+                source = open_scene(image, **self.read_options)
+                _check_pair(image, mask, source, self.legend, tile_size)
+                step = (stride or tile_size) if subset == "train" else tile_size  # overlap for training only
+                windows += [(index, w) for w in covering_windows(source.height, source.width, tile_size, step)]
+            sets[subset] = SegmentationTiles(pairs, windows, self.legend, read_options=self.read_options, augment=augment and subset == "train")
+        if not len(sets["train"]):
+            raise InputError("no training image")
+        bands = {open_scene(p, **self.read_options).bands for subset in SUBSETS for p in self.files[subset]}
+        if len(bands) != 1:
+            raise InputError(f"the images have different band counts {sorted(bands)}")
+        moments = RunningMoments(bands.pop())
+        for image in self.files["train"]:  # whole images, each pixel once (tiles overlap)
+            scene = open_scene(image, **self.read_options).read()
+            moments.update(scene.cube[scene.valid])
+        self.preprocessing = Preprocessing.create(moments.count.size, moments.mean, np.sqrt(moments.m2 / np.maximum(moments.count, 1)))
+        for tiles in sets.values():
+            tiles.preprocessing = self.preprocessing
+        self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
+
+    @property
+    def info(self) -> dict:
+        return {"preprocessing": self.preprocessing.to_dict(), "class_names": list(self.legend.names), "tile_size": self.tile_size,
+                "legend": self.legend.to_dict()}
+
+    def setup(self, stage: str | None = None) -> None:
+        log_dir = getattr(self.trainer, "log_dir", None) if self.trainer is not None else None
+        if log_dir is not None and stage == "fit":
+            write_json(Path(log_dir) / "split.json", {subset: [str(p) for p in files] for subset, files in self.files.items()})
+
+    def _loader(self, tiles: SegmentationTiles, shuffle: bool):
+        if not len(tiles):
+            return []
+        sampler = EpochShuffle(len(tiles), self.seed) if shuffle else None
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(tiles, batch_size=self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self):
+        if not len(self.test_set):
+            raise InputError("no test images: give images.test to evaluate")
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()
+
+
+def _mask_path(image: Path, replacements: list[list[str]]) -> Path:
+    text = str(image)
+    for old, new in replacements:
+        text = text.replace(old, new)
+    mask = Path(text)
+    if mask == image or not mask.is_file():
+        raise InputError(f"{image}: no mask at {mask} (set masks: [[from, to], ...] to turn an image path into its mask's)")
+    return mask
+
+
+def _check_pair(image: Path, mask: Path, source, legend: Legend, tile_size: int) -> None:
+    """Same size, big enough for a tile; unknown mask codes reported once per file."""
+    classes, unknown = read_mask(mask, legend)
+    if classes.shape != (source.height, source.width):
+        raise InputError(f"{mask}: mask is {classes.shape[0]}×{classes.shape[1]} but its image {image} is {source.height}×{source.width}")
+    if min(source.height, source.width) < tile_size:
+        raise InputError(f"{image}: {source.height}×{source.width} is smaller than the tile size {tile_size}")
+    if unknown:
+        rank_zero_warn(f"{mask}: {unknown} pixels have a colour or id the legend does not name; they are ignored")

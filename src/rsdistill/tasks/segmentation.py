@@ -1,0 +1,128 @@
+"""``SemanticSegmenter``: UPerNet on any encoder the registry can build or load, trained on image/mask tiles.
+
+The encoder is a pretrained one (``encoder``: any ``load_encoder`` path; its architecture and
+preprocessing are copied into ``encoder_card``, so a checkpoint rebuilds it without the file) or,
+with ``backbone``, a randomly initialised ViT of that shape on the data's bands. Frozen by default
+(``freeze_encoder``), as Mask-CDKD evaluates its students; the neck and head always train.
+
+Loss: cross-entropy with ``ignore_index`` 255. Metrics (torchmetrics, ignore 255, over the real
+classes): mIoU (macro Jaccard), OA (micro accuracy), mF1 (macro F1), per-class IoU and the
+confusion matrix; ``test_scores`` holds the last test's values.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassJaccardIndex
+
+from rsdistill.errors import InputError
+from rsdistill.io.masks import IGNORE_INDEX
+from rsdistill.models.registry import build_encoder, load_encoder
+from rsdistill.models.upernet import UPerNet
+from rsdistill.models.vit import ViTEncoder
+from rsdistill.preprocessing import Preprocessing
+from rsdistill.tasks.base import BaseTask
+
+
+def segmentation_metrics(classes: int) -> MetricCollection:
+    """mIoU, OA, mF1, per-class IoU and the confusion matrix over ``classes`` real classes, 255 ignored."""
+    return MetricCollection({
+        "miou": MulticlassJaccardIndex(classes, average="macro", ignore_index=IGNORE_INDEX),
+        "oa": MulticlassAccuracy(classes, average="micro", ignore_index=IGNORE_INDEX),
+        "mf1": MulticlassF1Score(classes, average="macro", ignore_index=IGNORE_INDEX),
+        "iou": MulticlassJaccardIndex(classes, average="none", ignore_index=IGNORE_INDEX),
+        "confusion": MulticlassConfusionMatrix(classes, ignore_index=IGNORE_INDEX),
+    })
+
+
+class SemanticSegmenter(BaseTask):
+    """Normalised tiles (N, C, H, W) -> class scores (N, K, H, W). data_info: ``SegmentationData.info``."""
+
+    def __init__(
+        self,
+        data_info: dict | None = None,
+        encoder: str | None = None,
+        encoder_card: dict | None = None,
+        backbone: dict | None = None,
+        freeze_encoder: bool = True,
+        layers: list[int] | None = None,
+        channels: int = 192,
+        dropout: float = 0.1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_epochs: float = 0.0,
+    ):
+        super().__init__()
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.data_info["class_names"]
+
+    def configure_models(self) -> None:
+        h = self.hparams
+        if (h.encoder is None) == (h.backbone is None) and h.encoder_card is None:
+            raise InputError("give either encoder (a pretrained encoder's path) or backbone (the shape of a new ViT), not both or neither")
+        if h.encoder_card is not None:
+            encoder = build_encoder(h.encoder_card["architecture"])  # weights come from the checkpoint
+            preprocessing = Preprocessing.from_dict(h.encoder_card["preprocessing"], "encoder_card")
+        elif h.encoder is not None:
+            pretrained = load_encoder(h.encoder)
+            encoder, preprocessing = pretrained.encoder, pretrained.preprocessing
+            self.hparams["encoder_card"] = {"architecture": {"name": encoder.name, **encoder.config}, "preprocessing": preprocessing.to_dict()}
+        else:
+            preprocessing = self.preprocessing
+            encoder = ViTEncoder(preprocessing.channels, self.data_info["tile_size"], **h.backbone)
+        if preprocessing.bands != self.preprocessing.bands:
+            raise InputError(f"{h.encoder}: the encoder takes {preprocessing.bands} raw bands but the images have {self.preprocessing.bands}")
+        self.input_preprocessing = preprocessing
+        self.net = UPerNet(encoder, len(self.class_names), tuple(h.layers) if h.layers else None, h.channels, h.dropout, h.freeze_encoder)
+
+    def configure_metrics(self) -> None:
+        self.metrics = nn.ModuleDict({stage: segmentation_metrics(len(self.class_names)) for stage in ("val", "test")})
+        self.test_scores: dict | None = None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (N, C, H, W) normalised with the data's statistics -> logits (N, K, H, W).
+
+        A pretrained encoder sees its own normalisation: the data's is undone and the encoder's applied.
+        """
+        if self.input_preprocessing is not self.preprocessing:
+            images = self.input_preprocessing(self.preprocessing.denormalise(images))
+        return self.net(images)
+
+    def training_step(self, batch, batch_idx):
+        loss = F.cross_entropy(self(batch["image"]), batch["mask"], ignore_index=IGNORE_INDEX)
+        self.check_finite({"ce": loss})
+        self.log("train/ce", loss, prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch, stage: str) -> None:
+        logits = self(batch["image"])
+        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["mask"], ignore_index=IGNORE_INDEX))
+        self.metrics[stage].update(logits.argmax(1), batch["mask"])
+
+    def _log_scores(self, stage: str) -> dict:
+        values = self.metrics[stage].compute()
+        self.metrics[stage].reset()
+        self.log_dict({f"{stage}/{k}": values[k] for k in ("miou", "oa", "mf1")}, prog_bar=stage == "val")
+        return {"miou": float(values["miou"]), "oa": float(values["oa"]), "mf1": float(values["mf1"]),
+                "iou": dict(zip(self.class_names, values["iou"].tolist())), "confusion": values["confusion"].tolist()}
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self):
+        self._log_scores("val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self):
+        self.test_scores = self._log_scores("test")
+
+    def predict_step(self, batch, batch_idx):
+        """Class indices (N, H, W) of a batch of tiles."""
+        return self(batch["image"]).argmax(1)

@@ -1,0 +1,105 @@
+"""Semantic segmentation: masks through a legend, whole-image splits, metrics pinned against a
+confusion matrix computed by hand, and UPerNet trained and tested through the recipe dialect."""
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import yaml
+
+from rsdistill.cli import main
+from rsdistill.data.segmentation import SegmentationData, covering_windows
+from rsdistill.errors import InputError
+from rsdistill.io import write_geotiff
+from rsdistill.io.masks import IGNORE_INDEX, Legend, read_mask
+from rsdistill.tasks.segmentation import segmentation_metrics
+
+COLOURS = {"building": (60, 16, 152), "land": (132, 41, 246), "water": (226, 169, 41)}
+LEGEND = {"classes": [{"name": n, "colour": list(c)} for n, c in COLOURS.items()], "ignore": [[155, 155, 155]]}
+
+
+def test_metrics_are_those_of_a_confusion_matrix_counted_by_hand():
+    target = torch.tensor([[0, 0, 1, 1, IGNORE_INDEX, 2], [0, 1, 1, IGNORE_INDEX, 2, 2]])
+    preds = torch.tensor([[0, 1, 1, 1, 3, 2], [0, 0, 1, 0, 2, 3]])  # class 3 predicted but absent; class 4 nowhere
+    metrics = segmentation_metrics(5)
+    metrics.update(preds, target)
+    values = metrics.compute()
+    confusion = np.zeros((5, 5), int)
+    keep = target != IGNORE_INDEX
+    np.add.at(confusion, (target[keep].numpy(), preds[keep].numpy()), 1)
+    assert values["confusion"].tolist() == confusion.tolist()
+    tp, fp, fn = np.diag(confusion), confusion.sum(0) - np.diag(confusion), confusion.sum(1) - np.diag(confusion)
+    seen = (tp + fp + fn) > 0  # the macro means leave out a class absent from prediction and reference alike
+    iou, f1 = tp / np.maximum(tp + fp + fn, 1), 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    assert float(values["miou"]) == pytest.approx(iou[seen].mean()) and float(values["mf1"]) == pytest.approx(f1[seen].mean())
+    assert float(values["oa"]) == pytest.approx(np.trace(confusion) / confusion.sum())  # ignored pixels are not counted
+    assert values["iou"].tolist() == pytest.approx(iou.tolist())
+
+
+def write_pair(folder, name, size=(20, 24), palette=False, mask_size=None, seed=0):
+    rng = np.random.default_rng(seed)
+    image = write_geotiff(folder / f"{name}.tif", rng.random((*size, 3)).astype(np.float32))
+    classes = rng.integers(0, 3, mask_size or size)
+    classes[0, 0] = 3  # one grey (ignored) pixel
+    colours = np.array([*COLOURS.values(), (155, 155, 155)], np.uint8)
+    h, w = classes.shape
+    mask = folder / f"{name}_mask.tif"
+    if palette:
+        with rasterio.open(mask, "w", driver="GTiff", height=h, width=w, count=1, dtype="uint8") as ds:
+            ds.write(classes[None].astype(np.uint8))
+            ds.write_colormap(1, {i: (*colours[i], 255) for i in range(4)})
+    else:
+        with rasterio.open(mask, "w", driver="GTiff", height=h, width=w, count=3, dtype="uint8") as ds:
+            ds.write(np.moveaxis(colours[classes], -1, 0))
+    return image, mask, np.where(classes == 3, IGNORE_INDEX, classes)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_rgb_and_palette_masks_read_through_the_legend(tmp_path):
+    legend = Legend.parse(LEGEND["classes"], LEGEND["ignore"])
+    for palette in (False, True):
+        _, mask, expected = write_pair(tmp_path, f"p{palette}", palette=palette)
+        classes, unknown = read_mask(mask, legend)
+        assert unknown == 0 and np.array_equal(classes, expected)
+    rgb = np.zeros((2, 2, 3), np.uint8)  # black: not in the legend
+    classes, unknown = legend.classes_of(rgb)
+    assert unknown == 4 and (classes == IGNORE_INDEX).all()
+    with pytest.raises(InputError, match="each class is"):
+        Legend.parse([{"name": "x"}])
+
+
+def test_whole_images_per_subset_every_pixel_covered_and_size_checked(tmp_path):
+    for k in range(3):
+        write_pair(tmp_path, f"img{k}", seed=k)
+    assert {(w.row, w.col) for w in covering_windows(20, 24, 16, 8)} == {(0, 0), (0, 8), (4, 0), (4, 8)}
+    data = SegmentationData({"train": [str(tmp_path / "img0.tif"), str(tmp_path / "img1.tif")], "test": [str(tmp_path / "img2.tif")]},
+                            LEGEND, masks=[[".tif", "_mask.tif"]], tile_size=16, stride=8, augment=False)
+    assert len(data.train_set) == 8 and len(data.test_set) == 4 and data.info["class_names"] == list(COLOURS)
+    item = data.test_set[0]
+    assert item["image"].shape == (3, 16, 16) and item["mask"].dtype == torch.int64
+    write_pair(tmp_path, "odd", mask_size=(20, 23))
+    with pytest.raises(InputError, match=r"odd_mask.tif: mask is 20×23 but its image .*odd.tif is 20×24"):
+        SegmentationData({"train": [str(tmp_path / "odd.tif")]}, LEGEND, masks=[[".tif", "_mask.tif"]], tile_size=16)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch):
+    for k in range(4):
+        write_pair(tmp_path, f"img{k}", size=(32, 32), seed=k)
+    recipe = tmp_path / "seg.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "base": str(__import__("pathlib").Path(__file__).resolve().parents[1] / "configs/segmentation/dubai.yaml"),
+        "run_dir": str(tmp_path / "run"),
+        "data": {"init_args": {"images": {"train": [str(tmp_path / "img[01].tif")], "val": [str(tmp_path / "img2.tif")], "test": [str(tmp_path / "img3.tif")]},
+                               "masks": [[".tif", "_mask.tif"]], "legend": LEGEND, "tile_size": 16, "stride": 16, "batch_size": 4}},
+        "model": {"init_args": {"backbone": {"patch_size": 4, "embed_dim": 16, "depth": 4, "num_heads": 2}, "channels": 8}},
+    }))
+    quick = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
+    assert main(["fit", "-c", str(recipe), *quick]) == 0
+    assert main(["test", "-c", str(recipe), "--ckpt_path", "last", *quick]) == 0
+    assert main(["predict", "-c", str(recipe), "--ckpt_path", "last", *quick]) == 0
+    predictions = torch.load(tmp_path / "run/predict/predictions.pt", weights_only=True)
+    assert tuple(predictions.shape) == (4, 16, 16) and int(predictions.max()) < 3
+    with open(tmp_path / "run/test/metrics.csv") as f:
+        header = f.readline()
+    assert all(k in header for k in ("test/miou", "test/oa", "test/mf1"))
