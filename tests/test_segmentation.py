@@ -103,3 +103,27 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     with open(tmp_path / "run/test/metrics.csv") as f:
         header = f.readline()
     assert all(k in header for k in ("test/miou", "test/oa", "test/mf1"))
+    # a whole georeferenced scene, larger than a window, segmented in overlapping blended windows
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from rsdistill.evaluation.mapping import segment_scene
+    from rsdistill.io import Scene
+    from rsdistill.tasks.loading import load_task
+
+    cube = np.random.default_rng(9).random((40, 36, 3)).astype(np.float32)
+    cube[0, 0] = -1
+    scene_path = write_geotiff(tmp_path / "scene.tif", cube, nodata=-1)
+    with rasterio.open(scene_path, "r+") as ds:
+        ds.crs, ds.transform = CRS.from_epsg(32640), Affine(0.5, 0, 300000, 0, -0.5, 2800000)
+    assert main(["map", "--ckpt", str(tmp_path / "run/last.ckpt"), "--scene", str(scene_path), "--out", str(tmp_path / "map.tif"),
+                 "--tile", "16", "--overlap", "8"]) == 0
+    with rasterio.open(tmp_path / "map.tif") as ds:
+        values = ds.read(1)
+        assert ds.crs == CRS.from_epsg(32640) and ds.transform == Affine(0.5, 0, 300000, 0, -0.5, 2800000)
+    assert values.shape == (40, 36) and values[0, 0] == 0 and set(np.unique(values[1:])) <= {1, 2, 3}
+    assert (tmp_path / "map.png").stat().st_size > 0
+    model = load_task(tmp_path / "run/last.ckpt")
+    small = Scene.read(scene_path, window={"row": 8, "col": 8, "height": 16, "width": 16})
+    direct = model(torch.from_numpy(model.preprocessing.cube(small.cube, small.valid))[None]).argmax(1)[0].numpy() + 1
+    assert np.array_equal(segment_scene(model, small, tile=16, overlap=8), direct)  # one window: blending changes nothing

@@ -63,15 +63,19 @@ def _quickstart_parser() -> ArgumentParser:
 
 
 def _map_parser() -> ArgumentParser:
-    parser = ArgumentParser(description="Classify every valid pixel of a scene with a trained checkpoint; write a "
-                            "GeoTIFF class map (scene CRS/transform, colour table) and a PNG with a legend.")
-    parser.add_argument("--ckpt", required=True, help="a PixelClassifier checkpoint (e.g. runs/.../last.ckpt)")
+    parser = ArgumentParser(description="Map a whole scene with a trained checkpoint: a pixel classifier classifies every "
+                            "valid pixel, a segmentation model segments it in sliding windows; writes a GeoTIFF class map "
+                            "(scene CRS/transform, colour table, 0 = nodata) and a PNG with a legend of class names.")
+    parser.add_argument("--ckpt", required=True, help="a PixelClassifier or SemanticSegmenter checkpoint (e.g. runs/.../last.ckpt)")
     parser.add_argument("--scene", required=True, help="scene file with the checkpoint's bands")
     parser.add_argument("--out", required=True, help="output GeoTIFF (the PNG goes next to it)")
     parser.add_argument("--key", default=None, help=".mat variable holding the cube")
     parser.add_argument("--sensor", default=None, help="sensor giving wavelengths to a file that has none")
     parser.add_argument("--time_index", "--time-index", type=Optional[int], default=None, help="acquisition of a .npy stack")
-    parser.add_argument("--batch_size", "--batch-size", type=int, default=512)
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=512, help="pixels per batch (pixel classifiers)")
+    parser.add_argument("--tile", type=int, default=256, help="window size in pixels (segmentation)")
+    parser.add_argument("--overlap", type=int, default=64, help="overlap of neighbouring windows in pixels (segmentation)")
+    parser.add_argument("--blend", default="cosine", choices=["uniform", "cosine"], help="how overlapping windows' scores are weighted")
     return parser
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from rsdistill.data.statistics import band_statistics
+from rsdistill.errors import InputError
 from rsdistill.io.describe import describe_file
 from rsdistill.io.readers import open_scene
 from rsdistill.spectral import band_alignment, describe_alignment, get_sensor, sensor_names
@@ -77,16 +78,24 @@ def experiment(args) -> None:
 
 
 def map(args) -> None:  # noqa: A001 - the verb's name
-    from rsdistill.evaluation.mapping import classify_scene, write_class_map
+    from rsdistill.evaluation.mapping import classify_scene, segment_scene, write_class_map
     from rsdistill.io.scene import Scene
-    from rsdistill.tasks.classification import load_classifier
+    from rsdistill.tasks.classification import PixelClassifier
+    from rsdistill.tasks.loading import load_task
+    from rsdistill.tasks.segmentation import SemanticSegmenter
 
     scene = Scene.read(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
-    model = load_classifier(args.ckpt, expect_bands=scene.shape[2])
-    class_map = classify_scene(model, scene, args.batch_size)
-    tif, png = write_class_map(class_map, scene, args.out, model.class_ids)
+    model = load_task(args.ckpt, expect_bands=scene.shape[2])
+    if isinstance(model, SemanticSegmenter):
+        class_map, class_ids, names = segment_scene(model, scene, args.tile, args.overlap, args.blend), list(range(1, len(model.class_names) + 1)), model.class_names
+    elif isinstance(model, PixelClassifier):
+        class_map, class_ids, names = classify_scene(model, scene, args.batch_size), model.class_ids, None
+    else:
+        raise InputError(f"{args.ckpt}: a {type(model).__name__} checkpoint makes no class map; give a classifier or segmentation checkpoint")
+    tif, png = write_class_map(class_map, scene, args.out, class_ids, names)
+    labels = dict(zip(class_ids, names or [f"class {c}" for c in class_ids]))
     ids, counts = np.unique(class_map[class_map > 0], return_counts=True)
-    print(f"{tif} and {png}: " + ", ".join(f"class {i}: {n} px" for i, n in zip(ids, counts)))
+    print(f"{tif} and {png}: " + ", ".join(f"{labels[int(i)]}: {n} px" for i, n in zip(ids, counts)))
 
 
 def probe(args) -> None:

@@ -1,4 +1,7 @@
-"""Whole-scene class maps from a trained ``PixelClassifier``: GeoTIFF (with colour table) and PNG legend."""
+"""Whole-scene class maps: a ``PixelClassifier`` classifies every valid pixel from its patch; a
+``SemanticSegmenter`` segments the scene in sliding windows (``segment_scene``). Either map is
+written as a GeoTIFF (the scene's CRS and transform, a colour table, 0 = nodata) and a PNG with a
+legend of class names."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import torch  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from rsdistill.data.patches import all_pixel_patches, check_patch_size, padded_cube  # noqa: E402
+from rsdistill.data.segmentation import covering_windows  # noqa: E402
+from rsdistill.errors import InputError  # noqa: E402
 from rsdistill.io.geotiff import write_geotiff  # noqa: E402
 from rsdistill.io.scene import Scene  # noqa: E402
 from rsdistill.tasks.classification import PixelClassifier  # noqa: E402
@@ -34,6 +39,46 @@ def classify_scene(model: PixelClassifier, scene: Scene, batch_size: int = 512) 
     return result
 
 
+BLENDS = ("uniform", "cosine")
+
+
+def _window_weight(size: int, blend: str) -> torch.Tensor:
+    """(size, size) weight of a window's scores: ``uniform``, or ``cosine`` (a 2-D Hann window,
+    floored at 1 %, so the centre of a window, where it sees the most context, counts most)."""
+    if blend == "uniform":
+        return torch.ones(size, size)
+    hann = torch.hann_window(size, periodic=False).clamp_min(0.01)
+    return hann[:, None] * hann[None, :]
+
+
+def segment_scene(model, scene: Scene, tile: int = 256, overlap: int = 64, blend: str = "cosine") -> np.ndarray:
+    """(H, W) uint8 map of class index + 1 (0 where the scene has no data) from a ``SemanticSegmenter``.
+
+    The scene is cut into ``tile`` windows overlapping by ``overlap`` pixels (the last ones aligned
+    to the edges; a scene smaller than a tile is padded); the class probabilities of overlapping
+    windows are averaged with ``blend`` weights, then the most probable class is taken.
+    """
+    if blend not in BLENDS:
+        raise InputError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
+    patch = model.net.encoder.patch_size
+    if tile % patch or not 0 <= overlap < tile:
+        raise InputError(f"tile {tile} must be a multiple of the encoder's patch size {patch}, and overlap in 0..{tile - 1}")
+    height, width = scene.shape[:2]
+    image = torch.from_numpy(model.preprocessing.cube(scene.cube, scene.valid))[None]  # (1, C, H, W)
+    padded_h, padded_w = max(height, tile), max(width, tile)
+    image = torch.nn.functional.pad(image, (0, padded_w - width, 0, padded_h - height))
+    weight = _window_weight(tile, blend)
+    scores = torch.zeros(len(model.class_names), padded_h, padded_w)
+    total = torch.zeros(padded_h, padded_w)
+    with torch.no_grad():
+        for window in covering_windows(padded_h, padded_w, tile, tile - overlap):
+            rows, cols = window.slices
+            scores[:, rows, cols] += model(image[:, :, rows, cols])[0].softmax(0) * weight
+            total[rows, cols] += weight
+    classes = (scores / total).argmax(0)[:height, :width].numpy().astype(np.uint8) + 1
+    return np.where(scene.valid, classes, 0).astype(np.uint8)
+
+
 def class_colours(class_ids: list[int]) -> dict[int, tuple[int, int, int, int]]:
     """A fixed colour per class id (tab20), black for 0 = no data."""
     palette = plt.get_cmap("tab20")
@@ -44,8 +89,9 @@ def class_colours(class_ids: list[int]) -> dict[int, tuple[int, int, int, int]]:
     return colours
 
 
-def write_class_map(class_map: np.ndarray, scene: Scene, out, class_ids: list[int]) -> tuple[Path, Path]:
-    """GeoTIFF with the scene's CRS/transform and a colour table, plus a PNG with a legend."""
+def write_class_map(class_map: np.ndarray, scene: Scene, out, class_ids: list[int], names: list[str] | None = None) -> tuple[Path, Path]:
+    """GeoTIFF with the scene's CRS/transform and a colour table, plus a PNG with a legend (``names``
+    of the classes, in the order of ``class_ids``, or "class N")."""
     colours = class_colours(class_ids)
     tif = write_geotiff(out, class_map, like=scene, nodata=0, colormap=colours)
     png = Path(out).with_suffix(".png")
@@ -56,7 +102,8 @@ def write_class_map(class_map: np.ndarray, scene: Scene, out, class_ids: list[in
     axis.imshow(rgb, interpolation="nearest")
     axis.set_axis_off()
     axis.set_title(Path(scene.path).name or "scene")
-    handles = [Patch(color=np.array(colours[c][:3]) / 255, label=f"class {c}") for c in class_ids]
+    labels = names or [f"class {c}" for c in class_ids]
+    handles = [Patch(color=np.array(colours[c][:3]) / 255, label=label) for c, label in zip(class_ids, labels)]
     axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     figure.savefig(png, bbox_inches="tight", dpi=120)
     plt.close(figure)

@@ -9,8 +9,6 @@ never saved in, nor reloaded with, the student's checkpoint).
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +22,6 @@ from rsdistill.models.blm import BLMClassifier
 from rsdistill.models.encoder_classifier import EncoderPixelClassifier
 from rsdistill.models.hybrid_cnn import HybridCNN
 from rsdistill.models.registry import build_encoder, load_encoder
-from rsdistill.models.state_dicts import untrusted_pickle
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.base import BaseTask
 
@@ -155,21 +152,7 @@ class PixelClassifier(BaseTask):
 
 
 def load_classifier(path, expect_bands: int | None = None) -> PixelClassifier:
-    """A trained ``PixelClassifier`` from a Lightning checkpoint (tensors only, ``weights_only``),
-    in eval mode. Needs nothing but the file: no data, no teacher, no encoder file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint")
-    try:
-        model = PixelClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except InputError:
-        raise
-    except pickle.UnpicklingError:
-        raise InputError(untrusted_pickle(path, "unpickle it yourself and save its state_dict")) from None
-    except Exception as error:  # torch/Lightning raise many types for foreign or broken checkpoints
-        raise InputError(f"{path}: not a PixelClassifier checkpoint ({type(error).__name__}: {error})") from None
-    bands = model.input_preprocessing.bands
-    if expect_bands is not None and bands != expect_bands:
-        raise InputError(f"{path}: checkpoint was trained on {bands} bands, the data has {expect_bands}")
-    model.eval().requires_grad_(False)
-    return model
+    """A trained ``PixelClassifier`` from its checkpoint alone (``tasks.loading.load_task``)."""
+    from rsdistill.tasks.loading import load_task
+
+    return load_task(path, PixelClassifier, expect_bands)
