@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from rsdistill.data.paths import expand
-from rsdistill.data.sampling import EpochShuffle
+from rsdistill.data.base import TiledDataModule
 from rsdistill.data.statistics import RunningMoments
 from rsdistill.errors import InputError
 from rsdistill.files import write_json
@@ -76,7 +75,7 @@ class SegmentationTiles(Dataset):
         return {"image": image.contiguous(), "mask": mask.contiguous()}
 
 
-class SegmentationData(L.LightningDataModule):
+class SegmentationData(TiledDataModule):
     def __init__(
         self,
         images: dict[str, list[str]],
@@ -132,27 +131,6 @@ class SegmentationData(L.LightningDataModule):
         log_dir = getattr(self.trainer, "log_dir", None) if self.trainer is not None else None
         if log_dir is not None and stage == "fit":
             write_json(Path(log_dir) / "split.json", {subset: [str(p) for p in files] for subset, files in self.files.items()})
-
-    def _loader(self, tiles: SegmentationTiles, shuffle: bool):
-        if not len(tiles):
-            return []
-        sampler = EpochShuffle(len(tiles), self.seed) if shuffle else None
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(tiles, batch_size=self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
-
-    def train_dataloader(self):
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self):
-        if not len(self.test_set):
-            raise InputError("no test images: give images.test to evaluate")
-        return self._loader(self.test_set, shuffle=False)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
 
 
 def _mask_path(image: Path, replacements: list[list[str]]) -> Path:

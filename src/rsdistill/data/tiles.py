@@ -27,13 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from rsdistill.data.paths import expand, read_tile_list, resolve
-from rsdistill.data.sampling import EpochShuffle
+from rsdistill.data.base import TiledDataModule
 from rsdistill.data.statistics import BandStatistics, RunningMoments
 from rsdistill.errors import InputError
 from rsdistill.io.readers import open_scene
@@ -93,7 +92,7 @@ class SceneTiles(Dataset):
         return torch.stack([self[i]["image"] for i in range(min(count, len(self)))])
 
 
-class TileData(L.LightningDataModule):
+class TileData(TiledDataModule):
     def __init__(
         self,
         images: list[str | dict] | None = None,
@@ -179,27 +178,6 @@ class TileData(L.LightningDataModule):
                     if pixels is not None:
                         pixels.update(cube[valid][:, self.keep_bands])
         return tiles
-
-    def _loader(self, tiles: SceneTiles, shuffle: bool) -> DataLoader:
-        # An own generator keeps DataLoader from drawing worker seeds from the global RNG, which
-        # drives masking and dropout and is saved in checkpoints (exact resume).
-        sampler = EpochShuffle(len(tiles), self.seed) if shuffle else None
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(tiles, batch_size=self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
-
-    def train_dataloader(self):
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader(self.val_set, shuffle=False) if len(self.val_set) else []
-
-    def test_dataloader(self):
-        if not len(self.test_set):
-            raise InputError("no test scenes: give test (or tile_lists.test) to evaluate on held-out tiles")
-        return self._loader(self.test_set, shuffle=False)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
 
 
 class _TrainingPixels(RunningMoments):

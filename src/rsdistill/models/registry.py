@@ -154,3 +154,19 @@ def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None)
     card["path"] = str(path)
     preprocessing = Preprocessing.from_dict(card["preprocessing"], f"{path}: card")
     return PretrainedEncoder(encoder, preprocessing, card)
+
+
+def pretrained_backbone(path, card: dict | None) -> tuple[nn.Module, Preprocessing, dict]:
+    """A pretrained encoder as a task's backbone, and the card the task keeps in its checkpoint.
+
+    On first build the encoder is read from ``path``; afterwards ``card`` (its architecture and
+    preprocessing, saved with the task) rebuilds it, and the weights come with the task's
+    checkpoint, so the file is needed no more.
+    """
+    if card is not None:
+        return build_encoder(card["architecture"]), Preprocessing.from_dict(card["preprocessing"], "encoder_card"), card
+    if path is None:
+        raise InputError("a pretrained backbone needs encoder: the path of a pretrained encoder (e.g. encoder.safetensors)")
+    pretrained = load_encoder(path)
+    card = {"architecture": _architecture(pretrained.encoder), "preprocessing": pretrained.preprocessing.to_dict()}
+    return pretrained.encoder, pretrained.preprocessing, card

@@ -21,7 +21,7 @@ from rsdistill.metrics import scores_from_confusion
 from rsdistill.models.blm import BLMClassifier
 from rsdistill.models.encoder_classifier import EncoderPixelClassifier
 from rsdistill.models.hybrid_cnn import HybridCNN
-from rsdistill.models.registry import build_encoder, load_encoder
+from rsdistill.models.registry import pretrained_backbone
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.base import BaseTask
 
@@ -81,16 +81,7 @@ class PixelClassifier(BaseTask):
     def _backbone(self, raw_bands: int) -> tuple[nn.Module, Preprocessing]:
         """The pretrained encoder and its preprocessing: from the file on first build, else from ``encoder_card``."""
         h = self.hparams
-        if h.encoder_card is None:
-            if h.encoder is None:
-                raise InputError("arch 'encoder' needs encoder: the path of a pretrained encoder (e.g. encoder.safetensors)")
-            pretrained = load_encoder(h.encoder)
-            self.hparams["encoder_card"] = {"architecture": {"name": pretrained.encoder.name, **pretrained.encoder.config},
-                                            "preprocessing": pretrained.preprocessing.to_dict()}
-            encoder, preprocessing = pretrained.encoder, pretrained.preprocessing
-        else:
-            encoder = build_encoder(h.encoder_card["architecture"])  # weights come from the checkpoint
-            preprocessing = Preprocessing.from_dict(h.encoder_card["preprocessing"], "encoder_card")
+        encoder, preprocessing, self.hparams["encoder_card"] = pretrained_backbone(h.encoder, h.encoder_card)
         if preprocessing.bands != raw_bands:
             raise InputError(f"{h.encoder}: the encoder takes {preprocessing.bands} raw bands but the classification scenes have {raw_bands}")
         return encoder, preprocessing

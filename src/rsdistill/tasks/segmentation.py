@@ -20,10 +20,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from rsdistill.errors import InputError
 from rsdistill.io.masks import IGNORE_INDEX
-from rsdistill.models.registry import build_encoder, load_encoder
+from rsdistill.models.registry import pretrained_backbone
 from rsdistill.models.upernet import UPerNet
 from rsdistill.models.vit import ViTEncoder
-from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.base import BaseTask
 
 
@@ -65,13 +64,8 @@ class SemanticSegmenter(BaseTask):
         h = self.hparams
         if (h.encoder is None) == (h.backbone is None) and h.encoder_card is None:
             raise InputError("give either encoder (a pretrained encoder's path) or backbone (the shape of a new ViT), not both or neither")
-        if h.encoder_card is not None:
-            encoder = build_encoder(h.encoder_card["architecture"])  # weights come from the checkpoint
-            preprocessing = Preprocessing.from_dict(h.encoder_card["preprocessing"], "encoder_card")
-        elif h.encoder is not None:
-            pretrained = load_encoder(h.encoder)
-            encoder, preprocessing = pretrained.encoder, pretrained.preprocessing
-            self.hparams["encoder_card"] = {"architecture": {"name": encoder.name, **encoder.config}, "preprocessing": preprocessing.to_dict()}
+        if h.encoder_card is not None or h.encoder is not None:
+            encoder, preprocessing, self.hparams["encoder_card"] = pretrained_backbone(h.encoder, h.encoder_card)
         else:
             preprocessing = self.preprocessing
             encoder = ViTEncoder(preprocessing.channels, self.data_info["tile_size"], **h.backbone)
