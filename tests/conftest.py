@@ -41,3 +41,19 @@ def real_file(data_dir):
         return path
 
     return get
+
+
+def _repo_root_entries() -> set[str]:
+    return {p.name for p in REPO.iterdir()}
+
+
+_ENTRIES_AT_START = _repo_root_entries()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests write under tmp_path only: anything new in the repository root (an encoder card a
+    Trainer without a run folder put in the working directory, a lightning_logs folder) fails the run."""
+    new = sorted(_repo_root_entries() - _ENTRIES_AT_START - {".pytest_cache", "__pycache__"})
+    if new:
+        print(f"\ntests left files in the repository root: {new}")
+        session.exitstatus = 1

@@ -144,7 +144,7 @@ def test_hyperkd_student_checkpoint_holds_no_teacher_resumes_with_it_and_loads_w
     data = TileData(synthetic={"sensor": "enmap", "height": 32, "width": 32}, tile_size=16, stride=8, batch_size=4)
     options = dict(img_size=16, embed_dim=32, depth=2, num_heads=4, decoder_embed_dim=16, decoder_depth=1,
                    distill={"teacher": str(tmp_path / "teacher.safetensors"), "scale": 10000.0})
-    trainer = lambda epochs: L.Trainer(max_epochs=epochs, limit_train_batches=2, limit_val_batches=1, logger=False,  # noqa: E731
+    trainer = lambda epochs: L.Trainer(max_epochs=epochs, limit_train_batches=2, limit_val_batches=1, logger=False, default_root_dir=tmp_path,  # noqa: E731
                                        callbacks=[last_checkpoint(tmp_path / "run")], enable_progress_bar=False, enable_model_summary=False)
     L.seed_everything(0)
     task = MAEPretrainer(data.info, **options)

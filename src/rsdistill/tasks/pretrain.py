@@ -216,7 +216,9 @@ class MAEPretrainer(BaseTask):
 
     @rank_zero_only
     def on_fit_end(self) -> None:
-        log_dir = self.trainer.log_dir
+        """The encoder and its card go to the run folder (the logger's); without a logger nothing is
+        written (Lightning would otherwise fall back to the working directory)."""
+        log_dir = self.trainer.log_dir if self.trainer.loggers else None
         if log_dir is not None:
             metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
             self.export(Path(log_dir) / "encoder.safetensors", metrics)
