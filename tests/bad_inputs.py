@@ -169,6 +169,33 @@ def encoder_card_without_architecture(folder):
     return ["probe", "--encoder", str(folder / "enc2.safetensors")], "enc2.json"
 
 
+def _pickle_bytes(path: Path) -> Path:
+    import pickle
+
+    path.write_bytes(pickle.dumps({"train": [[0, 1, 1]], "note": object.__name__}))
+    return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def split_file_with_pickle_bytes(folder):
+    split = _pickle_bytes(folder / "split.json")
+    return ["fit", "-c", str(REPO / "configs/blm_kd/teacher.yaml"), "--data.init_args.split_file", str(split),
+            "--run_dir", str(folder / "run")], "split.json"
+
+
+def stats_file_with_pickle_bytes(folder):
+    stats = _pickle_bytes(folder / "stats.json")
+    return ["fit", "-c", str(REPO / "configs/mae/base.yaml"), "--data.init_args.stats", str(stats), "--run_dir", str(folder / "run")], "stats.json"
+
+
+def unknown_architecture_in_recipe(folder):
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(f"base: {REPO / 'configs/blm_kd/teacher.yaml'}\nmodel: {{init_args: {{arch: transformer}}}}\n")
+    return ["fit", "-c", str(recipe), "--run_dir", str(folder / "run")], "transformer"
+
+
 def unknown_unmixing_scene(folder):
     return ["unmixing-eval", "--scenes", "[jasper]", "--out", str(folder / "u")], "jasper"
 
@@ -176,7 +203,8 @@ def unknown_unmixing_scene(folder):
 CASES = [mat_v73_size_bomb, geotiff_size_bomb, envi_sparse_size_bomb, npy_size_bomb, envi_ignore_value_text, envi_map_info_text,
          envi_interleave_unknown, envi_byte_order_unknown, geotiff_wavelength_text, geotiff_bbl_text, npy_structured_info,
          npy_string_stats, npy_complex, band_folder_with_junk, band_folder_mixed_crs, non_utf8_file_name, stats_out_is_a_folder,
-         stats_out_unwritable, single_class_labels, encoder_card_not_json, encoder_card_without_architecture, unknown_unmixing_scene]
+         stats_out_unwritable, single_class_labels, encoder_card_not_json, encoder_card_without_architecture, split_file_with_pickle_bytes,
+         stats_file_with_pickle_bytes, unknown_architecture_in_recipe, unknown_unmixing_scene]
 
 
 if __name__ == "__main__":

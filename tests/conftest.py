@@ -53,7 +53,8 @@ _ENTRIES_AT_START = _repo_root_entries()
 def pytest_sessionfinish(session, exitstatus):
     """Tests write under tmp_path only: anything new in the repository root (an encoder card a
     Trainer without a run folder put in the working directory, a lightning_logs folder) fails the run."""
-    new = sorted(_repo_root_entries() - _ENTRIES_AT_START - {".pytest_cache", "__pycache__"})
+    # dot-folders are tools' caches (.pytest_cache, pytest-benchmark's .benchmarks), not test output
+    new = sorted(e for e in _repo_root_entries() - _ENTRIES_AT_START if not e.startswith(".") and e != "__pycache__")
     if new:
         print(f"\ntests left files in the repository root: {new}")
         session.exitstatus = 1

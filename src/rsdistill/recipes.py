@@ -179,6 +179,16 @@ def _nearest_keys(message: str) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+def _wrapped_input_error(error: BaseException | None) -> InputError | None:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, InputError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _clean_errors(build, checkpoint: str = "the checkpoint", recipe: str = "recipe"):
     """jsonargparse's errors, which can span dozens of lines, as one ``InputError`` naming the
     recipe, the key and the nearest valid keys; a checkpoint refused by ``weights_only`` as one
@@ -193,3 +203,10 @@ def _clean_errors(build, checkpoint: str = "the checkpoint", recipe: str = "reci
         raise InputError(f"{recipe}: {lines[0] if lines else error} {detail}{_nearest_keys(str(error))}".strip()) from None
     except pickle.UnpicklingError:
         raise InputError(untrusted_pickle(checkpoint, "add --trust_pickle")) from None
+    except (ValueError, TypeError, RuntimeError) as error:
+        # jsonargparse wraps what a data module or task raised while being built ("Does not validate
+        # against any of the Union subtypes"); the user's error is the InputError it wraps
+        cause = _wrapped_input_error(error)
+        if cause is None:
+            raise
+        raise cause from None
