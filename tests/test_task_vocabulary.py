@@ -220,7 +220,7 @@ def artefacts(tmp_path_factory, data_dir):
     save_encoder(ViTEncoder(6, 16, 4, 32, 4, 4), out / "hls.safetensors", Preprocessing.create(6, [1000.0] * 6, [500.0] * 6, sensor="hls"))
     source = open_scene(data_dir / "enmap_potsdam_specdeepmap/images/enmap_potsdam_tile_128_0.tif")
     kept = np.flatnonzero(~source.meta.bad_bands)
-    save_encoder(ViTEncoder(len(kept), 16, 4, 32, 1, 4), out / "enmap.safetensors",
+    save_encoder(ViTEncoder(len(kept), 16, 4, 32, 4, 4), out / "enmap.safetensors",
                  Preprocessing.create(source.bands, [0.0] * len(kept), [1.0] * len(kept), kept=kept))
     return {"teacher_ckpt": out / "teacher/last.ckpt", "teacher": out / "hls.safetensors", "encoder": out / "enmap.safetensors"}
 

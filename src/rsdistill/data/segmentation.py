@@ -1,11 +1,12 @@
 """``SegmentationData``: image/mask pairs cut into tiles for semantic segmentation.
 
-- Images: ``images`` maps each subset (``train``, ``val``, ``test``) to paths or globs; a whole
-  image goes to one subset, so no tile of a test image is ever trained on. The lists are saved as
+- Images: ``images`` maps each subset (``train``, ``val``, ``test``) to paths or globs, or to tile
+  lists (a ``.csv`` with ``image,mask`` columns, paths relative to it, e.g. SpecDeepMap's); a whole
+  image goes to one subset, so no tile of a test image is ever trained on. The pairs are saved as
   ``split.json`` in the run folder.
-- Masks: each image's mask path is its own path with the ``masks`` replacements applied (e.g.
-  ``[["/images/", "/masks/"], [".jpg", ".png"]]``); a mask of another size than its image is an
-  error naming both. Colour or id masks are mapped to classes by the ``legend``
+- Masks: a tile list names each image's mask; otherwise the mask path is the image's own path with
+  the ``masks`` replacements applied (e.g. ``[["/images/", "/masks/"], [".jpg", ".png"]]``). A mask
+  of another size than its image is an error naming both. Colour or id masks are mapped to classes by the ``legend``
   (``rsdistill.io.masks``); ignored and unknown codes become 255, and unknown codes are counted
   and reported once per file (a warning naming the file and the pixel count, never a silent class).
 - Tiles: ``tile_size`` windows with ``stride`` (overlap when smaller); the last row and column of
@@ -26,7 +27,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
-from rsdistill.data.paths import expand
+from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.data.base import TiledDataModule
 from rsdistill.data.statistics import RunningMoments
 from rsdistill.errors import InputError
@@ -97,10 +98,11 @@ class SegmentationData(TiledDataModule):
         self.legend = Legend.parse(legend.get("classes", []), legend.get("ignore"), "legend")
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
         self.read_options = read_options or {}
-        self.files = {subset: [p for pattern in images.get(subset, []) for p in expand(pattern, root)] for subset in SUBSETS}
+        self.pairs = {subset: [pair for entry in images.get(subset, []) for pair in _pairs(entry, masks or [], root)] for subset in SUBSETS}
+        self.files = {subset: [image for image, _ in pairs] for subset, pairs in self.pairs.items()}
         sets = {}
         for subset in SUBSETS:
-            pairs = [(image, _mask_path(image, masks or [])) for image in self.files[subset]]
+            pairs = self.pairs[subset]
             windows = []
             for index, (image, mask) in enumerate(pairs):
                 source = open_scene(image, **self.read_options)
@@ -130,7 +132,14 @@ class SegmentationData(TiledDataModule):
     def setup(self, stage: str | None = None) -> None:
         log_dir = getattr(self.trainer, "log_dir", None) if self.trainer is not None else None
         if log_dir is not None and stage == "fit":
-            write_json(Path(log_dir) / "split.json", {subset: [str(p) for p in files] for subset, files in self.files.items()})
+            write_json(Path(log_dir) / "split.json", {subset: [[str(i), str(m)] for i, m in pairs] for subset, pairs in self.pairs.items()})
+
+
+def _pairs(entry: str, replacements: list[list[str]], root) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs of one ``images`` entry: a tile list, or a path/glob with mask replacements."""
+    if str(entry).lower().endswith(".csv"):
+        return read_tile_list(resolve(entry, root))
+    return [(image, _mask_path(image, replacements)) for image in expand(entry, root)]
 
 
 def _mask_path(image: Path, replacements: list[list[str]]) -> Path:
