@@ -11,11 +11,6 @@ from __future__ import annotations
 import torch
 
 
-def check_divisible(height: int, width: int, patch_size: int, what: str = "tile") -> None:
-    if height % patch_size or width % patch_size:
-        raise ValueError(f"{what} of {height}×{width} px is not a multiple of the patch size {patch_size}")
-
-
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, L, p²·C), pixel-major within a patch (p, p, C)."""
     n, c, h, w = images.shape

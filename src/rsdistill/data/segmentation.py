@@ -100,19 +100,19 @@ class SegmentationData(TiledDataModule):
         self.read_options = read_options or {}
         self.pairs = {subset: [pair for entry in images.get(subset, []) for pair in _pairs(entry, masks or [], root)] for subset in SUBSETS}
         self.files = {subset: [image for image, _ in pairs] for subset, pairs in self.pairs.items()}
-        sets = {}
+        sets, bands = {}, set()
         for subset in SUBSETS:
             pairs = self.pairs[subset]
             windows = []
             for index, (image, mask) in enumerate(pairs):
                 source = open_scene(image, **self.read_options)
+                bands.add(source.bands)
                 _check_pair(image, mask, source, self.legend, tile_size)
                 step = (stride or tile_size) if subset == "train" else tile_size  # overlap for training only
                 windows += [(index, w) for w in covering_windows(source.height, source.width, tile_size, step)]
             sets[subset] = SegmentationTiles(pairs, windows, self.legend, read_options=self.read_options, augment=augment and subset == "train")
         if not len(sets["train"]):
             raise InputError("no training image")
-        bands = {open_scene(p, **self.read_options).bands for subset in SUBSETS for p in self.files[subset]}
         if len(bands) != 1:
             raise InputError(f"the images have different band counts {sorted(bands)}")
         moments = RunningMoments(bands.pop())

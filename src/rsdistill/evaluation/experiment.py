@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -115,8 +116,8 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
-        PixelClassificationData(**{**config["data"], "seed": seed}).split.save(out_dir / f"split_seed_{seed}.json")
-        for name, recipe in experiment_recipes(config, out_dir, seed).items():
+        recipes = experiment_recipes(config, out_dir, seed)
+        for name, recipe in recipes.items():
             run_dir = Path(recipe["run_dir"])
             if (finished := finished_record(run_dir)) is not None:
                 records.append(finished)
@@ -127,6 +128,10 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
             records.append(record)
             log(f"seed {seed} {name}: OA {record['oa']:.4f} AA {record['aa']:.4f} kappa {record['kappa']:.4f} "
                 f"params {record['params']} {record['ms_per_1000_px']:.1f} ms/1000 px")
+        # every model of a seed sees the same split; its runs saved it, keep one copy per seed beside the results
+        first_split = Path(next(iter(recipes.values()))["run_dir"]) / "split.json"
+        if first_split.is_file():
+            shutil.copyfile(first_split, out_dir / f"split_seed_{seed}.json")
     summary = summarise(records)
     write_json(out_dir / "results.json", {"runs": records, "summary": summary})
     (out_dir / "results.md").write_text(markdown_table(summary) + "\n")
