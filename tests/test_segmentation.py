@@ -127,3 +127,30 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     small = Scene.read(scene_path, window={"row": 8, "col": 8, "height": 16, "width": 16})
     direct = model(torch.from_numpy(model.preprocessing.cube(small.cube, small.valid))[None]).argmax(1)[0].numpy() + 1
     assert np.array_equal(segment_scene(model, small, tile=16, overlap=8), direct)  # one window: blending changes nothing
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("arch, cnn", [("unet", {"width": 4, "depth": 2}), ("specdeepmap_cnn", None)])
+def test_cnn_baselines_train_and_report_the_specdeepmap_iou(tmp_path, arch, cnn):
+    import lightning as L
+
+    from rsdistill.tasks.segmentation import SemanticSegmenter
+
+    for k in range(3):
+        write_pair(tmp_path, f"img{k}", size=(16, 16), seed=k)
+    data = SegmentationData({"train": [str(tmp_path / "img[01].tif")], "test": [str(tmp_path / "img2.tif")]}, LEGEND,
+                            masks=[[".tif", "_mask.tif"]], tile_size=16, batch_size=1)
+    model = SemanticSegmenter(data.info, arch=arch, cnn=cnn, specdeepmap_iou=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = L.Trainer(max_epochs=2, logger=False, default_root_dir=tmp_path, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, data)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if v.is_floating_point())
+    trainer.test(model, data, verbose=False)
+    scores = model.scores["test"]
+    assert set(scores) >= {"miou", "oa", "mf1", "specdeepmap_iou", "iou", "confusion"}
+    # one test tile per batch: SpecDeepMap's mean of batch IoUs is that tile's macro IoU, the mIoU
+    assert scores["specdeepmap_iou"] == pytest.approx(scores["miou"], abs=1e-6)
+    with pytest.raises(InputError, match=f"arch {arch}: the tile size 6 must be a multiple of"):
+        SemanticSegmenter({**data.info, "tile_size": 6}, arch=arch, cnn=cnn)
+    with pytest.raises(InputError, match="arch must be upernet or one of"):
+        SemanticSegmenter(data.info, arch="segformer")

@@ -3,10 +3,17 @@
 Unpickling can run arbitrary code, so a pickled checkpoint (.pt, .pth, .ckpt, .bin) is read with
 ``torch.load(weights_only=True)``, which accepts only tensors and plain containers. A file that
 holds other objects is refused unless the caller passes ``trust_pickle`` for a source they trust.
+
+``read_pickle_inertly`` reads such a file anyway for its tensors and plain values (e.g. another
+tool's Lightning checkpoint with data frames and transforms among its hyper-parameters): the
+unpickler resolves only tensor rebuilding and plain containers, and every other class or function
+the pickle names becomes an inert ``Opaque`` placeholder that is never imported or called.
 """
 
 from __future__ import annotations
 
+import _codecs
+import collections
 import pickle
 from pathlib import Path
 
@@ -55,3 +62,52 @@ def check_keys(path, state: dict[str, torch.Tensor], expected: dict[str, torch.T
         raise InputError(f"{path}: shape mismatch: " + "; ".join(wrong[:5]))
     if missing:
         raise InputError(f"{path}: missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+
+
+class Opaque:
+    """Stands in for an object of a class the pickle names but ``read_pickle_inertly`` does not load."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} not loaded>"
+
+
+_PLAIN = {
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("__builtin__", "set"): set, ("builtins", "set"): set,
+    ("__builtin__", "slice"): slice, ("builtins", "slice"): slice,
+    ("_codecs", "encode"): _codecs.encode,  # how protocol-2 pickles spell bytes
+}
+
+
+class _InertUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        found = _PLAIN.get((module, name))
+        return found if found is not None else type(f"{module}.{name}", (Opaque,), {})
+
+
+class _InertPickle:
+    """The ``pickle_module`` torch.load uses (torch itself resolves the tensor storages)."""
+    Unpickler = _InertUnpickler
+    load = staticmethod(pickle.load)
+
+
+def read_pickle_inertly(path):
+    """The object tree of a pickled checkpoint: tensors and plain values, everything else ``Opaque``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_InertPickle)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as error:
+        raise InputError(f"{path}: cannot read checkpoint ({error})") from None

@@ -1,13 +1,17 @@
-"""``SemanticSegmenter``: UPerNet on any encoder the registry can build or load, trained on image/mask tiles.
+"""``SemanticSegmenter``: dense class scores from image/mask tiles, UPerNet on any encoder or a CNN baseline.
 
-The encoder is a pretrained one (``encoder``: any ``load_encoder`` path; its architecture and
-preprocessing are copied into ``encoder_card``, so a checkpoint rebuilds it without the file) or,
-with ``backbone``, a randomly initialised ViT of that shape on the data's bands. Frozen by default
-(``freeze_encoder``), as Mask-CDKD evaluates its students; the neck and head always train.
+``arch: upernet`` (default): UPerNet on an encoder that is a pretrained one (``encoder``: any
+``load_encoder`` path; its architecture and preprocessing are copied into ``encoder_card``, so a
+checkpoint rebuilds it without the file) or, with ``backbone``, a randomly initialised ViT of that
+shape on the data's bands. Frozen by default (``freeze_encoder``), as Mask-CDKD evaluates its
+students; the neck and head always train. ``arch: unet`` or ``specdeepmap_cnn``: a convolutional
+baseline (``models.segmentation_cnn``, options in ``cnn``) trained end to end on the data's bands.
 
 Loss: cross-entropy with ``ignore_index`` 255. Metrics (torchmetrics, ignore 255, over the real
 classes): mIoU (macro Jaccard), OA (micro accuracy), mF1 (macro F1), per-class IoU and the
-confusion matrix; ``test_scores`` holds the last test's values.
+confusion matrix; with ``specdeepmap_iou`` also SpecDeepMap's per-batch IoU
+(``metrics.specdeepmap_batch_iou``) averaged over the full batches. ``scores[stage]`` holds the last
+validation's and test's values.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassJaccardIndex
 
 from rsdistill.errors import InputError
 from rsdistill.io.masks import IGNORE_INDEX
+from rsdistill.metrics import specdeepmap_batch_iou, specdeepmap_numbering
 from rsdistill.models.registry import pretrained_backbone
+from rsdistill.models.segmentation_cnn import ARCHITECTURES
 from rsdistill.models.upernet import UPerNet
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.tasks.base import BaseTask
@@ -43,6 +49,8 @@ class SemanticSegmenter(BaseTask):
     def __init__(
         self,
         data_info: dict | None = None,
+        arch: str = "upernet",
+        cnn: dict | None = None,
         encoder: str | None = None,
         encoder_card: dict | None = None,
         backbone: dict | None = None,
@@ -53,6 +61,7 @@ class SemanticSegmenter(BaseTask):
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         warmup_epochs: float = 0.0,
+        specdeepmap_iou: bool = False,
     ):
         super().__init__()
 
@@ -62,6 +71,14 @@ class SemanticSegmenter(BaseTask):
 
     def configure_models(self) -> None:
         h = self.hparams
+        if h.arch in ARCHITECTURES:
+            self.input_preprocessing = self.preprocessing
+            self.net = ARCHITECTURES[h.arch](self.preprocessing.channels, len(self.class_names), **(h.cnn or {}))
+            if self.data_info["tile_size"] % self.net.stride:
+                raise InputError(f"arch {h.arch}: the tile size {self.data_info['tile_size']} must be a multiple of {self.net.stride}")
+            return
+        if h.arch != "upernet":
+            raise InputError(f"arch must be upernet or one of {sorted(ARCHITECTURES)}, got {h.arch!r}")
         if (h.encoder is None) == (h.backbone is None) and h.encoder_card is None:
             raise InputError("give either encoder (a pretrained encoder's path) or backbone (the shape of a new ViT), not both or neither")
         if h.encoder_card is not None or h.encoder is not None:
@@ -76,7 +93,9 @@ class SemanticSegmenter(BaseTask):
 
     def configure_metrics(self) -> None:
         self.metrics = nn.ModuleDict({stage: segmentation_metrics(len(self.class_names)) for stage in ("val", "test")})
-        self.test_scores: dict | None = None
+        self.batch_iou = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+        self.full_batch: int | None = None  # SpecDeepMap's loaders drop the last partial batch
+        self.scores: dict[str, dict] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: (N, C, H, W) normalised with the data's statistics -> logits (N, K, H, W).
@@ -96,14 +115,25 @@ class SemanticSegmenter(BaseTask):
     def _evaluate(self, batch, stage: str) -> None:
         logits = self(batch["image"])
         self.log(f"{stage}/loss", F.cross_entropy(logits, batch["mask"], ignore_index=IGNORE_INDEX))
-        self.metrics[stage].update(logits.argmax(1), batch["mask"])
+        predictions = logits.argmax(1)
+        self.metrics[stage].update(predictions, batch["mask"])
+        if self.hparams.specdeepmap_iou:
+            self.full_batch = self.full_batch or len(predictions)
+            if len(predictions) == self.full_batch:
+                self.batch_iou[stage].update(specdeepmap_batch_iou(
+                    specdeepmap_numbering(predictions), specdeepmap_numbering(batch["mask"]), len(self.class_names) + 1))
 
-    def _log_scores(self, stage: str) -> dict:
+    def _log_scores(self, stage: str) -> None:
         values = self.metrics[stage].compute()
         self.metrics[stage].reset()
-        self.log_dict({f"{stage}/{k}": values[k] for k in ("miou", "oa", "mf1")}, prog_bar=stage == "val")
-        return {"miou": float(values["miou"]), "oa": float(values["oa"]), "mf1": float(values["mf1"]),
-                "iou": dict(zip(self.class_names, values["iou"].tolist())), "confusion": values["confusion"].tolist()}
+        scores = {k: float(values[k]) for k in ("miou", "oa", "mf1")}
+        if self.hparams.specdeepmap_iou:
+            scores["specdeepmap_iou"] = float(self.batch_iou[stage].compute())
+            self.batch_iou[stage].reset()
+            self.full_batch = None
+        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, prog_bar=stage == "val")
+        self.scores[stage] = {**scores, "iou": dict(zip(self.class_names, values["iou"].tolist())),
+                              "confusion": values["confusion"].tolist()}
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")
@@ -115,7 +145,7 @@ class SemanticSegmenter(BaseTask):
         self._evaluate(batch, "test")
 
     def on_test_epoch_end(self):
-        self.test_scores = self._log_scores("test")
+        self._log_scores("test")
 
     def predict_step(self, batch, batch_idx):
         """Class indices (N, H, W) of a batch of tiles."""
