@@ -154,3 +154,16 @@ def test_cnn_baselines_train_and_report_the_specdeepmap_iou(tmp_path, arch, cnn)
         SemanticSegmenter({**data.info, "tile_size": 6}, arch=arch, cnn=cnn)
     with pytest.raises(InputError, match="arch must be upernet or one of"):
         SemanticSegmenter(data.info, arch="segformer")
+
+
+def test_an_epoch_can_draw_a_fresh_subset_of_the_training_tiles():
+    from rsdistill.data.sampling import EpochShuffle
+
+    sampler = EpochShuffle(100, seed=3, count=10)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert len(sampler) == 10 and len(set(first)) == 10 and first != second
+    sampler.set_epoch(0)
+    assert list(sampler) == first  # depends only on (seed, epoch): a resumed run draws the same tiles
+    assert len(EpochShuffle(5, seed=0, count=10)) == 5

@@ -207,7 +207,8 @@ RECIPES = [c for c in CONFIGS if c not in EXPERIMENTS]
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory, data_dir):
     """What recipes that build on others need: a BLM teacher checkpoint for EnMAP (one real batch),
-    a multispectral (HLS) teacher encoder and an EnMAP encoder (random weights, real band layout)."""
+    a multispectral (HLS) teacher encoder, an EnMAP encoder (random weights, real band layout) and
+    an RGB ViT/16 encoder (for the VHR segmentation recipes)."""
     out = tmp_path_factory.mktemp("artefacts")
     recipe = REPO / "configs/blm_kd/teacher.yaml"
     env = {"RSDISTILL_DATA": str(data_dir)}
@@ -222,7 +223,14 @@ def artefacts(tmp_path_factory, data_dir):
     kept = np.flatnonzero(~source.meta.bad_bands)
     save_encoder(ViTEncoder(len(kept), 16, 4, 32, 4, 4), out / "enmap.safetensors",
                  Preprocessing.create(source.bands, [0.0] * len(kept), [1.0] * len(kept), kept=kept))
-    return {"teacher_ckpt": out / "teacher/last.ckpt", "teacher": out / "hls.safetensors", "encoder": out / "enmap.safetensors"}
+    save_encoder(ViTEncoder(3, 32, 16, 32, 4, 4), out / "rgb.safetensors", Preprocessing.create(3, [100.0] * 3, [50.0] * 3))
+    return {"teacher_ckpt": out / "teacher/last.ckpt", "teacher": out / "hls.safetensors", "encoder": out / "enmap.safetensors",
+            "rgb_encoder": out / "rgb.safetensors"}
+
+
+def encoder_artefact(path: str, artefacts: dict) -> str:
+    """The test's stand-in for an encoder a recipe names: RGB for the VHR encoders, EnMAP otherwise."""
+    return str(artefacts["rgb_encoder" if "vhr" in str(path) else "encoder"])
 
 
 def needs(recipe: Path, artefacts: dict) -> list[str]:
@@ -233,7 +241,7 @@ def needs(recipe: Path, artefacts: dict) -> list[str]:
     if "distill" in model:
         return ["--model.init_args.distill.teacher", str(artefacts["teacher"])]
     if "encoder" in model:
-        return ["--model.init_args.encoder", str(artefacts["encoder"])]
+        return ["--model.init_args.encoder", encoder_artefact(model["encoder"], artefacts)]
     return []
 
 
@@ -251,7 +259,7 @@ def test_every_experiment_run_is_a_valid_recipe(config, artefacts, data_dir, tmp
     if "models" in experiment:
         for options in experiment["models"].values():
             if "encoder" in options:
-                options["encoder"] = str(artefacts["encoder"])
+                options["encoder"] = encoder_artefact(options["encoder"], artefacts)
         recipes = list(experiment_recipes(experiment, tmp_path, seed=0).values())
     else:
         recipes = [r for _, data, model in experiment_datasets(experiment) for r in pretrain_recipes(experiment, data, model, 0, tmp_path).values()]

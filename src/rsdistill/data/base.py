@@ -16,14 +16,16 @@ class TiledDataModule(L.LightningDataModule):
     Training order depends only on (seed, epoch) (``EpochShuffle``); an own generator keeps the
     DataLoader from drawing worker seeds from the global RNG, which drives masking, augmentation and
     dropout and is saved in checkpoints (exact resume). No validation set means no validation loop.
+    ``train_tiles_per_epoch``: when set, each epoch trains on that many training tiles drawn anew.
     """
 
     train_set: Dataset
     val_set: Dataset
     test_set: Dataset
+    train_tiles_per_epoch: int | None = None
 
     def _loader(self, tiles: Dataset, shuffle: bool) -> DataLoader:
-        sampler = EpochShuffle(len(tiles), self.seed) if shuffle else None
+        sampler = EpochShuffle(len(tiles), self.seed, self.train_tiles_per_epoch) if shuffle else None
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(tiles, batch_size=self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
 

@@ -8,17 +8,20 @@ from torch.utils.data import Sampler
 
 class EpochShuffle(Sampler):
     """A random order that depends only on (seed, epoch): a run resumed at epoch k sees the same
-    batches as an uninterrupted one (Lightning calls ``set_epoch`` before every epoch)."""
+    batches as an uninterrupted one (Lightning calls ``set_epoch`` before every epoch). With
+    ``count``, each epoch takes the first ``count`` items of its order: a fresh random subset per
+    epoch, which bounds the cost of an epoch over many (overlapping) tiles."""
 
-    def __init__(self, size: int, seed: int):
+    def __init__(self, size: int, seed: int, count: int | None = None):
         self.size, self.seed, self.epoch = size, seed, 0
+        self.count = size if count is None else min(count, size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return self.count
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        return iter(torch.randperm(self.size, generator=generator)[:self.count].tolist())

@@ -11,7 +11,8 @@
   and reported once per file (a warning naming the file and the pixel count, never a silent class).
 - Tiles: ``tile_size`` windows with ``stride`` (overlap when smaller); the last row and column of
   windows are aligned to the image's edges so that every pixel is covered. Training tiles are
-  flipped and rotated by multiples of 90° at random (the global RNG, saved in checkpoints).
+  flipped and rotated by multiples of 90° at random (the global RNG, saved in checkpoints). With
+  ``train_tiles_per_epoch`` an epoch trains on that many tiles, drawn anew each epoch.
 - Normalisation: per-band mean/std of the training images' valid pixels (each image once), the
   data's ``Preprocessing``.
 
@@ -87,6 +88,7 @@ class SegmentationData(TiledDataModule):
         tile_size: int = 256,
         stride: int | None = None,
         augment: bool = True,
+        train_tiles_per_epoch: int | None = None,
         batch_size: int = 8,
         num_workers: int = 0,
         seed: int = 0,
@@ -97,7 +99,7 @@ class SegmentationData(TiledDataModule):
             raise InputError(f"images maps subsets {', '.join(SUBSETS)} (train required) to paths or globs, got {sorted(images)}")
         self.legend = Legend.parse(legend.get("classes", []), legend.get("ignore"), "legend")
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
-        self.read_options = read_options or {}
+        self.read_options, self.train_tiles_per_epoch = read_options or {}, train_tiles_per_epoch
         self.pairs = {subset: [pair for entry in images.get(subset, []) for pair in _pairs(entry, masks or [], root)] for subset in SUBSETS}
         self.files = {subset: [image for image, _ in pairs] for subset, pairs in self.pairs.items()}
         sets, bands = {}, set()

@@ -1,12 +1,16 @@
 """Compare models over seeds: fit, test, time, and aggregate as mean ± std (JSON + Markdown).
 
-An experiment YAML has ``data`` (``PixelClassificationData`` options), ``trainer`` (Lightning
-``Trainer`` options), ``models`` ({name: ``PixelClassifier`` options}; ``distill_from: NAME`` makes
-a student of that model's checkpoint of the same seed; ``"{seed}"`` in an ``encoder`` path is the
-run's seed) and ``seeds``. Each run is a recipe (``recipes.make_recipe``) parsed and validated by the same
-parser as ``rsdistill fit``. Every model of a seed sees the same split. Finished runs
-(``<out>/<name>/seed_<k>/scores.json``) are reused, so an interrupted experiment resumes where it
-stopped; an interrupted run resumes from its ``last.ckpt``.
+An experiment YAML has ``task`` (``classification``, the default, or ``segmentation``), ``data``
+(the task's data module options: ``PixelClassificationData`` or ``SegmentationData``), ``trainer``
+(Lightning ``Trainer`` options), ``models`` ({name: ``PixelClassifier`` or ``SemanticSegmenter``
+options}; ``distill_from: NAME`` makes a student of that model's checkpoint of the same seed;
+``"{seed}"`` in an ``encoder`` path is the run's seed) and ``seeds``. Each run is a recipe
+(``recipes.make_recipe``) parsed and validated by the same parser as ``rsdistill fit``. Every model
+of a seed sees the same split. Finished runs (``<out>/<name>/seed_<k>/scores.json``) are reused, so
+an interrupted experiment resumes where it stopped; an interrupted run resumes from its ``last.ckpt``.
+
+Costs: classifiers are timed per 1,000 test pixels; segmenters report parameters (all and
+trained), forward GFLOPs and ms for one ``cost_tile``² tile (``evaluation.cost``; default 512).
 """
 
 from __future__ import annotations
@@ -24,12 +28,16 @@ import yaml
 from rsdistill.recipes import make_recipe, parse_recipe
 from rsdistill.runs import LAST_NAME, claim_run_folder, release_run_folder
 from rsdistill.data.classification import PixelClassificationData
+from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
+from rsdistill.evaluation.cost import forward_flops, latency_ms
 from rsdistill.files import write_json
 from rsdistill.models.state_dicts import untrusted_pickle
 from rsdistill.tasks.classification import PixelClassifier
+from rsdistill.tasks.segmentation import SemanticSegmenter
 
-REPORTED = ("oa", "aa", "kappa")
+TASKS = {"classification": (PixelClassifier, PixelClassificationData), "segmentation": (SemanticSegmenter, SegmentationData)}
+REPORTED = {"classification": ("oa", "aa", "kappa"), "segmentation": ("miou", "oa", "mf1")}
 
 
 def load_experiment(path, sections=("data", "models")) -> dict:
@@ -79,8 +87,16 @@ def inference_ms_per_1000(model: PixelClassifier, data: PixelClassificationData,
     return 1000.0 * best * 1000.0 / n
 
 
+def task_of(config: dict) -> str:
+    task = config.get("task", "classification")
+    if task not in TASKS:
+        raise InputError(f"experiment task must be one of {sorted(TASKS)}, got {task!r}")
+    return task
+
+
 def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
     """{model name: its run's recipe} for one seed (``distill_from`` and ``{seed}`` resolved)."""
+    model_class, data_class = TASKS[task_of(config)]
     trainer_options = {"deterministic": True, **config.get("trainer", {})}
     data_options = {**config["data"], "seed": seed}
     recipes = {}
@@ -92,22 +108,36 @@ def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
         if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
             options["encoder"] = options["encoder"].format(seed=seed)
         run_dir = Path(out_dir) / name / f"seed_{seed}"
-        recipes[name] = make_recipe(PixelClassifier, PixelClassificationData, options, data_options, trainer_options, run_dir, seed)
+        recipes[name] = make_recipe(model_class, data_class, options, data_options, trainer_options, run_dir, seed)
     return recipes
 
 
-def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = ()) -> dict:
+def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = (), cost_tile: int = 512) -> dict:
     """Fit one recipe's model (resuming from its ``last.ckpt`` if present), test it, return its record."""
     cli = parse_recipe(recipe, where=f"experiment model {name!r}, seed {seed}")
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     trainer.callbacks.extend(callbacks)
     fit_resuming(trainer, model, data, recipe["run_dir"])
     trainer.test(model, data, verbose=False)
+    record = {"model": name, "seed": seed, "params": model.count_parameters(), "checkpoint": str(Path(recipe["run_dir"]) / LAST_NAME)}
+    if isinstance(model, SemanticSegmenter):
+        return {**record, **segmentation_record(model, cost_tile)}
     return {
-        "model": name, "seed": seed, **{k: model.test_scores[k] for k in REPORTED},
+        **record, **{k: model.test_scores[k] for k in REPORTED["classification"]},
         "per_class": model.test_scores["per_class"], "confusion": model.test_scores["confusion"],
-        "params": model.count_parameters(), "ms_per_1000_px": inference_ms_per_1000(model, data),
-        "checkpoint": str(Path(recipe["run_dir"]) / LAST_NAME), "class_ids": data.class_ids,
+        "ms_per_1000_px": inference_ms_per_1000(model, data), "class_ids": data.class_ids,
+    }
+
+
+def segmentation_record(model: SemanticSegmenter, cost_tile: int) -> dict:
+    """Test scores (with the last validation's, when the run validated), per-class IoU and the costs of one tile."""
+    test = model.scores["test"]
+    tile = torch.randn(1, model.preprocessing.channels, cost_tile, cost_tile)
+    return {
+        **{k: v for k, v in test.items() if k not in ("iou", "confusion")}, "iou": test["iou"], "confusion": test["confusion"],
+        "val": {k: v for k, v in model.scores.get("val", {}).items() if k not in ("iou", "confusion")},
+        "trained_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "gflops": forward_flops(model, tile) / 1e9, "ms_per_tile": latency_ms(model, tile), "cost_tile": cost_tile,
     }
 
 
@@ -115,6 +145,7 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
+    task = task_of(config)
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
         recipes = experiment_recipes(config, out_dir, seed)
         for name, recipe in recipes.items():
@@ -123,11 +154,10 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
                 records.append(finished)
                 continue
             run_dir.mkdir(parents=True, exist_ok=True)
-            record = fit_and_test(name, recipe, seed)
+            record = fit_and_test(name, recipe, seed, cost_tile=config.get("cost_tile", 512))
             write_json(run_dir / "scores.json", record)
             records.append(record)
-            log(f"seed {seed} {name}: OA {record['oa']:.4f} AA {record['aa']:.4f} kappa {record['kappa']:.4f} "
-                f"params {record['params']} {record['ms_per_1000_px']:.1f} ms/1000 px")
+            log(f"seed {seed} {name}: " + " ".join(f"{k} {record[k]:.4f}" for k in REPORTED[task]) + f" params {record['params']}")
         # every model of a seed sees the same split; its runs saved it, keep one copy per seed beside the results
         first_split = Path(next(iter(recipes.values()))["run_dir"]) / "split.json"
         if first_split.is_file():
@@ -136,6 +166,10 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
     write_json(out_dir / "results.json", {"runs": records, "summary": summary})
     (out_dir / "results.md").write_text(markdown_table(summary) + "\n")
     return records
+
+
+def is_segmentation(records: list[dict]) -> bool:
+    return bool(records) and "miou" in records[0]
 
 
 def summarise_columns(records: list[dict], key: str, columns) -> list[dict]:
@@ -151,21 +185,50 @@ def summarise_columns(records: list[dict], key: str, columns) -> list[dict]:
     return rows
 
 
+def segmentation_columns(records: list[dict]) -> list[str]:
+    """Test scores, then the validation's (``val_<score>``) where the runs validated, then ms per tile."""
+    scores = [k for k in ("miou", "oa", "mf1", "specdeepmap_iou") if k in records[0]]
+    return scores + [f"val_{k}" for k in scores if k in records[0].get("val", {})] + ["ms_per_tile"]
+
+
 def summarise(records: list[dict]) -> list[dict]:
-    """Per model: mean ± std over seeds of OA, AA, kappa and time; params."""
-    rows = summarise_columns(records, "model", (*REPORTED, "ms_per_1000_px"))
+    """Per model: mean ± std over seeds of the task's scores and time; params (and GFLOPs)."""
+    if is_segmentation(records):
+        flat = [{**r, **{f"val_{k}": v for k, v in r.get("val", {}).items()}} for r in records]
+        rows = summarise_columns(flat, "model", segmentation_columns(records))
+        constants = ("params", "trained_params", "gflops", "cost_tile")
+    else:
+        rows = summarise_columns(records, "model", (*REPORTED["classification"], "ms_per_1000_px"))
+        constants = ("params",)
     for row in rows:
-        row["params"] = next(r["params"] for r in records if r["model"] == row["model"])
+        first = next(r for r in records if r["model"] == row["model"])
+        row.update({k: first[k] for k in constants})
     return rows
 
 
 def markdown_table(summary: list[dict]) -> str:
+    if summary and "miou" in summary[0]:
+        return segmentation_table(summary)
     lines = [
         "| model | OA (%) | AA (%) | kappa (%) | params | ms / 1000 px | seeds |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in summary:
-        cells = [f"{100 * row[k]['mean']:.2f} ± {100 * row[k]['std']:.2f}" for k in REPORTED]
+        cells = [f"{100 * row[k]['mean']:.2f} ± {100 * row[k]['std']:.2f}" for k in REPORTED["classification"]]
         time_cell = f"{row['ms_per_1000_px']['mean']:.1f} ± {row['ms_per_1000_px']['std']:.1f}"
         lines.append(f"| {row['model']} | {' | '.join(cells)} | {row['params']:,} | {time_cell} | {row['seeds']} |")
+    return "\n".join(lines)
+
+
+def segmentation_table(summary: list[dict]) -> str:
+    scores = [k for k in summary[0] if k in ("miou", "oa", "mf1", "specdeepmap_iou") or k.startswith("val_")]
+    names = {"miou": "mIoU", "oa": "OA", "mf1": "mF1", "specdeepmap_iou": "SpecDeepMap IoU"}
+    title = [f"val {names[k[4:]]}" if k.startswith("val_") else f"test {names[k]}" for k in scores]
+    tile = summary[0]["cost_tile"]
+    lines = [f"| model | {' | '.join(f'{t} (%)' for t in title)} | params (trained) | GFLOPs / {tile}² | ms / {tile}² | seeds |",
+             "|---|" + "---|" * (len(scores) + 4)]
+    for row in summary:
+        cells = [f"{100 * row[k]['mean']:.2f} ± {100 * row[k]['std']:.2f}" for k in scores]
+        lines.append(f"| {row['model']} | {' | '.join(cells)} | {row['params']:,} ({row['trained_params']:,}) | {row['gflops']:.2f} | "
+                     f"{row['ms_per_tile']['mean']:.1f} ± {row['ms_per_tile']['std']:.1f} | {row['seeds']} |")
     return "\n".join(lines)
