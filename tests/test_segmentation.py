@@ -102,7 +102,15 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     assert tuple(predictions.shape) == (4, 16, 16) and int(predictions.max()) < 3
     with open(tmp_path / "run/test/metrics.csv") as f:
         header = f.readline()
+        logged = dict(zip(header.strip().split(","), f.readline().strip().split(",")))
     assert all(k in header for k in ("test/miou", "test/oa", "test/mf1"))
+    # the test image mapped in the test's own windows and scored as a tile: the test's scores
+    (tmp_path / "tiles.csv").write_text("image,mask\nimg3.tif,img3_mask.tif\n")
+    assert main(["score-tiles", "--ckpt", str(tmp_path / "run/last.ckpt"), "--tiles", str(tmp_path / "tiles.csv"),
+                 "--tile", "16", "--overlap", "0", "--batch_size", "1", "--out", str(tmp_path / "scores.json")]) == 0
+    scores = __import__("json").loads((tmp_path / "scores.json").read_text())
+    assert scores["miou"] == pytest.approx(float(logged["test/miou"]), abs=1e-6) and scores["oa"] == pytest.approx(float(logged["test/oa"]), abs=1e-6)
+    assert scores["specdeepmap_iou"] == pytest.approx(scores["miou"], abs=1e-6)
     # a whole georeferenced scene, larger than a window, segmented in overlapping blended windows
     from affine import Affine
     from rasterio.crs import CRS
@@ -167,3 +175,12 @@ def test_an_epoch_can_draw_a_fresh_subset_of_the_training_tiles():
     sampler.set_epoch(0)
     assert list(sampler) == first  # depends only on (seed, epoch): a resumed run draws the same tiles
     assert len(EpochShuffle(5, seed=0, count=10)) == 5
+
+
+def test_unmapped_labelled_pixels_count_against_their_class():
+    from rsdistill.evaluation.tile_scores import scores_of_confusion
+
+    # 2 classes + the unmapped column: class 0 has 3 px (2 right, 1 unmapped), class 1 has 1 px (right)
+    scores = scores_of_confusion(np.array([[2, 0, 1], [0, 1, 0], [0, 0, 0]]), 2)
+    assert scores["iou"] == pytest.approx([2 / 3, 1.0]) and scores["oa"] == pytest.approx(3 / 4)
+    assert scores["mf1"] == pytest.approx((0.8 + 1.0) / 2) and scores["confusion"] == [[2, 0, 1], [0, 1, 0]]

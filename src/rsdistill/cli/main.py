@@ -79,6 +79,18 @@ def _map_parser() -> ArgumentParser:
     return parser
 
 
+def _score_tiles_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Score a pixel classifier's or a segmenter's class maps of labelled tiles: mIoU, OA, "
+                            "mF1, per-class IoU and SpecDeepMap's per-batch IoU (JSON on stdout, or --out).")
+    parser.add_argument("--ckpt", required=True, help="a PixelClassifier or SemanticSegmenter checkpoint")
+    parser.add_argument("--tiles", required=True, help="tile list CSV (image,mask), relative paths under the data root")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=2, help="tiles per batch of SpecDeepMap's IoU (its trainer's)")
+    parser.add_argument("--tile", type=int, default=256, help="window size in pixels (segmentation)")
+    parser.add_argument("--overlap", type=int, default=64, help="overlap of neighbouring windows in pixels (segmentation)")
+    parser.add_argument("--out", default=None, help="write the scores as JSON here")
+    return parser
+
+
 def _probe_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Linear probe: freeze a pretrained encoder, train a linear classifier on the "
                             "labelled pixels of the training tiles, report overall accuracy on the test tiles.")
@@ -131,6 +143,7 @@ VERBS = {
     "align": (_align_parser, "band alignment between two sensors"),
     "stats": (_stats_parser, "per-band mean/std for normalisation"),
     "map": (_map_parser, "whole-scene class map as GeoTIFF + PNG"),
+    "score-tiles": (_score_tiles_parser, "mIoU/OA/mF1 of a checkpoint's maps of labelled tiles"),
     "experiment": (_experiment_parser, "compare models over seeds (mean ± std tables)"),
     "pretrain-experiment": (_pretrain_experiment_parser, "compare MAE recipes over seeds"),
     "probe": (_probe_parser, "linear-probe OA of a pretrained encoder"),

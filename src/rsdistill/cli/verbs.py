@@ -98,6 +98,20 @@ def map(args) -> None:  # noqa: A001 - the verb's name
     print(f"{tif} and {png}: " + ", ".join(f"{labels[int(i)]}: {n} px" for i, n in zip(ids, counts)))
 
 
+def score_tiles(args) -> None:
+    import json
+
+    from rsdistill.data.paths import read_tile_list, resolve
+    from rsdistill.evaluation.tile_scores import score_tiles as score
+    from rsdistill.files import write_json
+    from rsdistill.tasks.loading import load_task
+
+    scores = score(load_task(args.ckpt), read_tile_list(resolve(args.tiles)), args.batch_size, args.tile, args.overlap)
+    if args.out:
+        write_json(args.out, scores)
+    print(json.dumps({k: v for k, v in scores.items() if k != "confusion"}, indent=1))
+
+
 def probe(args) -> None:
     from rsdistill.evaluation.pretrain_experiment import probe_accuracy, probe_tiles
     from rsdistill.models.registry import load_encoder
