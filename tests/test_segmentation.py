@@ -126,6 +126,14 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
         ds.crs, ds.transform = CRS.from_epsg(32640), Affine(0.5, 0, 300000, 0, -0.5, 2800000)
     assert main(["map", "--ckpt", str(tmp_path / "run/last.ckpt"), "--scene", str(scene_path), "--out", str(tmp_path / "map.tif"),
                  "--tile", "16", "--overlap", "8"]) == 0
+    # beside its reference: the scene's image/mask pair from the recipe's test subset
+    assert main(["map", "--ckpt", str(tmp_path / "run/last.ckpt"), "--scene", str(tmp_path / "img3.tif"), "--out", str(tmp_path / "ref.tif"),
+                 "--tile", "16", "--overlap", "8", "--reference", str(tmp_path / "img3_mask.tif")]) == 0
+    assert (tmp_path / "ref.png").stat().st_size > 0
+    with pytest.raises(InputError, match="img2_mask.tif: reference is 32×32 but the scene is 40×36"):
+        from rsdistill.cli.verbs import reference_codes
+        from rsdistill.tasks.loading import load_task as _load
+        reference_codes(_load(tmp_path / "run/last.ckpt"), tmp_path / "img2_mask.tif", [1, 2, 3], (40, 36))
     with rasterio.open(tmp_path / "map.tif") as ds:
         values = ds.read(1)
         assert ds.crs == CRS.from_epsg(32640) and ds.transform == Affine(0.5, 0, 300000, 0, -0.5, 2800000)

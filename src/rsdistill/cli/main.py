@@ -76,6 +76,7 @@ def _map_parser() -> ArgumentParser:
     parser.add_argument("--tile", type=int, default=256, help="window size in pixels (segmentation)")
     parser.add_argument("--overlap", type=int, default=64, help="overlap of neighbouring windows in pixels (segmentation)")
     parser.add_argument("--blend", default="cosine", choices=["uniform", "cosine"], help="how overlapping windows' scores are weighted")
+    parser.add_argument("--reference", default=None, help="the scene's reference mask: the PNG shows it beside the prediction")
     return parser
 
 

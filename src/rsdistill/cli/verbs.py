@@ -92,10 +92,24 @@ def map(args) -> None:  # noqa: A001 - the verb's name
         class_map, class_ids, names = classify_scene(model, scene, args.batch_size), model.class_ids, None
     else:
         raise InputError(f"{args.ckpt}: a {type(model).__name__} checkpoint makes no class map; give a classifier or segmentation checkpoint")
-    tif, png = write_class_map(class_map, scene, args.out, class_ids, names)
+    reference = reference_codes(model, args.reference, class_ids, class_map.shape) if args.reference else None
+    tif, png = write_class_map(class_map, scene, args.out, class_ids, names, reference)
     labels = dict(zip(class_ids, names or [f"class {c}" for c in class_ids]))
     ids, counts = np.unique(class_map[class_map > 0], return_counts=True)
     print(f"{tif} and {png}: " + ", ".join(f"{labels[int(i)]}: {n} px" for i, n in zip(ids, counts)))
+
+
+def reference_codes(model, mask, class_ids: list[int], shape) -> np.ndarray:
+    """A reference mask in the map's codes (0 = unlabelled), read through the model's legend."""
+    from rsdistill.evaluation.tile_scores import map_maker
+    from rsdistill.io.masks import IGNORE_INDEX, read_mask
+
+    _, legend, _ = map_maker(model, 0, 0)
+    indices, _ = read_mask(mask, legend)
+    if indices.shape != tuple(shape):
+        raise InputError(f"{mask}: reference is {indices.shape[0]}×{indices.shape[1]} but the scene is {shape[0]}×{shape[1]}")
+    codes = np.asarray(class_ids)[np.minimum(indices, len(class_ids) - 1)]
+    return np.where(indices == IGNORE_INDEX, 0, codes).astype(np.uint8)
 
 
 def score_tiles(args) -> None:

@@ -21,14 +21,18 @@ TRUE_COLOUR_NM = (640.0, 550.0, 470.0)
 
 
 def true_colour_bands(wavelengths, bands: int) -> list[int]:
-    """Indices of the bands nearest red/green/blue, or three spread bands without wavelengths."""
+    """Indices of the bands nearest red/green/blue; without wavelengths, an RGB image's own three
+    bands, or three spread bands."""
+    if wavelengths is None and bands == 3:
+        return [0, 1, 2]
     if wavelengths is None:
         return [bands * 3 // 4, bands // 2, bands // 4]
     wl = np.asarray(wavelengths)
     return [int(np.argmin(np.abs(wl - target))) for target in TRUE_COLOUR_NM]
 
 
-def _stretch(rgb: np.ndarray) -> np.ndarray:
+def stretch(rgb: np.ndarray) -> np.ndarray:
+    """2-98 % percentile stretch to [0, 1] for display."""
     low, high = np.percentile(rgb, 2), np.percentile(rgb, 98)
     return np.clip((rgb - low) / max(high - low, 1e-6), 0, 1)
 
@@ -51,10 +55,10 @@ def reconstruction_figure(task, images: torch.Tensor, path, tiles: int = 3) -> P
     columns = 4 + has_mixing
     figure, axes = plt.subplots(len(truth), columns, figsize=(3.2 * columns, 3 * len(truth)), squeeze=False)
     for i in range(len(truth)):
-        rgb_true = _stretch(truth[i][bands].transpose(1, 2, 0))
+        rgb_true = stretch(truth[i][bands].transpose(1, 2, 0))
         masked = rgb_true.copy()
         masked[pixel_mask[i]] = 0.5
-        panels = [(rgb_true, "input"), (masked, f"masked ({h.mask_score})"), (_stretch(recon[i][bands].transpose(1, 2, 0)), "reconstruction + visible")]
+        panels = [(rgb_true, "input"), (masked, f"masked ({h.mask_score})"), (stretch(recon[i][bands].transpose(1, 2, 0)), "reconstruction + visible")]
         for axis, (image, title) in zip(axes[i], panels):
             axis.imshow(image)
             axis.set_title(title)

@@ -1,7 +1,7 @@
 """Whole-scene class maps: a ``PixelClassifier`` classifies every valid pixel from its patch; a
 ``SemanticSegmenter`` segments the scene in sliding windows (``segment_scene``). Either map is
 written as a GeoTIFF (the scene's CRS and transform, a colour table, 0 = nodata) and a PNG with a
-legend of class names."""
+legend of class names: the scene in true colour, the reference when given, the prediction."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from rsdistill.data.patches import all_pixel_patches, check_patch_size, padded_cube  # noqa: E402
 from rsdistill.data.segmentation import covering_windows  # noqa: E402
 from rsdistill.errors import InputError  # noqa: E402
+from rsdistill.evaluation.figures import stretch, true_colour_bands  # noqa: E402
 from rsdistill.io.geotiff import write_geotiff  # noqa: E402
 from rsdistill.io.scene import Scene  # noqa: E402
 from rsdistill.tasks.classification import PixelClassifier  # noqa: E402
@@ -89,22 +90,35 @@ def class_colours(class_ids: list[int]) -> dict[int, tuple[int, int, int, int]]:
     return colours
 
 
-def write_class_map(class_map: np.ndarray, scene: Scene, out, class_ids: list[int], names: list[str] | None = None) -> tuple[Path, Path]:
+def write_class_map(class_map: np.ndarray, scene: Scene, out, class_ids: list[int], names: list[str] | None = None,
+                    reference: np.ndarray | None = None) -> tuple[Path, Path]:
     """GeoTIFF with the scene's CRS/transform and a colour table, plus a PNG with a legend (``names``
-    of the classes, in the order of ``class_ids``, or "class N")."""
+    of the classes, in the order of ``class_ids``, or "class N"): the scene in true colour beside the
+    map, and beside the ``reference`` (same codes, 0 = unlabelled) when one is given."""
     colours = class_colours(class_ids)
     tif = write_geotiff(out, class_map, like=scene, nodata=0, colormap=colours)
     png = Path(out).with_suffix(".png")
-    rgb = np.zeros((*class_map.shape, 3), dtype=np.uint8)
-    for class_id, colour in colours.items():
-        rgb[class_map == class_id] = colour[:3]
-    figure, axis = plt.subplots(figsize=(6, 6 * class_map.shape[0] / max(class_map.shape[1], 1) + 0.5))
-    axis.imshow(rgb, interpolation="nearest")
-    axis.set_axis_off()
-    axis.set_title(Path(scene.path).name or "scene")
+    panels = [("scene", stretch(scene.cube[..., true_colour_bands(scene.wavelengths, scene.shape[2])]))]
+    if reference is not None:
+        panels.append(("reference", _coloured(reference, colours)))
+    panels.append(("prediction", _coloured(class_map, colours)))
+    aspect = class_map.shape[0] / max(class_map.shape[1], 1)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4 * aspect + 0.6), squeeze=False)
+    for axis, (title, picture) in zip(axes[0], panels):
+        axis.imshow(picture, interpolation="nearest")
+        axis.set_axis_off()
+        axis.set_title(title)
+    figure.suptitle(Path(scene.path).name or "scene")
     labels = names or [f"class {c}" for c in class_ids]
     handles = [Patch(color=np.array(colours[c][:3]) / 255, label=label) for c, label in zip(class_ids, labels)]
-    axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     figure.savefig(png, bbox_inches="tight", dpi=120)
     plt.close(figure)
     return tif, png
+
+
+def _coloured(class_map: np.ndarray, colours: dict) -> np.ndarray:
+    rgb = np.zeros((*class_map.shape, 3), dtype=np.uint8)
+    for class_id, colour in colours.items():
+        rgb[class_map == class_id] = colour[:3]
+    return rgb
