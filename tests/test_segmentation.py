@@ -108,7 +108,7 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     (tmp_path / "tiles.csv").write_text("image,mask\nimg3.tif,img3_mask.tif\n")
     assert main(["score-tiles", "--ckpt", str(tmp_path / "run/last.ckpt"), "--tiles", str(tmp_path / "tiles.csv"),
                  "--tile", "16", "--overlap", "0", "--batch_size", "1", "--out", str(tmp_path / "scores.json")]) == 0
-    scores = __import__("json").loads((tmp_path / "scores.json").read_text())
+    scores = __import__("json").loads((tmp_path / "scores.json").read_text())["runs"][str(tmp_path / "run/last.ckpt")]
     assert scores["miou"] == pytest.approx(float(logged["test/miou"]), abs=1e-6) and scores["oa"] == pytest.approx(float(logged["test/oa"]), abs=1e-6)
     assert scores["specdeepmap_iou"] == pytest.approx(scores["miou"], abs=1e-6)
     # a whole georeferenced scene, larger than a window, segmented in overlapping blended windows

@@ -82,8 +82,9 @@ def _map_parser() -> ArgumentParser:
 
 def _score_tiles_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Score a pixel classifier's or a segmenter's class maps of labelled tiles: mIoU, OA, "
-                            "mF1, per-class IoU and SpecDeepMap's per-batch IoU (JSON on stdout, or --out).")
-    parser.add_argument("--ckpt", required=True, help="a PixelClassifier or SemanticSegmenter checkpoint")
+                            "mF1, per-class IoU and SpecDeepMap's per-batch IoU (per checkpoint, and mean ± std; JSON with --out).")
+    parser.add_argument("--ckpt", required=True, help="a PixelClassifier or SemanticSegmenter checkpoint, or a glob of several "
+                        "(e.g. runs/x/seed_*/last.ckpt: mean ± std over them)")
     parser.add_argument("--tiles", required=True, help="tile list CSV (image,mask), relative paths under the data root")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=2, help="tiles per batch of SpecDeepMap's IoU (its trainer's)")
     parser.add_argument("--tile", type=int, default=256, help="window size in pixels (segmentation)")

@@ -113,17 +113,23 @@ def reference_codes(model, mask, class_ids: list[int], shape) -> np.ndarray:
 
 
 def score_tiles(args) -> None:
+    import glob
     import json
 
     from rsdistill.data.paths import read_tile_list, resolve
-    from rsdistill.evaluation.tile_scores import score_tiles as score
+    from rsdistill.evaluation.tile_scores import score_tiles as score, summarise_scores
     from rsdistill.files import write_json
     from rsdistill.tasks.loading import load_task
 
-    scores = score(load_task(args.ckpt), read_tile_list(resolve(args.tiles)), args.batch_size, args.tile, args.overlap)
+    checkpoints = sorted(glob.glob(args.ckpt)) or [args.ckpt]  # a glob (e.g. one model's seeds) or one path
+    pairs = read_tile_list(resolve(args.tiles))
+    runs = {path: score(load_task(path), pairs, args.batch_size, args.tile, args.overlap) for path in checkpoints}
+    result = {"runs": runs, "summary": summarise_scores(list(runs.values()))}
     if args.out:
-        write_json(args.out, scores)
-    print(json.dumps({k: v for k, v in scores.items() if k != "confusion"}, indent=1))
+        write_json(args.out, result)
+    for path, scores in runs.items():
+        print(path, " ".join(f"{k} {scores[k]:.4f}" for k in ("miou", "oa", "mf1", "specdeepmap_iou")))
+    print(json.dumps(result["summary"], indent=1))
 
 
 def probe(args) -> None:

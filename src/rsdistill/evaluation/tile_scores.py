@@ -72,3 +72,9 @@ def scores_of_confusion(confusion: np.ndarray, classes: int) -> dict:
     iou, f1 = tp / np.maximum(tp + fp + fn, 1), 2 * tp / np.maximum(2 * tp + fp + fn, 1)
     return {"miou": float(iou[seen].mean()), "oa": float(tp.sum() / max(confusion.sum(), 1)), "mf1": float(f1[seen].mean()),
             "iou": iou.tolist(), "confusion": confusion[:classes].tolist()}
+
+
+def summarise_scores(runs: list[dict]) -> dict:
+    """Mean and std (population, over the runs, e.g. seeds) of each score."""
+    return {k: {"mean": float(np.mean([r[k] for r in runs])), "std": float(np.std([r[k] for r in runs]))}
+            for k in ("miou", "oa", "mf1", "specdeepmap_iou")} | {"runs": len(runs)}
