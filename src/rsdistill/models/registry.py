@@ -1,11 +1,12 @@
 """Encoders on disk and in memory: one registry for every encoder rsdistill builds or loads.
 
 - ``build_encoder(architecture)`` makes an encoder from the ``architecture`` record of a card
-  (``{"name": "vit", ...constructor arguments}``); every encoder carries that record as ``config``.
+  (``{"name": "vit" | "sam", ...constructor arguments}``); every encoder carries that record as ``config``.
 - ``save_encoder`` writes safetensors weights + a JSON card (architecture, preprocessing, recipe,
   metrics, scenes), both atomically.
-- ``load_encoder(path)`` dispatches on the format: an rsdistill card next to the weights, or a
-  Prithvi-EO-1.0 or MAE/timm checkpoint in its official layout (``models.vit_checkpoints``). It returns a ``PretrainedEncoder``: the encoder
+- ``load_encoder(path)`` dispatches on the format: an rsdistill card next to the weights, a SAM
+  checkpoint (``models.sam_checkpoints``), or a Prithvi-EO-1.0 or MAE/timm checkpoint in its
+  official layout (``models.vit_checkpoints``). It returns a ``PretrainedEncoder``: the encoder
   with its ``Preprocessing``, which takes raw scene values and returns features.
 
 Pickled checkpoints are never unpickled beyond plain tensors (``models.state_dicts``).
@@ -24,12 +25,13 @@ from torch import nn
 from rsdistill.errors import InputError
 from rsdistill.files import atomic_write, write_json
 from rsdistill.models.state_dicts import check_keys, read_state_dict
+from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
 
 CARD_SUFFIX = ".json"
 CARD_FORMAT = "rsdistill-encoder/2"
-ENCODERS = {"vit": ViTEncoder}
+ENCODERS = {"vit": ViTEncoder, "sam": SAMImageEncoder}
 
 
 def build_encoder(architecture: dict) -> nn.Module:
@@ -134,7 +136,8 @@ def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None)
     """Any encoder rsdistill can read, with its preprocessing and card.
 
     An rsdistill encoder is recognised by its JSON card next to the weights; anything else is read
-    as a Prithvi-EO-1.0 or MAE/timm checkpoint (``num_heads`` is not stored in those; default dim // 64).
+    as a SAM checkpoint (recognised by its keys) or a Prithvi-EO-1.0 or MAE/timm checkpoint
+    (``num_heads`` is not stored in those; default dim // 64).
     """
     path = Path(path)
     if path.with_suffix(CARD_SUFFIX).is_file():
@@ -148,9 +151,14 @@ def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None)
             raise InputError(f"{path}: unexpected keys {unexpected[:5]} for a {card['architecture'].get('name', 'vit')} encoder")
         encoder.load_state_dict(state)
     else:
+        from rsdistill.models.sam_checkpoints import is_sam_state, load_sam_checkpoint
         from rsdistill.models.vit_checkpoints import load_vit_checkpoint
 
-        encoder, card = load_vit_checkpoint(path, num_heads=num_heads, trust_pickle=trust_pickle)
+        state = read_state_dict(path, trust_pickle)
+        if is_sam_state(state):
+            encoder, card = load_sam_checkpoint(path, state)
+        else:
+            encoder, card = load_vit_checkpoint(path, num_heads=num_heads, trust_pickle=trust_pickle, state=state)
     card["path"] = str(path)
     preprocessing = Preprocessing.from_dict(card["preprocessing"], f"{path}: card")
     return PretrainedEncoder(encoder, preprocessing, card)

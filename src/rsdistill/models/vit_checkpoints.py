@@ -39,14 +39,15 @@ DECODER_KEYS = re.compile(r"^(mask_token|decoder_)")
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 
-def load_vit_checkpoint(path, num_heads: int | None = None, img_size: int | None = None, trust_pickle: bool = False) -> tuple[ViTEncoder, dict]:
+def load_vit_checkpoint(path, num_heads: int | None = None, img_size: int | None = None, trust_pickle: bool = False,
+                        state: dict | None = None) -> tuple[ViTEncoder, dict]:
     """An encoder and a card (format, preprocessing, load report) from a Prithvi or MAE/timm checkpoint.
 
     ``num_heads`` is not stored in the weights; default ``embed_dim // 64`` (12 for ViT-B and
     Prithvi-100M). ``img_size`` (the tile the fixed position code is cached for; other sizes work
     too): default that of a square MAE position code, 224 for Prithvi (whose code spans 3 frames). Raises ``InputError`` on missing keys or a shape mismatch (naming the key, both shapes).
     """
-    state = read_state_dict(path, trust_pickle)
+    state = read_state_dict(path, trust_pickle) if state is None else state
     patch = state.get("patch_embed.proj.weight")
     if patch is None or patch.ndim not in (4, 5):
         found = None if patch is None else tuple(patch.shape)
