@@ -96,3 +96,23 @@ def mask_from_scores(scores: torch.Tensor, ratio: float, noise: float = 0.5) -> 
     mask = torch.ones(n, length, device=scores.device)
     mask[:, :keep] = 0
     return PatchMask(torch.gather(mask, 1, ids_restore), ids_shuffle[:, :keep], ids_shuffle[:, keep:], ids_restore)
+
+
+def strided_grid_mask(n: int, grid_h: int, grid_w: int, device=None) -> PatchMask:
+    """Mask-CDKD's "teacher-safe" 75 % mask: keep every second patch in both directions from a
+    random (row, column) shift in {0, 1}² per tile, so the visible patches form a (grid_h/2) ×
+    (grid_w/2) grid a windowed-attention teacher can run on (the official code's only 4 masks).
+
+    Returns a ``PatchMask`` whose ``ids_keep`` are in row-major order of that visible grid.
+    """
+    if grid_h % 2 or grid_w % 2:
+        raise InputError(f"a strided-grid mask needs an even token grid, got {grid_h}×{grid_w}")
+    shifts = torch.randint(0, 2, (n, 2), device=device)
+    rows = torch.arange(0, grid_h, 2, device=device)[None, :, None] + shifts[:, 0, None, None]
+    cols = torch.arange(0, grid_w, 2, device=device)[None, None, :] + shifts[:, 1, None, None]
+    ids_keep = (rows * grid_w + cols).flatten(1)  # (N, L/4), row-major over the visible grid
+    mask = torch.ones(n, grid_h * grid_w, device=device)
+    mask.scatter_(1, ids_keep, 0)
+    ids_masked = torch.nonzero(mask)[:, 1].view(n, -1)  # ascending per tile
+    ids_restore = torch.argsort(torch.cat([ids_keep, ids_masked], dim=1), dim=1)
+    return PatchMask(mask, ids_keep, ids_masked, ids_restore)
