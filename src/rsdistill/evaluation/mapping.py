@@ -111,6 +111,8 @@ def write_class_map(class_map: np.ndarray, scene: Scene, out, class_ids: list[in
     figure.suptitle(Path(scene.path).name or "scene")
     labels = names or [f"class {c}" for c in class_ids]
     handles = [Patch(color=np.array(colours[c][:3]) / 255, label=label) for c, label in zip(class_ids, labels)]
+    if reference is not None:
+        handles.append(Patch(color="black", label="unlabelled / no data"))
     axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     figure.savefig(png, bbox_inches="tight", dpi=120)
     plt.close(figure)
