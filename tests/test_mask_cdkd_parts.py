@@ -40,3 +40,19 @@ def test_r_schedule_moves_one_way_and_resumes_from_its_state():
     assert RSchedule(mode="static").update(0.1, 1.0)[1] == [0.6, 0.2, 0.2]
     with pytest.raises(InputError, match="faithful, ema or static"):
         RSchedule(mode="smooth")
+
+
+def test_feature_kd_pairs_clip_and_the_teacher_learns_only_when_bidirectional():
+    from rsdistill.distill.mask_cdkd import FeatureKD
+
+    kd = FeatureKD(8, 16, student_depth=12, teacher_depth=12)
+    assert kd.pairs == [(3, 6), (6, 12), (9, 12)] and kd.teacher_layers == (6, 12)
+    with pytest.raises(InputError, match=r"teacher layer 30 is outside 1..12 \(the teacher's depth\)"):
+        FeatureKD(8, 16, 12, 12, layers=[[3, 30]])
+    for bidirectional in (True, False):
+        kd = FeatureKD(8, 16, 12, 24, bidirectional=bidirectional)
+        student = {s: torch.randn(2, 5, 8, requires_grad=True) for s in kd.student_layers}
+        teacher = {t: torch.randn(2, 5, 16, requires_grad=True) for t in kd.teacher_layers}
+        kd(student, teacher).backward()
+        assert all(x.grad is not None for x in student.values())
+        assert all((x.grad is not None) == bidirectional for x in teacher.values())

@@ -72,10 +72,12 @@ class CrossSpectralOptions:
         return cls(**options)
 
 
-def resolve_layer_pairs(layers, student_depth: int, teacher_depth: int) -> list[tuple[int, int]]:
-    """Explicit pairs are checked against both depths; the default is (8, 8) clipped to them."""
+def resolve_layer_pairs(layers, student_depth: int, teacher_depth: int,
+                        default: tuple[tuple[int, int], ...] = ((DEFAULT_LAYER, DEFAULT_LAYER),)) -> list[tuple[int, int]]:
+    """Explicit [student, teacher] pairs are checked against both depths; the ``default`` pairs are
+    clipped to them (repeated pairs once)."""
     if layers is None:
-        return [(min(DEFAULT_LAYER, student_depth), min(DEFAULT_LAYER, teacher_depth))]
+        return list(dict.fromkeys((min(s, student_depth), min(t, teacher_depth)) for s, t in default))
     pairs = []
     for pair in layers:
         if len(pair) != 2:
