@@ -180,3 +180,20 @@ def test_eval_mask_random_scores_every_recipe_on_the_same_masks():
     assert torch.equal(masks["gabor"]["mask"], masks["wavelet"]["mask"])
     with pytest.raises(InputError, match="unknown eval_mask"):
         MAEPretrainer(tile_info(5), eval_mask="gabor")
+
+
+def test_checkpoints_with_the_decoder_keys_of_earlier_versions_load():
+    from rsdistill.models.mae import _OLD_DECODER_KEYS, MaskedAutoencoder
+
+    mae = MaskedAutoencoder(4, 8, 2, 16, 1, 2, 8, 1, 2)
+    old = {}
+    for key, value in mae.state_dict().items():
+        for old_name, new_name in _OLD_DECODER_KEYS.items():
+            if key.startswith(new_name):
+                key = old_name + key[len(new_name):]
+                break
+        old[key] = value
+    assert "decoder_pred.weight" in old and "mask_token" in old
+    fresh = MaskedAutoencoder(4, 8, 2, 16, 1, 2, 8, 1, 2)
+    fresh.load_state_dict(old)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), mae.state_dict().values()))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rsdistill.masking import mask_from_scores, patch_scores
+from rsdistill.masking import PatchMask, mask_from_scores, patch_scores
 from rsdistill.models.vit import Block, ViTEncoder, sincos_position_embedding
 from rsdistill.tokens import take_tokens, unpatchify
 
@@ -41,6 +41,55 @@ class LinearMixingHead(nn.Module):
         return abundances, abundances @ self.endmembers.T
 
 
+class MAEDecoder(nn.Module):
+    """MAE's lightweight decoder (He et al., CVPR 2022, Sec. 3): visible tokens and mask tokens back in
+    place, a fixed 2-D sin-cos position code, pre-norm blocks, a final norm; ``pred`` is the pixel head.
+
+    forward: visible (N, L_keep, D_enc) (+ an optional class token (N, 1, D_enc), which joins the
+    sequence as in MAE), ids_restore (N, L), the token grid -> decoded tokens (N, L, D) of every
+    patch, in place.
+    """
+
+    def __init__(self, encoder_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float, out_dim: int, grid: tuple[int, int]):
+        super().__init__()
+        self.dim, self.grid = dim, tuple(grid)
+        self.embed = nn.Linear(encoder_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", torch.cat([torch.zeros(1, dim), sincos_position_embedding(dim, *grid)])[None])
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pred = nn.Linear(dim, out_dim)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(self, visible: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int], cls: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embed(visible)
+        n, length = ids_restore.shape
+        patches = take_tokens(torch.cat([x, self.mask_token.expand(n, length - x.shape[1], -1)], dim=1), ids_restore)
+        position = self.pos_embed if tuple(grid) == self.grid else torch.cat(
+            [torch.zeros(1, self.dim), sincos_position_embedding(self.dim, *grid)])[None].to(x)
+        x = patches + position[:, 1:]
+        if cls is not None:
+            x = torch.cat([self.embed(cls) + position[:, :1], x], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        return x if cls is None else x[:, 1:]
+
+
+# The decoder's keys before it became ``MAEDecoder`` (checkpoints written by earlier versions load)
+_OLD_DECODER_KEYS = {"decoder_embed.": "decoder.embed.", "mask_token": "decoder.mask_token", "decoder_pos_embed": "decoder.pos_embed",
+                     "decoder_blocks.": "decoder.blocks.", "decoder_norm.": "decoder.norm.", "decoder_pred.": "decoder.pred."}
+
+
+def _rename_old_decoder_keys(state_dict, prefix, *args) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        local = key[len(prefix):]
+        for old, new in _OLD_DECODER_KEYS.items():
+            if local.startswith(old):
+                state_dict[prefix + new + local[len(old):]] = state_dict.pop(key)
+                break
+
+
 class MaskedAutoencoder(nn.Module):
     """(N, C, H, W) tiles -> reconstruction of the masked patches (and the LSMM branch, if any)."""
 
@@ -63,20 +112,13 @@ class MaskedAutoencoder(nn.Module):
         super().__init__()
         self.patch_size, self.bands = patch_size, bands
         self.encoder = ViTEncoder(bands, img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio)
-        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.decoder_embed_dim = decoder_embed_dim
         grid = img_size // patch_size
-        decoder_position = sincos_position_embedding(decoder_embed_dim, grid, grid)
-        self.register_buffer("decoder_pos_embed", torch.cat([torch.zeros(1, decoder_embed_dim), decoder_position])[None])
-        self.decoder_blocks = nn.ModuleList(Block(decoder_embed_dim, decoder_num_heads, mlp_ratio) for _ in range(decoder_depth))
-        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * bands)
+        self.decoder = MAEDecoder(embed_dim, decoder_embed_dim, decoder_depth, decoder_num_heads, mlp_ratio, patch_size**2 * bands, (grid, grid))
         self.mixing = (
             LinearMixingHead(decoder_embed_dim, bands, endmembers, patch_size, endmember_init, learnable_endmembers)
             if endmembers else None
         )
-        nn.init.normal_(self.mask_token, std=0.02)
+        self._register_load_state_dict_pre_hook(_rename_old_decoder_keys)
 
     def forward_encoder(self, images: torch.Tensor, ids_keep: torch.Tensor, return_layers: tuple[int, ...] = ()):
         """Encode the kept patches only: (N, 1 + L_keep, D) and requested layers."""
@@ -84,19 +126,7 @@ class MaskedAutoencoder(nn.Module):
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """(N, 1 + L_keep, D) -> decoder tokens (N, L, D_dec) of every patch, in place."""
-        x = self.decoder_embed(latent)
-        n, length = ids_restore.shape
-        masked = self.mask_token.expand(n, length + 1 - x.shape[1], -1)
-        patches = torch.cat([x[:, 1:], masked], dim=1)
-        patches = take_tokens(patches, ids_restore)
-        position = (
-            self.decoder_pos_embed[:, 1:] if tuple(grid) == self.encoder.grid
-            else sincos_position_embedding(self.decoder_embed_dim, *grid).to(x)[None]
-        )
-        x = torch.cat([x[:, :1], patches + position], dim=1)
-        for block in self.decoder_blocks:
-            x = block(x)
-        return self.decoder_norm(x)[:, 1:]
+        return self.decoder(latent[:, 1:], ids_restore, grid, cls=latent[:, :1])
 
     def unmix(self, images: torch.Tensor) -> torch.Tensor:
         """Abundances of every pixel with nothing masked: (N, C, H, W) -> (N, M, H, W)."""
@@ -110,12 +140,13 @@ class MaskedAutoencoder(nn.Module):
         return unpatchify(abundances.flatten(2), self.patch_size, height, width)
 
     def forward(self, images: torch.Tensor, mask_ratio: float = 0.75, score: str = "random", noise: float = 0.5,
-                return_layers: tuple[int, ...] = (), predict: str = "all") -> dict:
+                return_layers: tuple[int, ...] = (), predict: str = "all", patch_mask: PatchMask | None = None) -> dict:
         """images: (N, C, H, W) normalised tiles.
 
         ``predict``: ``all`` runs the pixel head on every patch (evaluation, figures); ``masked``
         only on the masked ones, which is all a training loss needs (the visible patches of a
         reconstruction come from the input) and saves a quarter of the largest matrix product.
+        ``patch_mask``: a mask made elsewhere (e.g. shared with a teacher) instead of drawing one.
 
         Returns a dict: ``pred_masked`` (N, L_mask, p²C) pixel-head reconstruction of the masked
         patches ``ids_masked`` (N, L_mask); with ``predict="all"`` also ``pred`` (N, L, p²C);
@@ -126,18 +157,19 @@ class MaskedAutoencoder(nn.Module):
         if predict not in ("all", "masked"):
             raise ValueError(f"predict must be 'all' or 'masked', got {predict!r}")
         grid = (images.shape[2] // self.patch_size, images.shape[3] // self.patch_size)
-        with torch.no_grad():
-            scores = patch_scores(images, score, self.patch_size)
-        patch_mask = mask_from_scores(scores, mask_ratio, noise if score != "random" else 0.0)
+        if patch_mask is None:
+            with torch.no_grad():
+                scores = patch_scores(images, score, self.patch_size)
+            patch_mask = mask_from_scores(scores, mask_ratio, noise if score != "random" else 0.0)
         latent, layers = self.forward_encoder(images, patch_mask.ids_keep, return_layers)
         decoded = self.forward_decoder(latent, patch_mask.ids_restore, grid)
         out = {"mask": patch_mask.mask, "ids_masked": patch_mask.ids_masked, "latent": latent, "layers": layers,
                "ids_keep": patch_mask.ids_keep}
         if predict == "all":
-            out["pred"] = self.decoder_pred(decoded)
+            out["pred"] = self.decoder.pred(decoded)
             out["pred_masked"] = take_tokens(out["pred"], patch_mask.ids_masked)
         else:
-            out["pred_masked"] = self.decoder_pred(take_tokens(decoded, patch_mask.ids_masked))
+            out["pred_masked"] = self.decoder.pred(take_tokens(decoded, patch_mask.ids_masked))
         if self.mixing is not None:
             abundances, mixture = self.mixing(decoded)
             out["abundances"], out["mixture"] = abundances, mixture.flatten(2)
