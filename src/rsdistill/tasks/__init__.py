@@ -1,7 +1,10 @@
-"""Lightning tasks, all on ``BaseTask``: ``PixelClassifier`` (BLM-KD and backbones) and ``MAEPretrainer`` (MAE, KARMA, HyperKD)."""
+"""Lightning tasks, all on ``BaseTask``: ``PixelClassifier`` (BLM-KD and backbones), ``MAEPretrainer``
+(MAE, KARMA, HyperKD), ``SemanticSegmenter`` (UPerNet, CNN baselines) and ``MaskCDKD``."""
 
 from rsdistill.tasks.base import BaseTask
 from rsdistill.tasks.classification import PixelClassifier, load_classifier
+from rsdistill.tasks.mask_cdkd import MaskCDKD
 from rsdistill.tasks.pretrain import MAEPretrainer
+from rsdistill.tasks.segmentation import SemanticSegmenter
 
-__all__ = ["BaseTask", "MAEPretrainer", "PixelClassifier", "load_classifier"]
+__all__ = ["BaseTask", "MAEPretrainer", "MaskCDKD", "PixelClassifier", "SemanticSegmenter", "load_classifier"]

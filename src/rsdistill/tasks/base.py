@@ -15,15 +15,20 @@ in that order, when it is built) and, if it distils, ``configure_distiller``. Th
   resumed run continues exactly like an uninterrupted one;
 - **the teacher policy** (``rsdistill.distill.teacher``): the distiller, with its frozen teacher,
   is built when fitting starts and never when a checkpoint is loaded for inference; its own
-  trained state (projections) is saved for resuming and dropped when a checkpoint loads without it.
+  trained state (projections) is saved for resuming and dropped when a checkpoint loads without it;
+- **the encoder a run leaves**: a task whose ``exported_encoder`` is not None writes it, when a fit
+  ends, as ``encoder.safetensors`` + card (architecture, preprocessing, recipe, metrics) in the
+  run folder, for the other recipes to take as a backbone.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 import numpy as np
 import torch
 from torch import nn
@@ -32,6 +37,7 @@ from rsdistill.errors import InputError
 from rsdistill.preprocessing import Preprocessing
 
 DISTILLER_PREFIX = "distiller."
+NOT_RECIPE = ("data_info", "_class_path", "_instantiator")
 
 
 class BaseTask(L.LightningModule):
@@ -124,6 +130,32 @@ class BaseTask(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- the encoder a run leaves behind -----------------------------------------------------------
+    def exported_encoder(self) -> nn.Module | None:
+        """The encoder a finished fit writes to the run folder; None: the task leaves none."""
+        return None
+
+    @property
+    def recipe(self) -> dict:
+        return {k: v for k, v in self.hparams.items() if k not in NOT_RECIPE}
+
+    def export(self, path, metrics: dict | None = None) -> None:
+        """Save ``exported_encoder`` as safetensors + JSON card (architecture, preprocessing, recipe, metrics)."""
+        from rsdistill.models.registry import save_encoder
+
+        card = {"bands": self.preprocessing.channels, "sensor": self.data_info.get("sensor"), "scenes": self.data_info.get("scenes"),
+                "recipe": self.recipe, "metrics": metrics or {}}
+        save_encoder(self.exported_encoder(), path, self.preprocessing, card)
+
+    @rank_zero_only
+    def on_fit_end(self) -> None:
+        """The encoder and its card go to the run folder (the logger's); without a logger nothing is
+        written (Lightning would otherwise fall back to the working directory)."""
+        log_dir = self.trainer.log_dir if self.trainer.loggers else None
+        if log_dir is not None and self.exported_encoder() is not None:
+            metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
+            self.export(Path(log_dir) / "encoder.safetensors", metrics)
 
     def count_parameters(self) -> int:
         """Parameters of the model a user keeps (not a distiller's, never a teacher's)."""

@@ -1,4 +1,5 @@
-"""A trained task from its checkpoint alone: the task is told by what its ``data_info`` holds.
+"""A trained task from its checkpoint alone: the task is told by its hyper-parameters (a teacher
+card: Mask-CDKD) and what its ``data_info`` holds (class names, class ids, else an MAE).
 
 Checkpoints are read with ``weights_only=True`` (tensors and plain containers only); a file that
 holds other pickled objects is refused in one line naming it.
@@ -16,12 +17,16 @@ from rsdistill.models.state_dicts import untrusted_pickle
 from rsdistill.tasks.base import BaseTask
 
 
-def task_class(data_info: dict) -> type[BaseTask]:
-    """The task whose data module gives such a ``data_info``."""
+def task_class(hparams: dict) -> type[BaseTask]:
+    """The task a checkpoint's hyper-parameters belong to."""
     from rsdistill.tasks.classification import PixelClassifier
+    from rsdistill.tasks.mask_cdkd import MaskCDKD
     from rsdistill.tasks.pretrain import MAEPretrainer
     from rsdistill.tasks.segmentation import SemanticSegmenter
 
+    data_info = hparams.get("data_info") or {}
+    if "teacher_card" in hparams:
+        return MaskCDKD
     if "class_names" in data_info:
         return SemanticSegmenter
     if "class_ids" in data_info:
@@ -37,7 +42,7 @@ def load_task(path, expect: type[BaseTask] | None = None, expect_bands: int | No
         raise InputError(f"{path}: no such checkpoint")
     try:
         hparams = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters", {})
-        cls = task_class(hparams.get("data_info") or {})
+        cls = task_class(hparams)
         if expect is not None and not issubclass(cls, expect):
             raise InputError(f"{path}: a {cls.__name__} checkpoint, but a {expect.__name__} is needed here")
         model = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)

@@ -12,10 +12,9 @@ patch features of the test tiles.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.image import PeakSignalNoiseRatio, SpectralAngleMapper, StructuralSimilarityIndexMeasure
 
 from rsdistill.distill.cross_spectral import CrossSpectralDistiller, CrossSpectralOptions
@@ -31,7 +30,6 @@ ENDMEMBER_INITS = ("random", "vca")
 # the batch index (``random``): the same masks for every recipe, so that their metrics compare.
 EVAL_MASKS = ("own", "random")
 # Hyper-parameters that are data facts or bookkeeping, not part of a recipe shown on a card.
-NOT_RECIPE = ("data_info", "_class_path", "_instantiator")
 
 
 class MAEPretrainer(BaseTask):
@@ -202,23 +200,5 @@ class MAEPretrainer(BaseTask):
         """The encoder's final patch features of each tile, nothing masked: (N, D, h, w)."""
         return self.model.encoder.forward_features(batch["image"])[0]
 
-    @property
-    def recipe(self) -> dict:
-        return {k: v for k, v in self.hparams.items() if k not in NOT_RECIPE}
-
-    def export(self, path, metrics: dict | None = None) -> None:
-        """Save the encoder as safetensors + JSON card (architecture, preprocessing, recipe, metrics)."""
-        from rsdistill.models.registry import save_encoder
-
-        card = {"bands": self.preprocessing.channels, "sensor": self.data_info.get("sensor"), "scenes": self.data_info.get("scenes"),
-                "recipe": self.recipe, "metrics": metrics or {}}
-        save_encoder(self.model.encoder, path, self.preprocessing, card)
-
-    @rank_zero_only
-    def on_fit_end(self) -> None:
-        """The encoder and its card go to the run folder (the logger's); without a logger nothing is
-        written (Lightning would otherwise fall back to the working directory)."""
-        log_dir = self.trainer.log_dir if self.trainer.loggers else None
-        if log_dir is not None:
-            metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
-            self.export(Path(log_dir) / "encoder.safetensors", metrics)
+    def exported_encoder(self):
+        return self.model.encoder
