@@ -22,6 +22,7 @@ from rsdistill.evaluation.experiment import experiment_recipes, fit_and_test, lo
 from rsdistill.evaluation.pretrain_experiment import experiment_datasets, pretrain_recipes
 from rsdistill.io import open_scene, write_geotiff
 from rsdistill.models.registry import load_encoder, save_encoder
+from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.recipes import parse_recipe
@@ -224,8 +225,10 @@ def artefacts(tmp_path_factory, data_dir):
     save_encoder(ViTEncoder(len(kept), 16, 4, 32, 4, 4), out / "enmap.safetensors",
                  Preprocessing.create(source.bands, [0.0] * len(kept), [1.0] * len(kept), kept=kept))
     save_encoder(ViTEncoder(3, 32, 16, 32, 4, 4), out / "rgb.safetensors", Preprocessing.create(3, [100.0] * 3, [50.0] * 3))
+    save_encoder(SAMImageEncoder(3, 64, 16, 32, 4, 2, window_size=2, global_blocks=[2, 4], out_chans=16), out / "sam.safetensors",
+                 Preprocessing.create(3, [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]))
     return {"teacher_ckpt": out / "teacher/last.ckpt", "teacher": out / "hls.safetensors", "encoder": out / "enmap.safetensors",
-            "rgb_encoder": out / "rgb.safetensors"}
+            "rgb_encoder": out / "rgb.safetensors", "sam": out / "sam.safetensors"}
 
 
 def encoder_artefact(path: str, artefacts: dict) -> str:
@@ -242,6 +245,9 @@ def needs(recipe: Path, artefacts: dict) -> list[str]:
         return ["--model.init_args.distill.teacher", str(artefacts["teacher"])]
     if "encoder" in model:
         return ["--model.init_args.encoder", encoder_artefact(model["encoder"], artefacts)]
+    if "teacher" in model:  # Mask-CDKD: a tiny SAM-layout teacher, and tiles the CPU can take in one step
+        return ["--model.init_args.teacher", str(artefacts["sam"]), "--data.init_args.tile_size", "64",
+                "--model.init_args.kd_layers", "[[3, 2], [6, 4]]"]
     return []
 
 
