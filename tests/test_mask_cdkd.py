@@ -73,3 +73,26 @@ def test_bad_inputs_are_one_line(tmp_path):
         MaskCDKD(rgb, teacher=str(teacher), embed_dim=16, depth=3, num_heads=2, kd_layers=[[2, 9]])
     with pytest.raises(InputError, match="tile size 12: Mask-CDKD needs an even token grid"):
         MaskCDKD({**rgb, "tile_size": 12}, teacher=str(teacher))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_sam_layout_teacher_is_pretrained_here_with_strided_masks_then_distils(tmp_path):
+    for k in range(3):
+        write_geotiff(tmp_path / f"img{k}.tif", (np.random.default_rng(k).random((32, 32, 3)) * 255).astype(np.float32))
+    teacher_recipe = tmp_path / "teacher.yaml"
+    teacher_recipe.write_text(yaml.safe_dump({
+        "seed_everything": 0, "run_dir": str(tmp_path / "teacher"), "trainer": {"max_epochs": 1, "enable_progress_bar": False},
+        "data": {"class_path": "rsdistill.data.TileData", "init_args": {"images": [str(tmp_path / "img[01].tif")], "validation": [str(tmp_path / "img2.tif")], "tile_size": 16, "batch_size": 2}},
+        "model": {"class_path": "rsdistill.tasks.MAEPretrainer", "init_args": {
+            "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2, "sam": {"window_size": 2, "global_blocks": [2], "out_chans": 8}}}}))
+    assert main(["fit", "-c", str(teacher_recipe)]) == 0
+    teacher = load_encoder(tmp_path / "teacher/encoder.safetensors")
+    assert isinstance(teacher.encoder, SAMImageEncoder) and teacher.encoder.config["global_blocks"] == [2]
+    path = recipe(tmp_path, kd_layers=[[2, 1], [3, 2]])
+    assert main(["fit", "-c", str(path), "--model.init_args.teacher", str(tmp_path / "teacher/encoder.safetensors"),
+                 "--trainer.max_epochs", "1"]) == 0
+    from rsdistill.tasks.pretrain import MAEPretrainer
+
+    with pytest.raises(InputError, match="strided-grid mask: mask_score random"):
+        MAEPretrainer({"preprocessing": Preprocessing.create(3, [0.0] * 3, [1.0] * 3).to_dict(), "tile_size": 16}, mask_score="gabor",
+                      sam={"window_size": 2, "global_blocks": [2]})

@@ -4,6 +4,11 @@ Follows ``models_mae.py`` of facebookresearch/mae in order: masking, forward_enc
 forward_decoder, heads (patchify / unpatchify are ``rsdistill.tokens``). Masking comes from ``rsdistill.masking`` (one mechanism
 for random, Gabor and wavelet significance). Losses live in ``rsdistill.losses.reconstruction``.
 
+With ``sam`` (``window_size``, ``global_blocks``, ``out_chans``) the encoder is a SAM-layout
+``SAMImageEncoder`` instead of a ViT (Mask-CDKD's teacher, pretrained here): it has no class token,
+and its windowed attention needs the visible patches on a grid, so it is masked with the
+strided-grid mask (``masking.strided_grid_mask``, 75 %).
+
 KARMA (arXiv 2512.12445): parallel to the pixel head, an abundance head (MLP D → D/2 → p²·M)
 gives, for every pixel of a patch, abundances over M endmembers through a softmax (non-negative,
 summing to one); the physics reconstruction of that pixel is E·a with the endmember matrix E
@@ -15,7 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rsdistill.masking import PatchMask, mask_from_scores, patch_scores
+from rsdistill.errors import InputError
+from rsdistill.masking import PatchMask, mask_from_scores, patch_scores, strided_grid_mask
+from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.vit import Block, ViTEncoder, sincos_position_embedding
 from rsdistill.tokens import take_tokens, unpatchify
 
@@ -108,10 +115,14 @@ class MaskedAutoencoder(nn.Module):
         endmembers: int = 0,
         endmember_init=None,
         learnable_endmembers: bool = True,
+        sam: dict | None = None,
     ):
         super().__init__()
         self.patch_size, self.bands = patch_size, bands
-        self.encoder = ViTEncoder(bands, img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio)
+        if sam is None:
+            self.encoder = ViTEncoder(bands, img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio)
+        else:  # a SAM-layout encoder (windowed + global attention): Mask-CDKD's teacher, pretrained here
+            self.encoder = SAMImageEncoder(bands, img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio, **sam)
         grid = img_size // patch_size
         self.decoder = MAEDecoder(embed_dim, decoder_embed_dim, decoder_depth, decoder_num_heads, mlp_ratio, patch_size**2 * bands, (grid, grid))
         self.mixing = (
@@ -120,12 +131,29 @@ class MaskedAutoencoder(nn.Module):
         )
         self._register_load_state_dict_pre_hook(_rename_old_decoder_keys)
 
+    @property
+    def windowed(self) -> bool:
+        """A SAM-layout encoder: no class token, and its visible patches must form a grid."""
+        return isinstance(self.encoder, SAMImageEncoder)
+
     def forward_encoder(self, images: torch.Tensor, ids_keep: torch.Tensor, return_layers: tuple[int, ...] = ()):
-        """Encode the kept patches only: (N, 1 + L_keep, D) and requested layers."""
-        return self.encoder.forward_tokens(self.encoder.embed(images, ids_keep), return_layers)
+        """Encode the kept patches only: (N, 1 + L_keep, D) (no class token for a SAM-layout
+        encoder: (N, L_keep, D)) and requested layers."""
+        if not self.windowed:
+            return self.encoder.forward_tokens(self.encoder.embed(images, ids_keep), return_layers)
+        tokens = self.encoder.embed(images)  # (N, h, w, D)
+        n, h, w, dim = tokens.shape
+        sides = {h * w: (h, w), (h // 2) * (w // 2): (h // 2, w // 2)}
+        if ids_keep.shape[1] not in sides:
+            raise InputError(f"a SAM-layout encoder needs the visible patches on a grid (all, or a strided-grid mask); got {ids_keep.shape[1]} of {h}×{w}")
+        visible = take_tokens(tokens.flatten(1, 2), ids_keep).view(n, *sides[ids_keep.shape[1]], dim)
+        last, layers = self.encoder.forward_blocks(visible, return_layers)
+        return last.flatten(1, 2), {k: v.flatten(1, 2) for k, v in layers.items()}
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """(N, 1 + L_keep, D) -> decoder tokens (N, L, D_dec) of every patch, in place."""
+        """(N, [1 +] L_keep, D) -> decoder tokens (N, L, D_dec) of every patch, in place."""
+        if self.windowed:
+            return self.decoder(latent, ids_restore, grid)
         return self.decoder(latent[:, 1:], ids_restore, grid, cls=latent[:, :1])
 
     def unmix(self, images: torch.Tensor) -> torch.Tensor:
@@ -157,6 +185,8 @@ class MaskedAutoencoder(nn.Module):
         if predict not in ("all", "masked"):
             raise ValueError(f"predict must be 'all' or 'masked', got {predict!r}")
         grid = (images.shape[2] // self.patch_size, images.shape[3] // self.patch_size)
+        if patch_mask is None and self.windowed:
+            patch_mask = strided_grid_mask(len(images), *grid, device=images.device)
         if patch_mask is None:
             with torch.no_grad():
                 scores = patch_scores(images, score, self.patch_size)

@@ -4,6 +4,9 @@ and HyperKD's cross-spectral distillation from a frozen teacher when ``distill``
 With ``distill`` (see ``rsdistill.distill.cross_spectral.CrossSpectralOptions``) the objective is
 λ·(MSE + (1 − SSIM)) + β·KD: λ from ``loss_weights`` ({mse: λ, ssim: λ}), β = ``distill.weight``.
 
+With ``sam`` ({window_size, global_blocks, out_chans}) the encoder is SAM-layout (windowed and
+global attention, relative position; strided-grid masks): a teacher for ``MaskCDKD``.
+
 Reconstruction metrics (torchmetrics) are logged per epoch on the validation tiles (``val/…``) and
 by ``rsdistill test`` on the test tiles (``test/…``), in the data's units (normalisation undone):
 PSNR, SSIM and SAM on the masked patches and on the whole tile. ``predict`` gives the encoder's
@@ -60,6 +63,7 @@ class MAEPretrainer(BaseTask):
         betas: tuple[float, float] = (0.9, 0.95),
         warmup_epochs: float = 0.0,
         distill: dict | None = None,
+        sam: dict | None = None,
     ):
         if not 0 < mask_ratio < 1:
             raise InputError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
@@ -69,6 +73,9 @@ class MAEPretrainer(BaseTask):
             raise InputError(f"unknown mask_score {mask_score!r}; choose one of {', '.join(SCORES)}")
         if endmember_init not in ENDMEMBER_INITS:
             raise InputError(f"unknown endmember_init {endmember_init!r}; choose one of {', '.join(ENDMEMBER_INITS)} (or a fixed matrix via learnable_endmembers=False)")
+        if sam is not None and (mask_score != "random" or mask_ratio != 0.75 or distill):
+            raise InputError("a SAM-layout encoder (sam) is pretrained with the strided-grid mask: mask_score random, "
+                             "mask_ratio 0.75, and no distill section")
         self.distill_options = CrossSpectralOptions.parse(distill) if distill else None
         super().__init__()
 
@@ -80,7 +87,7 @@ class MAEPretrainer(BaseTask):
         h = self.hparams
         self.model = MaskedAutoencoder(
             self.preprocessing.channels, self.tile_size, h.patch_size, h.embed_dim, h.depth, h.num_heads, h.decoder_embed_dim,
-            h.decoder_depth, h.decoder_num_heads, endmembers=h.endmembers, learnable_endmembers=h.learnable_endmembers,
+            h.decoder_depth, h.decoder_num_heads, endmembers=h.endmembers, learnable_endmembers=h.learnable_endmembers, sam=h.sam,
         )
 
     def configure_losses(self) -> None:
