@@ -24,7 +24,7 @@ from torch import nn
 
 from rsdistill.errors import InputError
 from rsdistill.files import atomic_write, write_json
-from rsdistill.models.state_dicts import check_keys, read_state_dict
+from rsdistill.models.state_dicts import load_strict, read_state_dict
 from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
@@ -143,13 +143,7 @@ def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None)
     if path.with_suffix(CARD_SUFFIX).is_file():
         card = read_card(path)
         encoder = build_encoder(card["architecture"])
-        state = read_state_dict(path, trust_pickle)
-        expected = encoder.state_dict()
-        check_keys(path, state, expected)
-        unexpected = sorted(set(state) - set(expected))
-        if unexpected:
-            raise InputError(f"{path}: unexpected keys {unexpected[:5]} for a {card['architecture'].get('name', 'vit')} encoder")
-        encoder.load_state_dict(state)
+        load_strict(path, encoder, read_state_dict(path, trust_pickle), f"a {card['architecture'].get('name', 'vit')} encoder")
     else:
         from rsdistill.models.sam_checkpoints import is_sam_state, load_sam_checkpoint
         from rsdistill.models.vit_checkpoints import load_vit_checkpoint

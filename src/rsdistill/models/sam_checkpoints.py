@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from rsdistill.errors import InputError
 from rsdistill.models.sam import SAM_MEAN, SAM_STD, VARIANTS, SAMImageEncoder
-from rsdistill.models.state_dicts import check_keys
+from rsdistill.models.state_dicts import load_strict
 from rsdistill.preprocessing import Preprocessing
 
 PREFIX = "image_encoder."
@@ -83,12 +83,7 @@ def load_sam_checkpoint(path, state: dict, img_size: int | None = None, variant:
         resized = {"pos_embed": [grid, new_grid], "global_rel_pos": [2 * grid - 1, 2 * new_grid - 1]}
         architecture["img_size"] = img_size
     encoder = SAMImageEncoder(**architecture)
-    expected_state = encoder.state_dict()
-    check_keys(path, encoder_state, expected_state)
-    unexpected = sorted(set(encoder_state) - set(expected_state))
-    if unexpected:
-        raise InputError(f"{path}: unexpected SAM image-encoder keys {unexpected[:5]}")
-    encoder.load_state_dict(encoder_state)
+    load_strict(path, encoder, encoder_state, "a SAM image encoder")
     encoder.requires_grad_(False)
     if architecture["bands"] != len(SAM_MEAN):
         raise InputError(f"{path}: a {architecture['bands']}-band SAM encoder; SAM's normalisation is known for RGB only")

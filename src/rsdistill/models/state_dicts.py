@@ -54,6 +54,16 @@ def read_state_dict(path, trust_pickle: bool = False) -> dict[str, torch.Tensor]
     return state
 
 
+def load_strict(path, module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``state`` into ``module``: missing keys, shape mismatches and unexpected keys are errors naming them."""
+    expected = module.state_dict()
+    check_keys(path, state, expected)
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise InputError(f"{path}: unexpected keys {unexpected[:5]} for {what}")
+    module.load_state_dict(state)
+
+
 def check_keys(path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
     """Refuse missing keys and shape mismatches, naming them (unexpected keys are the caller's to report)."""
     missing = sorted(set(expected) - set(state))
