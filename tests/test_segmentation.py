@@ -162,6 +162,11 @@ def test_cnn_baselines_train_and_report_the_specdeepmap_iou(tmp_path, arch, cnn)
     trainer.fit(model, data)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if v.is_floating_point())
     trainer.test(model, data, verbose=False)
+    from rsdistill.evaluation.mapping import segment_scene
+    from rsdistill.io import Scene
+
+    class_map = segment_scene(model.eval(), Scene.read(tmp_path / "img2.tif"), tile=16, overlap=8)  # a CNN maps whole images too
+    assert class_map.shape == (16, 16) and set(np.unique(class_map)) <= {1, 2, 3}
     scores = model.scores["test"]
     assert set(scores) >= {"miou", "oa", "mf1", "specdeepmap_iou", "iou", "confusion"}
     # one test tile per batch: SpecDeepMap's mean of batch IoUs is that tile's macro IoU, the mIoU

@@ -61,9 +61,9 @@ def segment_scene(model, scene: Scene, tile: int = 256, overlap: int = 64, blend
     """
     if blend not in BLENDS:
         raise InputError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
-    patch = model.net.encoder.patch_size
-    if tile % patch or not 0 <= overlap < tile:
-        raise InputError(f"tile {tile} must be a multiple of the encoder's patch size {patch}, and overlap in 0..{tile - 1}")
+    stride = model.net.stride
+    if tile % stride or not 0 <= overlap < tile:
+        raise InputError(f"tile {tile} must be a multiple of the model's stride {stride} (a ViT's patch size), and overlap in 0..{tile - 1}")
     height, width = scene.shape[:2]
     image = torch.from_numpy(model.preprocessing.cube(scene.cube, scene.valid))[None]  # (1, C, H, W)
     padded_h, padded_w = max(height, tile), max(width, tile)

@@ -101,6 +101,11 @@ class UPerNet(nn.Module):
         self.neck = Feature2Pyramid(encoder.embed_dim)
         self.head = UPerHead([encoder.embed_dim] * 4, channels, num_classes, dropout)
 
+    @property
+    def stride(self) -> int:
+        """Input sides must be multiples of this: the encoder's patch size."""
+        return self.encoder.patch_size
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.freeze_encoder:
