@@ -118,6 +118,10 @@ def read_pickle_inertly(path):
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     try:
+        # weights_only=False is the one exception in the project, and is safe here only because the
+        # pickle module is ours: _InertUnpickler resolves no global outside _PLAIN, so nothing the
+        # file names is imported or called (tests/test_specdeepmap.py runs a payload that must not fire).
+        # weights_only=True cannot read such files: its allow-list needs the foreign classes imported.
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_InertPickle)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as error:
         raise InputError(f"{path}: cannot read checkpoint ({error})") from None
