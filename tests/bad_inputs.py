@@ -196,15 +196,19 @@ def unknown_architecture_in_recipe(folder):
     return ["fit", "-c", str(recipe), "--run_dir", str(folder / "run")], "transformer"
 
 
-def unknown_unmixing_scene(folder):
-    return ["unmixing-eval", "--scenes", "[jasper]", "--out", str(folder / "u")], "jasper"
+def unmixing_scene_without_reference(folder):
+    import scipy.io
+
+    scipy.io.savemat(folder / "jasper.mat", {"Y": np.random.default_rng(0).random((13, 400)), "nRow": 20, "nCol": 20})
+    return (["unmixing-eval", "--scene", str(folder / "jasper.mat"), "-c", "karma.yaml", "--out", str(folder / "u")],
+            "jasper.mat: no reference endmembers found")
 
 
 CASES = [mat_v73_size_bomb, geotiff_size_bomb, envi_sparse_size_bomb, npy_size_bomb, envi_ignore_value_text, envi_map_info_text,
          envi_interleave_unknown, envi_byte_order_unknown, geotiff_wavelength_text, geotiff_bbl_text, npy_structured_info,
          npy_string_stats, npy_complex, band_folder_with_junk, band_folder_mixed_crs, non_utf8_file_name, stats_out_is_a_folder,
          stats_out_unwritable, single_class_labels, encoder_card_not_json, encoder_card_without_architecture, split_file_with_pickle_bytes,
-         stats_file_with_pickle_bytes, unknown_architecture_in_recipe, unknown_unmixing_scene]
+         stats_file_with_pickle_bytes, unknown_architecture_in_recipe, unmixing_scene_without_reference]
 
 
 if __name__ == "__main__":

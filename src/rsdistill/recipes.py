@@ -68,6 +68,22 @@ def recipe_chain(path) -> list[Path]:
             raise InputError(f"{chain[0]}: its base recipe {current} does not exist")
 
 
+def load_recipe(path) -> dict:
+    """A recipe file with its ``base`` chain merged into one dict (later files win, mappings merged
+    key by key as ``-c base.yaml -c recipe.yaml`` would), ``base`` removed."""
+
+    def merge(into: dict, update: dict) -> dict:
+        for key, value in update.items():
+            into[key] = merge(dict(into[key]), value) if isinstance(value, dict) and isinstance(into.get(key), dict) else value
+        return into
+
+    recipe: dict = {}
+    for file in recipe_chain(path):
+        merge(recipe, read_recipe(file))
+    recipe.pop("base", None)
+    return recipe
+
+
 def expand_bases(argv: list[str]) -> list[str]:
     """``-c recipe.yaml`` becomes ``-c base.yaml -c recipe.yaml`` for a recipe with a ``base``."""
     out, args = [], iter(argv)

@@ -3,7 +3,8 @@ matching, abundance RMSE. The reference against which KARMA's physics branch is 
 
 VCA: Nascimento & Bioucas-Dias, "Vertex Component Analysis", IEEE TGRS 43(4), 2005.
 FCLS: Heinz & Chang, IEEE TGRS 39(3), 2001 (non-negative, sum-to-one least squares), solved as
-NNLS with the sum-to-one row weighted by ``delta``.
+NNLS with the sum-to-one row weighted by ``delta`` relative to the endmembers' scale, so the
+abundances do not depend on the data's units (reflectance, ×10000, raw digital numbers).
 """
 
 from __future__ import annotations
@@ -47,9 +48,13 @@ def vca(pixels: np.ndarray, endmembers: int, seed: int = 0) -> np.ndarray:
 
 
 def fcls(pixels: np.ndarray, endmembers: np.ndarray, delta: float = 1e3) -> np.ndarray:
-    """pixels (bands, N), endmembers (bands, M) -> abundances (M, N), non-negative, summing to ~1."""
-    system = np.vstack([delta * np.ones((1, endmembers.shape[1])), endmembers])
-    return np.stack([nnls(system, np.concatenate([[delta], y]))[0] for y in pixels.T], axis=1)
+    """pixels (bands, N), endmembers (bands, M) -> abundances (M, N), non-negative, summing to ~1.
+
+    Pixels and endmembers are divided by the endmembers' RMS value first: the sum-to-one row then
+    weighs ``delta`` times a typical band whatever the units (Heinz & Chang's δ)."""
+    scale = float(np.sqrt(np.mean(np.square(endmembers)))) or 1.0
+    system = np.vstack([delta * np.ones((1, endmembers.shape[1])), endmembers / scale])
+    return np.stack([nnls(system, np.concatenate([[delta], y / scale]))[0] for y in pixels.T], axis=1)
 
 
 def spectral_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:

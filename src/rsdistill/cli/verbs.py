@@ -142,11 +142,24 @@ def probe(args) -> None:
 
 
 def unmixing_eval(args) -> None:
-    from rsdistill.files import write_json
-    from rsdistill.evaluation.unmixing_validity import markdown, run_unmixing_validity
+    import inspect
 
+    from rsdistill.errors import InputError
+    from rsdistill.files import write_json
+    from rsdistill.evaluation.unmixing_validity import load_unmixing_scene, markdown, run_unmixing_eval
+
+    options = {"reference": args.reference, "key": args.key, "scale": args.scale, "endmembers_key": args.endmembers_key,
+               "abundances_key": args.abundances_key, "pixel_order": args.pixel_order, "names": args.names}
+    defaults = {k: p.default for k, p in inspect.signature(load_unmixing_scene).parameters.items() if k in options}
+    if str(args.scene).endswith((".yaml", ".yml")):
+        given = [k for k, v in options.items() if v != defaults[k]]
+        if given:
+            raise InputError(f"{args.scene}: a scene YAML holds the scene's options; put {', '.join(given)} in it, not on the command line")
+        scene = load_unmixing_scene(args.scene)
+    else:
+        scene = load_unmixing_scene(args.scene, **options)
     out = Path(args.out)
-    rows = run_unmixing_validity(args.scenes, args.seeds, args.epochs, out)
+    rows = run_unmixing_eval(scene, args.recipe, args.seeds, out, args.endmembers, args.epochs)
     table = markdown(rows)
     write_json(out / "results.json", rows)
     (out / "results.md").write_text(table + "\n")

@@ -81,3 +81,36 @@ def reconstruction_figure(task, images: torch.Tensor, path, tiles: int = 3) -> P
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
+
+
+def unmixing_figure(arrays: dict[str, np.ndarray], names: list[str], path, title: str) -> Path:
+    """Top row: each material's endmember spectrum (reference, VCA, KARMA), each scaled to its own
+    maximum (SAD compares shapes, and reference libraries are often max-normalised). Below: the
+    abundance maps of the reference, VCA + FCLS, KARMA and KARMA endmembers + FCLS, one column per
+    material, on a common 0-1 scale. ``arrays``: ``unmixing_run``'s npz content."""
+    rows = [(label, key) for label, key in (("reference", "reference_abundances"), ("VCA + FCLS", "vca_abundances"),
+                                             ("KARMA", "karma_abundances"), ("KARMA E + FCLS", "karma_fcls_abundances"))
+            if key in arrays]
+    count = len(names)
+    fig, axes = plt.subplots(1 + len(rows), count, figsize=(2.6 * count, 2.4 * (1 + len(rows))), squeeze=False)
+    for j, name in enumerate(names):
+        ax = axes[0, j]
+        for label, key, style in (("reference", "reference_endmembers", "k-"), ("VCA", "vca_endmembers", "b--"),
+                                  ("KARMA", "karma_endmembers", "r-")):
+            spectrum = arrays[key][:, j]
+            ax.plot(spectrum / max(np.abs(spectrum).max(), 1e-12), style, lw=1, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("band", fontsize=7)
+        ax.tick_params(labelsize=6)
+        for i, (label, key) in enumerate(rows, start=1):
+            axes[i, j].imshow(arrays[key][:, :, j], vmin=0, vmax=1, cmap="viridis")
+            axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
+            if j == 0:
+                axes[i, j].set_ylabel(label, fontsize=8)
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

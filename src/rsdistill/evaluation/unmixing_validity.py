@@ -1,11 +1,20 @@
-"""Physical validity of KARMA's linear-mixing branch on unmixing references.
+"""Unmixing on any scene: KARMA's linear-mixing branch against a reference and against VCA + FCLS.
 
-For each reference scene (Samson, Moffett, MUUFL Gulfport in shared/data; pixel matrices in MATLAB
-column-major order) a KARMA autoencoder with M = the reference's endmember count is pretrained on
-the scene itself; its endmember matrix (normalisation undone: abundances sum to one, so
-E_reflectance = E_normalised·σ + μ) and its abundances of every pixel (nothing masked) are
-compared with the reference: mean spectral angle distance (SAD, Hungarian-matched) and abundance
-RMSE. VCA + FCLS, computed in the same run on the same pixels, is the classical baseline.
+A scene is a cube (any reader format) and a reference file (``io.unmixing_reference``: endmembers,
+abundances, names); a scene YAML (``configs/unmixing/<scene>.yaml``) names both with their read
+options. In each run (seed s):
+
+1. VCA (seed s) on every pixel gives the baseline endmembers; FCLS gives their abundances;
+2. KARMA (any KARMA recipe, e.g. ``configs/unmixing/karma.yaml``) is pretrained on the scene with
+   its endmembers initialised from **that same VCA draw** (``endmember_init``: the draw as .npy), so
+   the baseline and KARMA differ only in what KARMA learns;
+3. KARMA's abundances of every pixel (its decoder's softmax head, nothing masked), and a per-pixel
+   refinement: FCLS with KARMA's learned endmembers ("KARMA endmembers + FCLS").
+
+Each method's endmembers are matched to the reference by spectral angle (Hungarian); scores are
+the mean and per-endmember SAD and the abundance RMSE over every pixel. Per run: ``scores.json``,
+``unmixing.npz`` (endmembers (bands, M) and abundance maps (H, W, M) of the reference and of each
+method, matched to the reference order) and ``unmixing.png``. Finished runs are reused.
 """
 
 from __future__ import annotations
@@ -14,100 +23,197 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
 import torch.nn.functional as F
+import yaml
 
 from rsdistill.data.paths import resolve
 from rsdistill.errors import InputError
-from rsdistill.data.tiles import TileData
-from rsdistill.evaluation.experiment import fit_resuming
+from rsdistill.evaluation.experiment import finished_record, fit_resuming
+from rsdistill.files import atomic_write, write_json
+from rsdistill.io.matlab import grid_of, load_mat_variables
 from rsdistill.io.scene import Scene
-from rsdistill.recipes import make_recipe, parse_recipe
-from rsdistill.tasks.pretrain import MAEPretrainer
+from rsdistill.io.unmixing_reference import PIXEL_ORDERS, UnmixingReference, read_reference
+from rsdistill.recipes import load_recipe, parse_recipe
 from rsdistill.unmixing import abundance_rmse, fcls, match_endmembers, vca
+
+BASELINE, KARMA, REFINED = "VCA + FCLS", "KARMA", "KARMA endmembers + FCLS"
+SCENE_KEYS = ("scene", "reference", "name", "key", "scale", "endmembers_key", "abundances_key", "pixel_order", "names")
 
 
 @dataclass
-class Reference:
+class UnmixingScene:
+    """A cube (H, W, bands) in the reference's units (the file's values × ``scale``) and its reference."""
+
+    name: str
     path: str
-    endmembers: np.ndarray  # (bands, M)
-    abundances: np.ndarray  # (M, H·W) in row-major pixel order of the cube
+    key: str | None
+    scale: float
+    cube: np.ndarray
+    reference: UnmixingReference
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """(bands, H·W) in row-major pixel order, float64."""
+        return self.cube.reshape(-1, self.cube.shape[2]).T.astype(np.float64)
 
 
-def _column_major(abundances_mn: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(M, N) in MATLAB pixel order -> (M, H·W) in row-major order."""
-    m = abundances_mn.shape[0]
-    return abundances_mn.reshape(m, width, height).transpose(0, 2, 1).reshape(m, -1)
+def load_unmixing_scene(scene, reference=None, *, name=None, key=None, scale: float = 1.0, endmembers_key=None,
+                        abundances_key=None, pixel_order: str = "auto", names=None) -> UnmixingScene:
+    """``scene``: a cube file, or a scene YAML holding these arguments (``SCENE_KEYS``; relative
+    paths under the data root). ``reference`` defaults to the cube's own file."""
+    if str(scene).endswith((".yaml", ".yml")):
+        description = _read_scene_yaml(scene)
+        return load_unmixing_scene(**{"name": Path(scene).stem, **description})
+    path = resolve(str(scene))
+    reference_path = resolve(str(reference)) if reference else path
+    if reference_path.suffix.lower() != ".mat":
+        raise InputError(f"{reference_path}: an unmixing reference is a .mat file (endmembers, abundances, names)")
+    if pixel_order not in PIXEL_ORDERS:
+        raise InputError(f"pixel_order {pixel_order!r}: choose one of {', '.join(PIXEL_ORDERS)}")
+    if not scale > 0:
+        raise InputError(f"scale must be positive, got {scale}")
+    cube = Scene.read(path, key=key).cube.astype(np.float64) * scale
+    variables = load_mat_variables(reference_path)
+    found = read_reference(reference_path, variables, cube, endmembers_key=endmembers_key, abundances_key=abundances_key,
+                           pixel_order=pixel_order, grid=grid_of(variables))
+    if names is not None:
+        if len(names) != found.count:
+            raise InputError(f"{reference_path}: {len(names)} names given for {found.count} reference endmembers")
+        found.names = list(names)
+    return UnmixingScene(name or path.stem, str(path), key, scale, cube, found)
 
 
-def load_reference(name: str, root=None) -> Reference:
-    if name == "samson":
-        path = resolve("unmixing_samson/samson_dataset.mat", root)
-        ref = scipy.io.loadmat(path)
-        return Reference(str(path), ref["M"], _column_major(ref["A"], 95, 95))
-    if name == "moffett":
-        path = resolve("unmixing_moffett/moffett.mat", root)
-        ref = scipy.io.loadmat(path)
-        return Reference(str(path), ref["GT"].T, ref["S_GT"].reshape(-1, ref["S_GT"].shape[2]).T)
-    if name == "muufl":
-        path = resolve("unmixing_muufl_gulfport/muffle_dataset_130_90.mat", root)
-        ref = scipy.io.loadmat(path)
-        return Reference(str(path), ref["M"], ref["label"].reshape(-1, ref["label"].shape[2]).T)
-    raise InputError(f"unknown unmixing reference {name!r}; choose samson, moffett or muufl")
+def _read_scene_yaml(path) -> dict:
+    try:
+        description = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(f"{path}: cannot read scene description ({error})") from None
+    if not isinstance(description, dict) or "scene" not in description:
+        raise InputError(f"{path}: a scene description is a YAML mapping with at least 'scene' (and {', '.join(SCENE_KEYS[1:])})")
+    unknown = sorted(set(description) - set(SCENE_KEYS))
+    if unknown:
+        raise InputError(f"{path}: unknown key(s) {', '.join(unknown)}; a scene description has {', '.join(SCENE_KEYS)}")
+    return description
 
 
-def evaluate(estimated_endmembers, estimated_abundances, reference: Reference) -> dict:
-    order, angles = match_endmembers(estimated_endmembers, reference.endmembers)
-    return {"sad": float(angles.mean()), "abundance_rmse": abundance_rmse(estimated_abundances[order], reference.abundances)}
+def score(endmembers: np.ndarray, abundances: np.ndarray, reference: UnmixingReference) -> tuple[dict, np.ndarray]:
+    """Scores of (bands, M) endmembers and (M, H·W) abundances, and the column order matching them
+    to the reference's materials."""
+    order, angles = match_endmembers(endmembers, reference.endmembers)
+    scores = {"sad": float(angles.mean()), "sad_per_endmember": dict(zip(reference.names, map(float, angles)))}
+    if reference.abundances is not None and endmembers.shape[1] == reference.count:
+        scores["abundance_rmse"] = abundance_rmse(abundances[order], reference.abundances)
+    return scores, order
 
 
-def karma_unmixing(scene_path: str, endmembers: int, seed: int, epochs: int, run_dir, tile: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Pretrain KARMA on one scene (its encoder and card saved in ``run_dir``); return endmembers
-    (bands, M) in the scene's units and abundances (M, H·W)."""
-    recipe = make_recipe(
-        MAEPretrainer, TileData,
-        {"patch_size": 4, "embed_dim": 64, "depth": 2, "num_heads": 4, "decoder_embed_dim": 64, "decoder_depth": 1,
-         "mask_score": "gabor", "endmembers": endmembers, "endmember_init": "vca", "loss_weights": {"huber": 1.0, "sam": 1.0, "physics": 1.0}},
-        {"images": [scene_path], "tile_size": tile, "stride": 4, "batch_size": 32, "seed": seed},
-        {"max_epochs": epochs, "enable_progress_bar": False, "enable_model_summary": False}, run_dir, seed,
-    )
-    cli = parse_recipe(recipe)
+def _write_npy(path, save, *args, **kwargs) -> None:
+    """``np.save``/``np.savez_compressed`` through a file handle (so no suffix is appended), atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            save(handle, *args, **kwargs)
+
+    atomic_write(path, write)
+
+
+def karma_unmixing(scene: UnmixingScene, recipe_path, count: int, initial_endmembers: np.ndarray, seed: int, run_dir,
+                   epochs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pretrain the KARMA recipe on the scene, endmembers initialised from ``initial_endmembers``
+    (bands, M); return its endmembers (bands, M) and abundances (M, H·W), in the scene's units."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    init_file = run_dir / "endmember_init.npy"
+    _write_npy(init_file, np.save, initial_endmembers.astype(np.float32))
+    recipe = load_recipe(recipe_path)
+    model = recipe.get("model", {})
+    if not str(model.get("class_path", "")).endswith("MAEPretrainer"):
+        raise InputError(f"{recipe_path}: a KARMA recipe's model is rsdistill.tasks.MAEPretrainer, got {model.get('class_path')!r}")
+    model["init_args"] = {**model.get("init_args", {}), "endmembers": count, "endmember_init": str(init_file)}
+    data = recipe.setdefault("data", {"class_path": "rsdistill.data.TileData"})
+    sources = ("images", "validation", "test", "tile_lists")
+    data["init_args"] = {**{k: v for k, v in data.get("init_args", {}).items() if k not in sources},
+                         "images": [{"path": scene.path, "scale": scene.scale, **({"key": scene.key} if scene.key else {})}]}
+    recipe.update(seed_everything=seed, run_dir=str(run_dir))
+    if epochs is not None:
+        recipe.setdefault("trainer", {})["max_epochs"] = epochs
+    recipe.setdefault("trainer", {}).update(enable_progress_bar=False, enable_model_summary=False)
+    cli = parse_recipe(recipe, where=f"{recipe_path} on {scene.name}, seed {seed}")
     task = cli.model
     fit_resuming(cli.trainer, task, cli.datamodule, run_dir)
-    scene = Scene.read(scene_path)
-    height, width = scene.shape[:2]
-    image = torch.from_numpy(task.preprocessing.cube(scene.cube))[None]  # every pixel of these scenes is valid
-    image = F.pad(image, (0, (-width) % 4, 0, (-height) % 4), mode="reflect")
+    height, width, _ = scene.cube.shape
+    patch = task.hparams.patch_size
+    image = torch.from_numpy(task.preprocessing.cube(scene.cube.astype(np.float32)))[None]  # every pixel of a reference scene is valid
+    image = F.pad(image, (0, (-width) % patch, 0, (-height) % patch), mode="reflect")
     task.model.eval()
     with torch.no_grad():
-        abundances = task.model.unmix(image)[0, :, :height, :width].reshape(endmembers, -1).numpy()
-    endmember_matrix = task.preprocessing.denormalise(task.model.mixing.endmembers.detach(), channel_axis=0).numpy()
-    return endmember_matrix, abundances
+        abundances = task.model.unmix(image)[0, :, :height, :width].reshape(count, -1).numpy().astype(np.float64)
+    endmembers = task.preprocessing.denormalise(task.model.mixing.endmembers.detach(), channel_axis=0).numpy().astype(np.float64)
+    return endmembers, abundances
 
 
-def run_unmixing_validity(names, seeds, epochs: int, out_dir, root=None, log=print) -> list[dict]:
+def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: int | None = None, epochs: int | None = None) -> dict:
+    """One seed: baseline, KARMA and the refinement, scored; writes the run's npz, JSON and figure."""
+    from rsdistill.evaluation.figures import unmixing_figure
+
+    run_dir = Path(run_dir)
+    done = finished_record(run_dir)
+    if done is not None:
+        return done
+    count = count or scene.reference.count
+    pixels = scene.pixels
+    if not 2 <= count <= pixels.shape[0]:
+        raise InputError(f"{scene.path}: cannot estimate {count} endmembers from {pixels.shape[0]} bands (2 to {pixels.shape[0]})")
+    vca_endmembers = vca(pixels, count, seed=seed)
+    karma_endmembers, karma_abundances = karma_unmixing(scene, recipe_path, count, vca_endmembers, seed, run_dir, epochs)
+    estimates = {
+        BASELINE: (vca_endmembers, fcls(pixels, vca_endmembers)),
+        KARMA: (karma_endmembers, karma_abundances),
+        REFINED: (karma_endmembers, fcls(pixels, karma_endmembers)),
+    }
+    height, width, _ = scene.cube.shape
+    record, arrays = {"scene": scene.name, "seed": seed, "methods": {}}, {}
+    for method, (endmembers, abundances) in estimates.items():
+        record["methods"][method], order = score(endmembers, abundances, scene.reference)
+        slug = method.split()[0].lower() if method != REFINED else "karma_fcls"
+        arrays[f"{slug}_endmembers"] = endmembers[:, order]
+        arrays[f"{slug}_abundances"] = abundances[order].T.reshape(height, width, -1)
+    if scene.reference.abundances is not None:
+        arrays["reference_abundances"] = scene.reference.abundances.T.reshape(height, width, -1)
+    arrays["reference_endmembers"] = scene.reference.endmembers
+    _write_npy(run_dir / "unmixing.npz", np.savez_compressed, names=np.array(scene.reference.names), **arrays)
+    unmixing_figure(arrays, scene.reference.names, run_dir / "unmixing.png", f"{scene.name}, seed {seed}")
+    write_json(run_dir / "scores.json", record)
+    return record
+
+
+def run_unmixing_eval(scene: UnmixingScene, recipe_path, seeds, out_dir, count: int | None = None,
+                      epochs: int | None = None, log=print) -> list[dict]:
+    """Every seed of one scene; rows (scene, method, seed, sad, abundance_rmse, sad_per_endmember)."""
     rows = []
-    for name in names:
-        reference = load_reference(name, root)
-        scene = Scene.read(reference.path)
-        pixels = scene.cube.reshape(-1, scene.shape[2]).T.astype(np.float64)
-        m = reference.endmembers.shape[1]
-        for seed in seeds:
-            baseline_e = vca(pixels, m, seed=seed)
-            baseline = evaluate(baseline_e, fcls(pixels, baseline_e), reference)
-            karma_e, karma_a = karma_unmixing(reference.path, m, seed, epochs, Path(out_dir) / name / f"seed_{seed}")
-            karma = evaluate(karma_e, karma_a, reference)
-            for method, scores in (("VCA + FCLS", baseline), ("KARMA (ours)", karma)):
-                rows.append({"scene": name, "method": method, "seed": seed, **scores})
-                log(f"{name} seed {seed} {method}: SAD {scores['sad']:.4f} rad, abundance RMSE {scores['abundance_rmse']:.4f}")
+    for seed in seeds:
+        record = unmixing_run(scene, recipe_path, seed, Path(out_dir) / f"seed_{seed}", count, epochs)
+        for method, scores in record["methods"].items():
+            rows.append({"scene": scene.name, "method": method, "seed": seed, **scores})
+            rmse = scores.get("abundance_rmse")
+            log(f"{scene.name} seed {seed} {method}: SAD {scores['sad']:.4f} rad"
+                + (f", abundance RMSE {rmse:.4f}" if rmse is not None else ""))
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| scene | method | SAD (rad) | abundance RMSE | seeds |", "|---|---|---|---|---|"]
+    """Mean ± std over seeds per scene and method: SAD, abundance RMSE, then SAD per material."""
+    materials = list(dict.fromkeys(name for r in rows for name in r["sad_per_endmember"]))
+    lines = ["| scene | method | SAD (rad) | abundance RMSE | " + " | ".join(f"SAD {m}" for m in materials) + " | seeds |",
+             "|---|---|---|---|" + "---|" * len(materials) + "---|"]
+
+    def cell(values) -> str:
+        values = np.array([v for v in values if v is not None], dtype=float)
+        return f"{values.mean():.4f} ± {values.std():.4f}" if values.size else "n/a"
+
     for key in dict.fromkeys((r["scene"], r["method"]) for r in rows):
         runs = [r for r in rows if (r["scene"], r["method"]) == key]
-        sad, rmse = np.array([r["sad"] for r in runs]), np.array([r["abundance_rmse"] for r in runs])
-        lines.append(f"| {key[0]} | {key[1]} | {sad.mean():.4f} ± {sad.std():.4f} | {rmse.mean():.4f} ± {rmse.std():.4f} | {len(runs)} |")
+        per = [cell(r["sad_per_endmember"].get(m) for r in runs) for m in materials]
+        lines.append(f"| {key[0]} | {key[1]} | {cell(r['sad'] for r in runs)} | {cell(r.get('abundance_rmse') for r in runs)} | "
+                     + " | ".join(per) + f" | {len(runs)} |")
     return "\n".join(lines)

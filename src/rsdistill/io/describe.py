@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from rsdistill.errors import InputError
-from rsdistill.io.matlab import inspect_mat
+from rsdistill.io.matlab import grid_of, inspect_mat, load_mat_variables
 from rsdistill.io.npy import load_npy
 from rsdistill.io.readers import open_scene, read_label_map
 from rsdistill.io.scene import LabelMap, Scene, Window, as_label_array, looks_like_class_map
+from rsdistill.io.unmixing_reference import describe_reference, find_reference_keys, read_reference
 
 
 def describe_file(path, key: str | None = None, time_index: int | None = None, sensor: str | None = None) -> list[str]:
@@ -22,9 +23,11 @@ def describe_file(path, key: str | None = None, time_index: int | None = None, s
     suffix = path.suffix.lower()
     if suffix == ".mat":
         contents = inspect_mat(path, key)
+        reference = _reference_lines(path, contents.cube)
         if contents.cube is None and contents.labels is None:
             listing = ", ".join(f"{k} {'×'.join(map(str, s))}" for k, s in contents.variables.items())
-            return [f"file         {path}", "format       MATLAB .mat", "content      no image cube or label map", f"variables    {listing}"]
+            content = [] if reference else ["content      no image cube or label map"]
+            return [f"file         {path}", "format       MATLAB .mat", *content, f"variables    {listing}", *reference]
         if contents.cube is None:
             return _label_lines(read_label_map(path, key=contents.label_key))
     elif suffix == ".npy":
@@ -41,7 +44,19 @@ def describe_file(path, key: str | None = None, time_index: int | None = None, s
     if suffix == ".mat" and contents.labels is not None:
         scene = scene.with_labels(LabelMap(as_label_array(contents.labels, str(path)), str(path)))
         notes.append(f"label map: variable {contents.label_key!r}")
-    return describe_scene(scene, notes)
+    return describe_scene(scene, notes) + (reference if suffix == ".mat" else [])
+
+
+def _reference_lines(path: Path, cube) -> list[str]:
+    """An unmixing reference's lines when the .mat holds one (checked against its cube if any)."""
+    variables = load_mat_variables(path)
+    grid = cube.shape[:2] if cube is not None else grid_of(variables)
+    try:
+        if find_reference_keys(variables, path=path) is None:
+            return []
+        return describe_reference(read_reference(path, variables, cube, grid=grid), grid)
+    except InputError as error:  # an ambiguous reference does not hide the cube
+        return [f"unmixing     {error}"]
 
 
 def _georeference_lines(crs, transform) -> list[str]:

@@ -8,7 +8,13 @@ Variable names differ between copies of the same data set (``indian_pines_gt``, 
   scalar variables (``nRow``/``nCol``, ``lines``/``cols``...) or is a perfect square. Pixel matrices
   are in MATLAB column-major pixel order (``reshape(..., order="F")``), as in the unmixing sets;
 - a label map is a 2-D array of whole numbers in 0..255 of the cube's size;
-- wavelengths are a vector whose name contains ``wav`` or ``lambda`` and whose length is B.
+- wavelengths are a vector whose name contains ``wav`` or ``lambda`` and whose length is B, or
+  whose length is that of the original sensor when a band-selection vector (``SlectBands`` in
+  Zhu's unmixing files, 1-based) of length B says which bands were kept;
+- a scalar ``maxValue`` (Zhu's unmixing files: the cube is stored as integers up to it) divides
+  the cube, so it is read in the same [0, 1] units as the file's reference endmembers;
+- abundance matrices of an unmixing reference (fractions summing to one per pixel, see
+  ``unmixing_reference``) are never taken for a cube of M bands.
 
 ``key`` (``--key``) names the cube or label variable explicitly.
 """
@@ -25,9 +31,12 @@ import scipy.io
 from rsdistill.errors import InputError
 from rsdistill.io.limits import check_read_size
 from rsdistill.io.scene import looks_like_class_map
+from rsdistill.io.unmixing_reference import is_abundance_matrix
 
 _ROW_NAMES = ("nrow", "nrows", "lines", "rows", "height", "h")
 _COL_NAMES = ("ncol", "ncols", "cols", "columns", "samples", "width", "w")
+_MAX_VALUE_NAMES = ("maxvalue", "max_value")
+_SELECTION_NAMES = ("slectbands", "selectbands", "selected_bands", "selectedbands")
 
 
 def load_mat_variables(path: Path) -> dict[str, np.ndarray]:
@@ -77,11 +86,24 @@ class MatContents:
     notes: list[str]
 
 
-def _scalar(variables: dict[str, np.ndarray], names: tuple[str, ...]) -> int | None:
+def _scalar(variables: dict[str, np.ndarray], names: tuple[str, ...]) -> float | None:
     for key, value in variables.items():
         if key.lower() in names and value.size == 1:
-            return int(value.ravel()[0])
+            return value.ravel()[0].item()
     return None
+
+
+def grid_of(variables: dict[str, np.ndarray]) -> tuple[int, int] | None:
+    """(rows, columns) from scalar variables such as nRow/nCol, or None."""
+    rows, cols = _scalar(variables, _ROW_NAMES), _scalar(variables, _COL_NAMES)
+    return (int(rows), int(cols)) if rows is not None and cols is not None else None
+
+
+def _vector(variables: dict[str, np.ndarray], names: tuple[str, ...]) -> tuple[str, np.ndarray] | tuple[None, None]:
+    for key, value in variables.items():
+        if key.lower() in names and value.ndim <= 2 and min(value.shape) == 1:
+            return key, value.ravel()
+    return None, None
 
 
 def _as_cube(array: np.ndarray, rows: int | None, cols: int | None) -> tuple[np.ndarray | None, str | None]:
@@ -116,8 +138,8 @@ def inspect_mat(path: Path, key: str | None = None) -> MatContents:
         raise InputError(f"{path}: no 2-D or 3-D numeric variable (variables: {_listing(shapes) or 'none'})")
     if key is not None and key not in variables:
         raise InputError(f"{path}: no numeric variable {key!r}; variables: {_listing(shapes)}")
-    rows, cols = _scalar(variables, _ROW_NAMES), _scalar(variables, _COL_NAMES)
-    names = [key] if key is not None else list(variables)
+    rows, cols = grid_of(variables) or (None, None)
+    names = [key] if key is not None else [n for n, v in variables.items() if not is_abundance_matrix(v)]
     # A 2-D map of class ids is never read as a pixel matrix (a 100×80 label map is not 10×10 pixels × 80 bands).
     layouts = {n: _as_cube(variables[n], rows, cols) for n in names if not (variables[n].ndim == 2 and looks_like_class_map(variables[n]))}
     cubes = {n: cube for n, (cube, _) in layouts.items() if cube is not None}
@@ -139,11 +161,24 @@ def inspect_mat(path: Path, key: str | None = None) -> MatContents:
                   if n != cube_key and v.ndim == 2 and looks_like_class_map(v) and v.shape != cube.shape[:2]]
     wavelengths = None
     if cube is not None:
+        max_value = _scalar(variables, _MAX_VALUE_NAMES)
+        if max_value is not None and max_value > 0 and cube.dtype.kind in "iuf" and cube.max() > 1:
+            cube = cube / np.float32(max_value)
+            notes.append(f"{cube_key}: divided by the file's maxValue {max_value:g}")
+        selection_key, selection = _vector(variables, _SELECTION_NAMES)
+        if selection is not None and selection.size == cube.shape[2]:
+            notes.append(f"{cube_key}: bands {selection_key} (1-based) {int(selection.min())}-{int(selection.max())} of the original sensor")
         for name, value in variables.items():
-            if ("wav" in name.lower() or "lambda" in name.lower()) and value.size == cube.shape[2]:
+            if not ("wav" in name.lower() or "lambda" in name.lower()):
+                continue
+            if value.size == cube.shape[2]:
                 wavelengths = value.astype(np.float64).ravel()
+            elif selection is not None and selection.size == cube.shape[2] and selection.max() <= value.size:
+                wavelengths = value.astype(np.float64).ravel()[selection.astype(int) - 1]
+            if wavelengths is not None:
                 if wavelengths.max() < 30:  # micrometres
                     wavelengths = wavelengths * 1000.0
+                break
     return MatContents(
         cube, cube_key, variables[label_key] if label_key else None, label_key, wavelengths, shapes, notes
     )

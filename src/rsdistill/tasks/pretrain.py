@@ -15,7 +15,11 @@ patch features of the test tiles.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 
+
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.image import PeakSignalNoiseRatio, SpectralAngleMapper, StructuralSimilarityIndexMeasure
@@ -28,6 +32,8 @@ from rsdistill.models.mae import MaskedAutoencoder
 from rsdistill.tasks.base import BaseTask
 from rsdistill.tokens import patch_validity, patchify, unpatchify
 
+# ``endmember_init``: random, VCA on the training pixels (seeded by the run's seed), or a .npy file
+# of (bands, M) endmembers in the data's units (e.g. the VCA draw a baseline used, or a library).
 ENDMEMBER_INITS = ("random", "vca")
 # Held-out tiles are masked with the recipe's own score (``own``), or with random masks seeded by
 # the batch index (``random``): the same masks for every recipe, so that their metrics compare.
@@ -58,6 +64,7 @@ class MAEPretrainer(BaseTask):
         endmember_init: str = "random",
         learnable_endmembers: bool = True,
         endmember_lr: float = 1.5e-4,
+        nonnegative_endmembers: bool = False,
         lr: float = 1.5e-3,
         weight_decay: float = 0.05,
         betas: tuple[float, float] = (0.9, 0.95),
@@ -71,8 +78,9 @@ class MAEPretrainer(BaseTask):
             raise InputError(f"unknown eval_mask {eval_mask!r}; choose one of {', '.join(EVAL_MASKS)}")
         if mask_score not in SCORES:
             raise InputError(f"unknown mask_score {mask_score!r}; choose one of {', '.join(SCORES)}")
-        if endmember_init not in ENDMEMBER_INITS:
-            raise InputError(f"unknown endmember_init {endmember_init!r}; choose one of {', '.join(ENDMEMBER_INITS)} (or a fixed matrix via learnable_endmembers=False)")
+        if endmember_init not in ENDMEMBER_INITS and not endmember_init.endswith(".npy"):
+            raise InputError(f"unknown endmember_init {endmember_init!r}; choose one of {', '.join(ENDMEMBER_INITS)} "
+                             f"or a .npy file of (bands, endmembers) spectra")
         if sam is not None and (mask_score != "random" or mask_ratio != 0.75 or distill):
             raise InputError("a SAM-layout encoder (sam) is pretrained with the strided-grid mask: mask_score random, "
                              "mask_ratio 0.75, and no distill section")
@@ -126,16 +134,36 @@ class MAEPretrainer(BaseTask):
         if self.distiller is not None:
             rank_zero_info(f"teacher {self.distill_options.teacher}: layer pairs {self.distiller.pairs}, load report {self.distiller.load_report}")
         mixing = self.model.mixing
-        if mixing is not None and self.hparams.endmember_init == "vca" and self.global_step == 0:
+        if mixing is not None and self.hparams.endmember_init != "random" and self.global_step == 0:
+            # Abundances sum to one, so E_normalised = (E − μ) / σ mixes exactly like E.
+            mixing.endmembers.data.copy_(self.preprocessing.standardise(self._initial_endmembers(mixing.endmembers_count), channel_axis=0))
+
+    def _initial_endmembers(self, count: int) -> torch.Tensor:
+        """(C, M) endmembers in the data's units: VCA on the training pixels, or the given file."""
+        init, channels = self.hparams.endmember_init, self.preprocessing.channels
+        if init == "vca":
             from rsdistill.unmixing import vca
 
             # VCA needs the pixels in physical units: z-scoring shifts the data cone off the origin,
             # which breaks VCA's projective projection (measured: SAD 0.50 rad on Samson instead of
-            # 0.08). Abundances sum to one, so E_normalised = (E − μ) / σ mixes exactly like E.
+            # 0.08). Its random directions follow the run's seed (Lightning's seed_everything).
             pixels = torch.cat([b["image"].permute(0, 2, 3, 1)[b["valid"]] for b in self.trainer.datamodule.train_dataloader()])
             physical = self.preprocessing.denormalise(pixels, channel_axis=-1).double()
-            endmembers = torch.from_numpy(vca(physical.numpy().T, mixing.endmembers_count, seed=0)).float()  # (C, M)
-            mixing.endmembers.data.copy_(self.preprocessing.standardise(endmembers, channel_axis=0))
+            return torch.from_numpy(vca(physical.numpy().T, count, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))).float()
+        from rsdistill.io.npy import load_npy
+
+        endmembers = np.array(load_npy(Path(init)), dtype=np.float32)  # a copy: the file is memory-mapped
+        if endmembers.shape != (channels, count):
+            raise InputError(f"{init}: endmember_init holds {'×'.join(map(str, endmembers.shape))}; expected (bands, endmembers) = ({channels}, {count})")
+        return torch.from_numpy(endmembers)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        mixing = self.model.mixing
+        if mixing is not None and self.hparams.nonnegative_endmembers:
+            # Projected gradient: endmember spectra are reflectances, E = E_normalised·σ + μ ≥ 0.
+            with torch.no_grad():
+                floor = self.preprocessing.standardise(torch.zeros_like(mixing.endmembers), channel_axis=0)
+                mixing.endmembers.data.copy_(torch.maximum(mixing.endmembers, floor))
 
     def _step(self, batch, predict: str, score: str | None = None):
         """Forward and loss terms; ``predict``: the pixel head on ``all`` patches or only the

@@ -1,0 +1,153 @@
+"""Unmixing on any scene: reference files in the common layouts, scale-free FCLS, fair seeds, the
+``unmixing-eval`` verb end to end, and ``info`` on reference files."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from rsdistill.cli import main
+from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.errors import InputError
+from rsdistill.io.describe import describe_file
+from rsdistill.io.matlab import load_mat_variables
+from rsdistill.io.unmixing_reference import read_reference
+from rsdistill.unmixing import fcls, vca
+
+from fixtures import tile_info
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ["1-Asphalt", "2-Grass", "3-Tree", "4-Roof"]
+
+
+def _synthetic(height=20, width=12, seed=3):
+    """A non-square noise-free mixture: cube (H, W, 13), endmembers (13, 4), abundances (H, W, 4)
+    (smoothness 2: at the default 6 a scene this small has one constant mixture)."""
+    synthetic = make_synthetic_scene("sentinel2", height, width, smoothness=2.0, noise=0.0, sharpness=8.0, seed=seed)
+    return synthetic.scene.cube.astype(np.float64), synthetic.endmembers, synthetic.abundances
+
+
+def _column_major(abundances_hwm: np.ndarray) -> np.ndarray:
+    """(H, W, M) -> (M, N) with MATLAB's column-major pixel order."""
+    return abundances_hwm.transpose(2, 1, 0).reshape(abundances_hwm.shape[2], -1)
+
+
+def _write_reference_file(path, cube, endmembers, abundances, order="column", **extra):
+    height, width, bands = cube.shape
+    pixels = cube.transpose(2, 1, 0).reshape(bands, -1)  # the cube itself as a column-major pixel matrix
+    a = _column_major(abundances) if order == "column" else abundances.reshape(-1, abundances.shape[2]).T
+    names = np.empty((4, 1), dtype=object)
+    names[:, 0] = [np.array([n]) for n in NAMES]
+    scipy.io.savemat(path, {"Y": pixels, "nRow": height, "nCol": width, "M": endmembers,
+                            "M1": endmembers[:, ::-1] + 0.01, "A": a, "cood": names, **extra})
+    return path
+
+
+def test_fcls_is_scale_free():
+    cube, endmembers, _ = _synthetic()
+    pixels = cube.reshape(-1, cube.shape[2]).T
+    reflectance = fcls(pixels, endmembers)
+    digital_numbers = fcls(pixels * 1000, endmembers * 1000)
+    assert np.abs(reflectance - digital_numbers).max() < 1e-6
+    assert np.abs(digital_numbers.sum(axis=0) - 1).max() < 1e-3
+
+
+@pytest.mark.parametrize("order", ["column", "row"])
+def test_reference_pixel_order_is_detected_from_the_cube(tmp_path, order):
+    cube, endmembers, abundances = _synthetic()
+    path = _write_reference_file(tmp_path / "scene.mat", cube, endmembers, abundances, order)
+    reference = read_reference(path, load_mat_variables(path), cube)
+    assert reference.endmembers_key == "M" and reference.abundances_key == "A"  # M1 (an initialisation) loses to the name M
+    assert reference.names == ["Asphalt", "Grass", "Tree", "Roof"]
+    assert np.allclose(reference.abundances, abundances.reshape(-1, 4).T)
+    assert f"{order}-major pixel order" in reference.notes[0]
+
+
+def test_ambiguous_or_mismatched_references_are_one_line_errors(tmp_path):
+    cube, endmembers, abundances = _synthetic()
+    path = tmp_path / "two.mat"
+    scipy.io.savemat(path, {"P": endmembers, "Q": endmembers + 0.1, "A": _column_major(abundances)})
+    with pytest.raises(InputError, match="several endmember-like matrices \\(P, Q\\); name one with endmembers_key"):
+        read_reference(path, load_mat_variables(path), cube)
+    assert read_reference(path, load_mat_variables(path), cube, endmembers_key="Q").endmembers_key == "Q"
+    with pytest.raises(InputError, match=r"endmembers 'P' are 13×4; expected \(bands = 12, M\) with M ≤ 32 and M = \[4\]"):
+        read_reference(path, load_mat_variables(path), cube[:, :, :12], endmembers_key="P")
+
+
+def test_info_describes_a_reference_and_never_calls_abundances_a_cube(tmp_path):
+    cube, endmembers, abundances = _synthetic()
+    only = tmp_path / "groundtruth.mat"
+    scipy.io.savemat(only, {"M": endmembers, "A": _column_major(abundances), "nRow": 20, "nCol": 12})
+    text = "\n".join(describe_file(only))
+    assert "image cube" not in text and "4 endmembers × 13 bands ('M'" in text
+    assert "'A': 4 × 240 pixels = 20 × 12; sum to one" in text
+
+
+def test_max_value_scales_the_cube(tmp_path):
+    from rsdistill.io.scene import Scene
+
+    cube, endmembers, abundances = _synthetic()
+    path = _write_reference_file(tmp_path / "dn.mat", cube * 4096, endmembers, abundances, maxValue=4096)
+    assert np.allclose(Scene.read(path).cube, cube, atol=1e-5)
+    assert "divided by the file's maxValue 4096" in "\n".join(describe_file(path))
+
+
+def test_endmember_init_file_of_the_wrong_shape_is_named(tmp_path):
+    from rsdistill.tasks.pretrain import MAEPretrainer
+
+    bad = tmp_path / "init.npy"
+    np.save(bad, np.zeros((5, 4), dtype=np.float32))
+    with pytest.raises(InputError, match="unknown endmember_init 'vcaa'"):
+        MAEPretrainer(tile_info(13), endmembers=4, endmember_init="vcaa")
+    task = MAEPretrainer(tile_info(13), embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
+                         endmembers=4, endmember_init=str(bad))
+    with pytest.raises(InputError, match=r"init.npy: endmember_init holds 5×4; expected \(bands, endmembers\) = \(13, 4\)"):
+        task._initial_endmembers(4)
+
+
+def test_unmixing_eval_on_a_user_scene_end_to_end(tmp_path, monkeypatch, capsys):
+    """A user's cube and reference (a .mat in DN with maxValue, non-square, column-major): one
+    seed, one epoch. The baseline and KARMA start from the same VCA draw; every output is written."""
+    monkeypatch.chdir(tmp_path)
+    cube, endmembers, abundances = _synthetic(height=24, width=16)
+    _write_reference_file(tmp_path / "user_scene.mat", cube * 1000, endmembers, abundances, maxValue=1000)
+    recipe = tmp_path / "karma.yaml"
+    recipe.write_text((REPO / "configs/unmixing/karma.yaml").read_text().replace("embed_dim: 64", "embed_dim: 32")
+                      .replace("decoder_embed_dim: 64", "decoder_embed_dim: 32"))
+    code = main(["unmixing-eval", "--scene", "user_scene.mat", "-c", str(recipe), "--seeds", "[1]", "--epochs", "1", "--out", "out"])
+    assert code == 0
+    run = tmp_path / "out/seed_1"
+    record = json.loads((run / "scores.json").read_text())
+    methods = record["methods"]
+    assert list(methods) == ["VCA + FCLS", "KARMA", "KARMA endmembers + FCLS"]
+    assert set(methods["KARMA"]["sad_per_endmember"]) == {"Asphalt", "Grass", "Tree", "Roof"}
+    # noise-free synthetic mixture: VCA + FCLS is near exact
+    assert methods["VCA + FCLS"]["sad"] < 0.1 and methods["VCA + FCLS"]["abundance_rmse"] < 0.1
+    # the refinement uses KARMA's endmembers: same SAD, per-pixel abundances
+    assert methods["KARMA endmembers + FCLS"]["sad"] == methods["KARMA"]["sad"]
+    pixels = cube.reshape(-1, 13).T
+    assert np.allclose(np.load(run / "endmember_init.npy"), vca(pixels, 4, seed=1), atol=1e-5)  # the baseline's draw
+    arrays = np.load(run / "unmixing.npz")
+    assert arrays["karma_abundances"].shape == (24, 16, 4) and arrays["reference_abundances"].shape == (24, 16, 4)
+    assert (run / "unmixing.png").stat().st_size > 0 and (tmp_path / "out/results.md").exists()
+    assert "| user_scene | VCA + FCLS |" in capsys.readouterr().out
+    # a scene YAML holds the scene's options: giving them on the command line too is refused
+    (tmp_path / "scene.yaml").write_text("scene: user_scene.mat\n")
+    assert main(["unmixing-eval", "--scene", "scene.yaml", "--scale", "2", "-c", str(recipe), "--out", "out2"]) == 2
+    assert "put scale in it" in capsys.readouterr().err
+
+
+def test_unmixing_eval_on_samson(real_file, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("RSDISTILL_DATA", str(real_file("")))
+    monkeypatch.chdir(tmp_path)
+    code = main(["unmixing-eval", "--scene", str(REPO / "configs/unmixing/samson.yaml"), "-c", str(REPO / "configs/unmixing/karma.yaml"),
+                 "--seeds", "[0]", "--epochs", "1", "--out", "out"])
+    assert code == 0
+    methods = json.loads((tmp_path / "out/seed_0/scores.json").read_text())["methods"]
+    assert methods["VCA + FCLS"]["sad"] < 0.15
+    # KARMA starts from the baseline's VCA draw: after one epoch its endmembers are still close
+    assert methods["KARMA"]["sad"] < methods["VCA + FCLS"]["sad"] + 0.05
+    assert set(methods["KARMA"]["sad_per_endmember"]) == {"soil", "tree", "water"}
+    assert "| samson | KARMA |" in capsys.readouterr().out
