@@ -151,3 +151,18 @@ def test_unmixing_eval_on_samson(real_file, monkeypatch, tmp_path, capsys):
     assert methods["KARMA"]["sad"] < methods["VCA + FCLS"]["sad"] + 0.05
     assert set(methods["KARMA"]["sad_per_endmember"]) == {"soil", "tree", "water"}
     assert "| samson | KARMA |" in capsys.readouterr().out
+
+
+def test_nonnegative_endmembers_are_projected_after_each_step():
+    import torch
+
+    from rsdistill.preprocessing import Preprocessing
+    from rsdistill.tasks.pretrain import MAEPretrainer
+
+    info = {**tile_info(5), "preprocessing": Preprocessing.create(5, [0.5] * 5, [0.25] * 5).to_dict()}
+    task = MAEPretrainer(info, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1, endmembers=3,
+                         nonnegative_endmembers=True)
+    task.model.mixing.endmembers.data.fill_(-5.0)  # physical value 0.5 − 5 × 0.25 < 0
+    task.on_train_batch_end(None, None, 0)
+    physical = task.preprocessing.denormalise(task.model.mixing.endmembers.detach(), channel_axis=0)
+    assert torch.allclose(physical, torch.zeros_like(physical))
