@@ -53,6 +53,11 @@ def test_distils_a_student_encoder_and_trains_only_adapters_on_the_teacher_side(
     teacher = tiny_teacher(tmp_path / "fresh.safetensors")
     original = load_encoder(teacher).encoder.state_dict()
     assert all(torch.equal(v, task.teacher.encoder.state_dict()[k]) for k, v in original.items())  # the SAM backbone stayed frozen
+    # the teacher with its distilled adapters is an encoder of its own, loadable as a backbone
+    adapted = load_encoder(tmp_path / "run/teacher.safetensors")
+    assert type(adapted.encoder).__name__ == "MMoAEncoder" and adapted.preprocessing.to_dict() == task.teacher_preprocessing.to_dict()
+    assert all(torch.equal(v, task.teacher.state_dict()[k]) for k, v in adapted.encoder.state_dict().items())
+    assert adapted.encoder.forward_features(torch.zeros(1, 3, 16, 16), layers=(2, 4))[1].shape == (1, 32, 4, 4)
     with open(tmp_path / "run/metrics.csv") as f:
         header = f.readline()
     assert all(k in header for k in ("train/kd", "train/teacher_mae", "train/student_mae", "train/r", "train/stage", "train/lambda_kd", "val/kd"))

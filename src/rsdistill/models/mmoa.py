@@ -25,7 +25,7 @@ The backbone is frozen; adapters and gates train. Shapes: token grids (B, H, W, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -140,7 +140,12 @@ class MMoA(nn.Module):
 
 
 class MMoAEncoder(nn.Module):
-    """A frozen ``SAMImageEncoder`` with an ``MMoA`` per block; the encoder's keys stay under ``encoder.``."""
+    """A frozen ``SAMImageEncoder`` with an ``MMoA`` per block; the encoder's keys stay under ``encoder.``.
+
+    Saved as an encoder of its own (``name`` sam_mmoa, ``config`` = the SAM encoder's + ``mmoa``),
+    so the teacher with its distilled adapters is a backbone the segmentation recipes can load."""
+
+    name = "sam_mmoa"
 
     def __init__(self, encoder: SAMImageEncoder, options: MMoAOptions | None = None):
         super().__init__()
@@ -148,6 +153,12 @@ class MMoAEncoder(nn.Module):
         self.encoder = encoder.requires_grad_(False)
         self.mmoa = nn.ModuleList(MMoA(encoder.embed_dim, self.options) for _ in encoder.blocks)
         self.patch_size, self.embed_dim, self.depth, self.bands = encoder.patch_size, encoder.embed_dim, encoder.depth, encoder.bands
+        self.config = {**encoder.config, "mmoa": asdict(self.options)}
+
+    @classmethod
+    def build(cls, mmoa: dict | None = None, **sam) -> MMoAEncoder:
+        """From a card's architecture record (``build_encoder``)."""
+        return cls(SAMImageEncoder(**sam), MMoAOptions(**(mmoa or {})))
 
     def forward_blocks(self, x: torch.Tensor, layers: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """(B, h, w, C) embedded tokens -> (last block output, {layer: (B, h, w, C)}), layers 1..depth."""

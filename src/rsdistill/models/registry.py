@@ -1,7 +1,8 @@
 """Encoders on disk and in memory: one registry for every encoder rsdistill builds or loads.
 
 - ``build_encoder(architecture)`` makes an encoder from the ``architecture`` record of a card
-  (``{"name": "vit" | "sam", ...constructor arguments}``); every encoder carries that record as ``config``.
+  (``{"name": "vit" | "sam" | "sam_mmoa", ...constructor arguments}``); every encoder carries that
+  record as ``config`` (sam_mmoa: Mask-CDKD's teacher, a SAM encoder with its adapters).
 - ``save_encoder`` writes safetensors weights + a JSON card (architecture, preprocessing, recipe,
   metrics, scenes), both atomically.
 - ``load_encoder(path)`` dispatches on the format: an rsdistill card next to the weights, a SAM
@@ -25,13 +26,14 @@ from torch import nn
 from rsdistill.errors import InputError
 from rsdistill.files import atomic_write, write_json
 from rsdistill.models.state_dicts import load_strict, read_state_dict
+from rsdistill.models.mmoa import MMoAEncoder
 from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
 
 CARD_SUFFIX = ".json"
 CARD_FORMAT = "rsdistill-encoder/2"
-ENCODERS = {"vit": ViTEncoder, "sam": SAMImageEncoder}
+ENCODERS = {"vit": ViTEncoder, "sam": SAMImageEncoder, "sam_mmoa": MMoAEncoder.build}
 
 
 def build_encoder(architecture: dict) -> nn.Module:

@@ -17,11 +17,14 @@ of unlabelled tiles (N, C, H, W), normalised with the data's statistics:
 4. total = λ_KD·KD + λ_T·L_T + λ_S·L_S with λ from the r-schedule (``distill.r_schedule``), whose
    state is saved in every checkpoint; stage, r and λ are logged.
 
-The student encoder is written as ``encoder.safetensors`` + card when the fit ends (``BaseTask``).
+The student encoder is written as ``encoder.safetensors`` + card when the fit ends (``BaseTask``),
+and the teacher with its distilled adapters as ``teacher.safetensors`` + card.
 No-data pixels are not excluded from the MAE losses (the VHR RGB tiles this is meant for have none).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +96,17 @@ class MaskCDKD(BaseTask):
 
     def exported_encoder(self):
         return self.student.encoder
+
+    def export(self, path, metrics: dict | None = None) -> None:
+        """The student as ``path``; beside it ``teacher.safetensors``: the teacher with its
+        distilled adapters (a ``sam_mmoa`` encoder in the teacher's own normalisation), the
+        backbone of the paper's "teacher with adapters" rows."""
+        from rsdistill.models.registry import save_encoder
+
+        super().export(path, metrics)
+        card = {"bands": self.teacher_preprocessing.channels, "recipe": self.recipe, "metrics": metrics or {},
+                "teacher_of": str(path)}
+        save_encoder(self.teacher, Path(path).with_name("teacher.safetensors"), self.teacher_preprocessing, card)
 
     def _mask(self, n: int, grid: tuple[int, int], device):
         if self.hparams.mask == "strided":
