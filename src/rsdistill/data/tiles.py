@@ -12,7 +12,7 @@
   With ``target_sensor`` every scene is first mapped to that sensor's bands by ``band_alignment``
   (scenes from different instruments can then be pooled).
 - Tiles: ``tile_size`` with ``stride``; tiles whose nodata fraction exceeds ``max_nodata`` are
-  skipped. Tiles are read window by window when they are used, never held in memory: memory does
+  skipped; ``train_tiles_per_epoch`` caps an epoch at that many training tiles, drawn anew. Tiles are read window by window when they are used, never held in memory: memory does
   not grow with the number of tiles or their overlap.
 - Normalisation: per-band mean/std from a ``rsdistill stats`` file (band count checked) or, by
   default, from the valid pixels of the training tiles (one streaming pass). It is the data's
@@ -111,9 +111,11 @@ class TileData(TiledDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
+        train_tiles_per_epoch: int | None = None,
     ):
         super().__init__()
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
+        self.train_tiles_per_epoch = train_tiles_per_epoch
         self.max_nodata, self.target_sensor = max_nodata, target_sensor
         specs = _subset_specs(images, validation, test, tile_lists, synthetic, root)
         entries = {subset: _open_specs(found, root, read_options or {}, target_sensor, alignment) for subset, found in specs.items()}
