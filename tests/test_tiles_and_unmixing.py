@@ -105,3 +105,13 @@ def test_pretrain_experiment_over_datasets_of_different_band_counts(tmp_path):
     assert run_pretrain_experiment(config, tmp_path, log=lambda _: None) == records  # finished runs are reused
     with pytest.raises(InputError, match="dataset 's2': unknown keys \\['models'\\]"):
         run_pretrain_experiment({**config, "datasets": {"s2": {"models": {}}}}, tmp_path / "bad")
+
+
+def test_train_tiles_per_epoch_caps_an_epoch_with_a_fresh_draw():
+    data = TileData(synthetic={"sensor": "sentinel2", "height": 32, "width": 32}, tile_size=8, stride=4, batch_size=4,
+                    train_tiles_per_epoch=6)
+    loader = data.train_dataloader()
+    assert len(data.train_set) > 6 and len(loader.sampler) == 6
+    first = list(loader.sampler)
+    loader.sampler.set_epoch(1)
+    assert list(loader.sampler) != first

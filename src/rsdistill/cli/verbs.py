@@ -146,7 +146,7 @@ def unmixing_eval(args) -> None:
 
     from rsdistill.errors import InputError
     from rsdistill.files import write_json
-    from rsdistill.evaluation.unmixing_validity import load_unmixing_scene, markdown, run_unmixing_eval
+    from rsdistill.evaluation.unmixing_eval import load_unmixing_scene, markdown, run_unmixing_eval
 
     options = {"reference": args.reference, "key": args.key, "scale": args.scale, "endmembers_key": args.endmembers_key,
                "abundances_key": args.abundances_key, "pixel_order": args.pixel_order, "names": args.names}
