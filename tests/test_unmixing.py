@@ -137,6 +137,13 @@ def test_unmixing_eval_on_a_user_scene_end_to_end(tmp_path, monkeypatch, capsys)
     (tmp_path / "scene.yaml").write_text("scene: user_scene.mat\n")
     assert main(["unmixing-eval", "--scene", "scene.yaml", "--scale", "2", "-c", str(recipe), "--out", "out2"]) == 2
     assert "put scale in it" in capsys.readouterr().err
+    # more materials than the reference: each reference material matched, no abundance RMSE; fewer: refused
+    assert main(["unmixing-eval", "--scene", "user_scene.mat", "--endmembers", "5", "-c", str(recipe), "--seeds", "[0]",
+                 "--epochs", "1", "--out", "out5"]) == 0
+    five = json.loads((tmp_path / "out5/seed_0/scores.json").read_text())["methods"]["KARMA"]
+    assert len(five["sad_per_endmember"]) == 4 and "abundance_rmse" not in five
+    assert main(["unmixing-eval", "--scene", "user_scene.mat", "--endmembers", "3", "-c", str(recipe), "--out", "out3"]) == 2
+    assert "3 endmembers to estimate; expected from the reference's 4" in capsys.readouterr().err
 
 
 def test_unmixing_eval_on_samson(real_file, monkeypatch, tmp_path, capsys):

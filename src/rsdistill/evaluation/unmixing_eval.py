@@ -98,8 +98,9 @@ def _read_scene_yaml(path) -> dict:
 
 
 def score(endmembers: np.ndarray, abundances: np.ndarray, reference: UnmixingReference) -> tuple[dict, np.ndarray]:
-    """Scores of (bands, M) endmembers and (M, H·W) abundances, and the column order matching them
-    to the reference's materials."""
+    """Scores of (bands, M) endmembers and (M, H·W) abundances (M ≥ the reference's count), and the
+    columns matched to the reference's materials, in its order. Abundance RMSE only when the
+    counts are equal (extra materials would take abundance from the matched ones)."""
     order, angles = match_endmembers(endmembers, reference.endmembers)
     scores = {"sad": float(angles.mean()), "sad_per_endmember": dict(zip(reference.names, map(float, angles)))}
     if reference.abundances is not None and endmembers.shape[1] == reference.count:
@@ -162,8 +163,9 @@ def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: i
         return done
     count = count or scene.reference.count
     pixels = scene.pixels
-    if not 2 <= count <= pixels.shape[0]:
-        raise InputError(f"{scene.path}: cannot estimate {count} endmembers from {pixels.shape[0]} bands (2 to {pixels.shape[0]})")
+    if not scene.reference.count <= count <= pixels.shape[0]:
+        raise InputError(f"{scene.path}: {count} endmembers to estimate; expected from the reference's {scene.reference.count} "
+                         f"(each reference material is matched to one) to the {pixels.shape[0]} bands")
     vca_endmembers = vca(pixels, count, seed=seed)
     karma_endmembers, karma_abundances = karma_unmixing(scene, recipe_path, count, vca_endmembers, seed, run_dir, epochs)
     estimates = {
