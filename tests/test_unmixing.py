@@ -89,9 +89,14 @@ def test_max_value_scales_the_cube(tmp_path):
     from rsdistill.io.scene import Scene
 
     cube, endmembers, abundances = _synthetic()
-    path = _write_reference_file(tmp_path / "dn.mat", cube * 4096, endmembers, abundances, maxValue=4096)
-    assert np.allclose(Scene.read(path).cube, cube, atol=1e-5)
-    assert "divided by the file's maxValue 4096" in "\n".join(describe_file(path))
+    kept = np.arange(3, 29, 2)  # 1-based indices of 13 of 30 original bands, as Zhu's SlectBands
+    path = _write_reference_file(tmp_path / "dn.mat", cube * 4096, endmembers, abundances, maxValue=4096,
+                                 SlectBands=kept[:, None], wavelength=np.linspace(400, 2500, 30)[None])
+    scene = Scene.read(path)
+    assert np.allclose(scene.cube, cube, atol=1e-5)
+    assert np.allclose(scene.wavelengths, np.linspace(400, 2500, 30)[kept - 1])
+    text = "\n".join(describe_file(path))
+    assert "divided by the file's maxValue 4096" in text and "bands SlectBands (1-based) 3-27 of the original sensor" in text
 
 
 def test_endmember_init_file_of_the_wrong_shape_is_named(tmp_path):
