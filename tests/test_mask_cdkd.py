@@ -61,6 +61,7 @@ def test_distils_a_student_encoder_and_trains_only_adapters_on_the_teacher_side(
     with open(tmp_path / "run/metrics.csv") as f:
         header = f.readline()
     assert all(k in header for k in ("train/kd", "train/teacher_mae", "train/student_mae", "train/r", "train/stage", "train/lambda_kd", "val/kd"))
+    assert (tmp_path / "run/r_schedule.png").stat().st_size > 0
 
 
 def test_bad_inputs_are_one_line(tmp_path):

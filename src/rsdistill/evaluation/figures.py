@@ -114,3 +114,32 @@ def unmixing_figure(arrays: dict[str, np.ndarray], names: list[str], path, title
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def r_schedule_figure(metrics_csv, path, stages=("early", "middle", "late"), thresholds=(0.85, 0.95)) -> Path | None:
+    """Mask-CDKD's r = L_T_MAE / L_S_MAE per logged step with the stage it put training in (from a
+    run's ``metrics.csv``: ``train/r``, ``train/stage``); None when nothing was logged yet."""
+    import csv
+
+    with open(metrics_csv, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("train/r") not in (None, "")]
+    if not rows:
+        return None
+    steps = np.array([float(r["step"]) for r in rows])
+    ratio, stage = np.array([float(r["train/r"]) for r in rows]), np.array([float(r["train/stage"]) for r in rows])
+    fig, top = plt.subplots(figsize=(7, 3.2))
+    top.plot(steps, ratio, "k-", lw=1, label="r = L_T / L_S")
+    for value, style in zip(thresholds, ("b:", "r:")):
+        top.axhline(value, color=style[0], ls=":", lw=1)
+    top.set_xlabel("step")
+    top.set_ylabel("r")
+    right = top.twinx()
+    right.step(steps, stage, "g-", where="post", lw=1.5, label="stage")
+    right.set_yticks(range(len(stages)), stages)
+    right.set_ylim(-0.3, len(stages) - 0.7)
+    top.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -108,6 +108,15 @@ class MaskCDKD(BaseTask):
                 "teacher_of": str(path)}
         save_encoder(self.teacher, Path(path).with_name("teacher.safetensors"), self.teacher_preprocessing, card)
 
+    def on_fit_end(self) -> None:
+        """Encoders (``BaseTask``), then ``r_schedule.png``: r and the stage over training."""
+        super().on_fit_end()
+        log_dir = self.trainer.log_dir if self.trainer.loggers and self.trainer.is_global_zero else None
+        if log_dir is not None and (Path(log_dir) / "metrics.csv").is_file():
+            from rsdistill.evaluation.figures import r_schedule_figure
+
+            r_schedule_figure(Path(log_dir) / "metrics.csv", Path(log_dir) / "r_schedule.png")
+
     def _mask(self, n: int, grid: tuple[int, int], device):
         if self.hparams.mask == "strided":
             return strided_grid_mask(n, *grid, device=device)
