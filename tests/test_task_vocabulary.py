@@ -202,7 +202,19 @@ def test_a_recipe_typo_names_the_key(tmp_path, capsys):
 # -- every shipped recipe ---------------------------------------------------------------------------------
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 EXPERIMENTS = [c for c in CONFIGS if {"models", "recipes"} & set(yaml.safe_load(c.read_text()))]
-RECIPES = [c for c in CONFIGS if c not in EXPERIMENTS]
+UNMIXING_SCENES = [c for c in CONFIGS if "scene" in yaml.safe_load(c.read_text())]
+RECIPES = [c for c in CONFIGS if c not in EXPERIMENTS and c not in UNMIXING_SCENES]
+
+
+@pytest.mark.parametrize("config", UNMIXING_SCENES, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_unmixing_scene_reads_with_its_reference(config, data_dir, monkeypatch):
+    from rsdistill.evaluation.unmixing_eval import load_unmixing_scene
+
+    monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
+    scene = load_unmixing_scene(config)
+    reference = scene.reference
+    assert reference.abundances.shape == (reference.count, scene.cube.shape[0] * scene.cube.shape[1])
+    assert np.allclose(reference.abundances.sum(axis=0), 1, atol=1e-6) and len(reference.names) == reference.count
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +244,8 @@ def artefacts(tmp_path_factory, data_dir):
 
 
 def encoder_artefact(path: str, artefacts: dict) -> str:
-    """The test's stand-in for an encoder a recipe names: RGB for the VHR encoders, EnMAP otherwise."""
-    return str(artefacts["rgb_encoder" if "vhr" in str(path) else "encoder"])
+    """The test's stand-in for an encoder a recipe names: RGB for the VHR encoders (MAE or Mask-CDKD), EnMAP otherwise."""
+    return str(artefacts["rgb_encoder" if "vhr" in str(path) or "mask_cdkd" in str(path) else "encoder"])
 
 
 def needs(recipe: Path, artefacts: dict) -> list[str]:
