@@ -54,6 +54,22 @@ def test_block_split_keeps_blocks_whole():
     assert not (blocks["train"] & blocks["test"]) and not (blocks["train"] & blocks["val"]) and not (blocks["val"] & blocks["test"])
 
 
+def test_buffered_blocks_leave_no_held_out_pixel_inside_a_training_patch(tmp_path):
+    coords, classes = labelled_pixels(synthetic_labels())
+    split = block_split(coords, classes, block_size=8, train=0.5, val=0.2, seed=1, scenes=["s"])
+    radius = 4  # 9 × 9 patches
+
+    def inside_training_patch(subset):
+        return sum(np.abs(split.train[:, 1:] - pixel[1:]).max(axis=1).min() <= radius for pixel in subset)
+
+    assert inside_training_patch(split.test) > 0  # touching blocks: the leak the buffer removes
+    buffered, removed = split.buffered(radius)
+    assert removed["test"] == inside_training_patch(split.test) and removed["val"] == inside_training_patch(split.val)
+    split = buffered
+    assert inside_training_patch(split.test) == 0 and inside_training_patch(split.val) == 0 and len(split.test) > 0
+    assert PixelSplit.load(split.save(tmp_path / "split.json"), ["s"]).buffer == radius
+
+
 def test_split_round_trip_and_subsample(tmp_path):
     coords, classes = labelled_pixels(synthetic_labels())
     split = stratified_split(coords, classes, train=0.3, val=0.1, seed=4, scenes=["a.tif"])
@@ -110,3 +126,14 @@ def test_enmap_tile_lists_give_specdeepmap_split(real_file):
     assert (len(data.split.train), len(data.split.val), len(data.split.test)) == (3806, 1206, 660)
     test_tiles = {data.scenes[s].path for s in data.split.test[:, 0]}
     assert all("160_96" in p or "96_32" in p for p in test_tiles)
+
+
+def test_block_split_data_buffers_by_the_patch_radius_by_default():
+    from rsdistill.data.classification import PixelClassificationData
+
+    options = {"synthetic": {"sensor": "sentinel2", "height": 48, "width": 48}, "split": "blocks", "block_size": 8,
+               "train": 0.5, "val": 0.2, "patch_size": 7, "seed": 1}
+    default = PixelClassificationData(**options)
+    unbuffered = PixelClassificationData(**options, buffer=0)
+    assert default.split.buffer == 3 and unbuffered.split.buffer == 0
+    assert np.array_equal(default.split.train, unbuffered.split.train) and len(default.split.test) < len(unbuffered.split.test)

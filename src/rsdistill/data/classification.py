@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -40,6 +41,9 @@ class PixelClassificationData(L.LightningDataModule):
         split: "stratified" (per-class ``train``/``val`` fraction or count), "blocks" (whole
             ``block_size`` blocks, fractions of blocks) or "scenes".
         split_file: reload this saved split instead of drawing one.
+        buffer: validation and test pixels within this many pixels of a training pixel are dropped
+            (no held-out pixel inside a training patch); default: the patch radius for "blocks",
+            0 for "stratified" and "scenes" (separate files).
         max_train_per_class: keep at most this many training pixels per class (seeded), to bound
             training time; the dropped pixels are used by no subset.
     """
@@ -56,6 +60,7 @@ class PixelClassificationData(L.LightningDataModule):
         train: float = 0.1,
         val: float = 0.05,
         block_size: int = 16,
+        buffer: int | None = None,
         split_file: str | None = None,
         max_train_per_class: int | None = None,
         patch_size: int = 9,
@@ -84,6 +89,12 @@ class PixelClassificationData(L.LightningDataModule):
             self.split = stratified_split(coords, classes, train, val, seed, names)
         if max_train_per_class is not None and split_file is None:
             self.split.train = subsample_per_class(self.split.train, self.targets_of(self.split.train), max_train_per_class, seed)
+        if split_file is None:
+            radius = (patch_size // 2 if split == "blocks" else 0) if buffer is None else buffer
+            self.split, removed = self.split.buffered(radius)
+            if radius:
+                rank_zero_info(f"split buffer of {radius} px around training pixels: dropped {removed['val']} validation and "
+                               f"{removed['test']} test pixels; {len(self.split.val)} and {len(self.split.test)} remain")
         self.class_ids = sorted(int(c) for c in np.unique(classes))
         if len(self.class_ids) < 2:
             raise InputError(f"{', '.join(map(str, names))}: the labels hold one class ({self.class_ids[0]}); classification needs at least two")

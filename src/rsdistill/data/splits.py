@@ -7,10 +7,13 @@ matters and all seeded:
   validation, the rest to test. Pixels are disjoint, but a test pixel can still sit inside the
   *context* of a training patch: optimistic, as in most papers.
 - ``blocks``: the scene is cut into square blocks and whole blocks go to one side, so training and
-  test pixels are spatially apart (the honest setting for spatial models).
+  test pixels are spatially apart (the honest setting for spatial models). Blocks touch, so a
+  test pixel next to a training block would still sit inside a training patch; ``buffered``
+  removes from validation and test every pixel within the patch radius of a training pixel.
 - ``scenes``: whole scenes (tiles) go to one side, e.g. the EnMAP Potsdam train/val/test tile lists.
 
-In every case no pixel is in two sets, so no test pixel is ever the centre of a training patch.
+In every case no pixel is in two sets, so no test pixel is ever the centre of a training patch;
+with a buffer of the patch radius none is inside one either.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import binary_dilation
 
 from rsdistill.errors import InputError
 from rsdistill.files import write_json
@@ -38,12 +42,39 @@ class PixelSplit:
     method: str
     seed: int
     scenes: list[str]
+    buffer: int = 0
 
     def subset(self, name: str) -> np.ndarray:
         return getattr(self, name)
 
+    def buffered(self, radius: int) -> tuple[PixelSplit, dict[str, int]]:
+        """This split without the validation and test pixels within ``radius`` pixels (Chebyshev,
+        same scene) of a training pixel, i.e. inside the context of a training patch of side
+        2·radius + 1; and how many were removed per subset."""
+        if radius <= 0:
+            return self, {"val": 0, "test": 0}
+        near = {}
+        for scene in np.unique(self.train[:, 0]):
+            pixels = self.train[self.train[:, 0] == scene]
+            centres = np.zeros((pixels[:, 1].max() + radius + 1, pixels[:, 2].max() + radius + 1), dtype=bool)
+            centres[pixels[:, 1], pixels[:, 2]] = True
+            near[scene] = binary_dilation(centres, np.ones((2 * radius + 1,) * 2, dtype=bool))
+
+        def outside(coords: np.ndarray) -> np.ndarray:
+            keep = np.ones(len(coords), dtype=bool)
+            for scene, mask in near.items():
+                rows = np.flatnonzero(coords[:, 0] == scene)
+                r, c = coords[rows, 1], coords[rows, 2]
+                inside = (r < mask.shape[0]) & (c < mask.shape[1])
+                keep[rows[inside]] = ~mask[r[inside], c[inside]]
+            return coords[keep]
+
+        val, test = outside(self.val), outside(self.test)
+        removed = {"val": len(self.val) - len(val), "test": len(self.test) - len(test)}
+        return PixelSplit(self.train, val, test, self.method, self.seed, self.scenes, radius), removed
+
     def save(self, path) -> Path:
-        doc = {"method": self.method, "seed": self.seed, "scenes": self.scenes}
+        doc = {"method": self.method, "seed": self.seed, "scenes": self.scenes, "buffer": self.buffer}
         doc.update({name: self.subset(name).tolist() for name in SUBSETS})
         return write_json(path, doc, indent=None)
 
@@ -56,7 +87,7 @@ class PixelSplit:
         if scenes is not None and [Path(s).name for s in doc["scenes"]] != [Path(s).name for s in scenes]:
             raise InputError(f"{path}: split was made for scenes {doc['scenes']}, not {scenes}")
         arrays = {name: np.asarray(doc[name], dtype=np.int64).reshape(-1, 3) for name in SUBSETS}
-        return cls(**arrays, method=doc["method"], seed=doc["seed"], scenes=doc["scenes"])
+        return cls(**arrays, method=doc["method"], seed=doc["seed"], scenes=doc["scenes"], buffer=doc.get("buffer", 0))
 
 
 def labelled_pixels(label_maps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
