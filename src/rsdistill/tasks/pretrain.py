@@ -16,8 +16,6 @@ patch features of the test tiles.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 
 import numpy as np
 import torch
@@ -150,9 +148,10 @@ class MAEPretrainer(BaseTask):
             pixels = torch.cat([b["image"].permute(0, 2, 3, 1)[b["valid"]] for b in self.trainer.datamodule.train_dataloader()])
             physical = self.preprocessing.denormalise(pixels, channel_axis=-1).double()
             return torch.from_numpy(vca(physical.numpy().T, count, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))).float()
+        from rsdistill.data.paths import resolve
         from rsdistill.io.npy import load_npy
 
-        endmembers = np.array(load_npy(Path(init)), dtype=np.float32)  # a copy: the file is memory-mapped
+        endmembers = np.array(load_npy(resolve(init)), dtype=np.float32)  # a copy: the file is memory-mapped
         if endmembers.shape != (channels, count):
             raise InputError(f"{init}: endmember_init holds {'×'.join(map(str, endmembers.shape))}; expected (bands, endmembers) = ({channels}, {count})")
         return torch.from_numpy(endmembers)
