@@ -22,8 +22,9 @@ def describe_file(path, key: str | None = None, time_index: int | None = None, s
     notes: list[str] = []
     suffix = path.suffix.lower()
     if suffix == ".mat":
-        contents = inspect_mat(path, key)
-        reference = _reference_lines(path, contents.cube)
+        variables = load_mat_variables(path)
+        contents = inspect_mat(path, key, variables)
+        reference = _reference_lines(path, variables, contents.cube)
         if contents.cube is None and contents.labels is None:
             listing = ", ".join(f"{k} {'×'.join(map(str, s))}" for k, s in contents.variables.items())
             content = [] if reference else ["content      no image cube or label map"]
@@ -47,9 +48,8 @@ def describe_file(path, key: str | None = None, time_index: int | None = None, s
     return describe_scene(scene, notes) + (reference if suffix == ".mat" else [])
 
 
-def _reference_lines(path: Path, cube) -> list[str]:
+def _reference_lines(path: Path, variables: dict[str, np.ndarray], cube) -> list[str]:
     """An unmixing reference's lines when the .mat holds one (checked against its cube if any)."""
-    variables = load_mat_variables(path)
     grid = cube.shape[:2] if cube is not None else grid_of(variables)
     try:
         if find_reference_keys(variables, path=path) is None:

@@ -130,9 +130,10 @@ def _as_cube(array: np.ndarray, rows: int | None, cols: int | None) -> tuple[np.
     return None, None
 
 
-def inspect_mat(path: Path, key: str | None = None) -> MatContents:
-    """Find the cube, label map and wavelengths in a .mat file (see module docstring)."""
-    variables = load_mat_variables(path)
+def inspect_mat(path: Path, key: str | None = None, variables: dict[str, np.ndarray] | None = None) -> MatContents:
+    """Find the cube, label map and wavelengths in a .mat file (see module docstring);
+    ``variables``: the file's ``load_mat_variables``, when the caller has read them already."""
+    variables = load_mat_variables(path) if variables is None else variables
     shapes = {k: v.shape for k, v in variables.items()}
     if not any(v.ndim in (2, 3) and min(v.shape) > 1 for v in variables.values()):
         raise InputError(f"{path}: no 2-D or 3-D numeric variable (variables: {_listing(shapes) or 'none'})")
