@@ -116,9 +116,10 @@ def unmixing_figure(arrays: dict[str, np.ndarray], names: list[str], path, title
     return path
 
 
-def r_schedule_figure(metrics_csv, path, stages=("early", "middle", "late"), thresholds=(0.85, 0.95)) -> Path | None:
+def r_schedule_figure(metrics_csv, path, stages: tuple[str, ...], thresholds: tuple[float, float]) -> Path | None:
     """Mask-CDKD's r = L_T_MAE / L_S_MAE per logged step with the stage it put training in (from a
-    run's ``metrics.csv``: ``train/r``, ``train/stage``); None when nothing was logged yet."""
+    run's ``metrics.csv``: ``train/r``, ``train/stage`` as an index into ``stages``), and the
+    schedule's two thresholds; None when nothing was logged yet."""
     import csv
 
     with open(metrics_csv, newline="") as handle:

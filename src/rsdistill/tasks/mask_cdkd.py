@@ -115,7 +115,8 @@ class MaskCDKD(BaseTask):
         if log_dir is not None and (Path(log_dir) / "metrics.csv").is_file():
             from rsdistill.evaluation.figures import r_schedule_figure
 
-            r_schedule_figure(Path(log_dir) / "metrics.csv", Path(log_dir) / "r_schedule.png")
+            r_schedule_figure(Path(log_dir) / "metrics.csv", Path(log_dir) / "r_schedule.png", STAGES,
+                              (self.schedule.to_middle_below, self.schedule.to_late_above))
 
     def _mask(self, n: int, grid: tuple[int, int], device):
         if self.hparams.mask == "strided":
