@@ -6,10 +6,11 @@ convolutions with dropout, the last one strided so that a 9×9 patch becomes 3×
 tokens), then a selective state-space model (Mamba) runs over the sequence and a linear head
 classifies the pooled output.
 
-Mamba comes from the pure-PyTorch ``mambapy`` (runs on CPU). With ``mamba-ssm`` installed on a
-CUDA machine, ``cuda_kernels=True`` makes mambapy call its fused selective-scan kernel
-(``MambaConfig.use_cuda``); the module and its parameter names stay the same, so the same
-checkpoint runs either way.
+Mamba's layers come from ``mambapy``; its selective scan is replaced by ``models.selective_scan``
+(``scan``: a fused numba loop on CPU, a PyTorch loop for export and other devices). With
+``mamba-ssm`` installed on a CUDA machine, ``cuda_kernels=True`` makes mambapy call its fused
+selective-scan kernel (``MambaConfig.use_cuda``). The parameter names stay mambapy's, so the same
+checkpoint runs any way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import torch
 from mambapy.mamba import Mamba, MambaConfig
 from torch import nn
+
+from rsdistill.models.selective_scan import install_scan
 
 
 class ByteLatentEncoder(nn.Module):
@@ -51,11 +54,13 @@ class BLMClassifier(nn.Module):
         dropout: float = 0.1,
         token_stride: int = 3,
         cuda_kernels: bool = False,
+        scan: str = "auto",
     ):
         super().__init__()
         self.encoder = ByteLatentEncoder(bands, d_model, dropout, token_stride)
         config = MambaConfig(d_model=d_model, n_layers=n_layers, d_state=d_state, expand_factor=expand, use_cuda=cuda_kernels)
         self.mamba = Mamba(config)
+        install_scan(self.mamba, scan)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, classes)
 

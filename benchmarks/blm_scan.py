@@ -1,0 +1,104 @@
+"""Selective-scan backends of the BLM-KD models: mambapy's parallel scan vs the fused numba scan
+(and the PyTorch loop used for export), with the HybridSN CNN as a yardstick.
+
+    python benchmarks/blm_scan.py [--config configs/blm_kd/enmap_tiles.yaml] [--threads 2] [--rounds 7]
+
+Each round times every (model, backend) once, interleaved (A B C A B C ...), for inference (no
+grad, batches of 256) and one training step (forward + backward + AdamW, batch 128) on random
+224-band 9×9 patches; the table gives the median (min–max) ms per 1,000 pixels and the speed-up
+over mambapy's scan computed per round. Same weights in every backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from rsdistill.evaluation.experiment import load_experiment
+from rsdistill.models.selective_scan import set_scan_backend
+from rsdistill.preprocessing import Preprocessing
+from rsdistill.tasks.classification import PixelClassifier
+
+
+def use_backend(model: torch.nn.Module, backend: str) -> None:
+    """``mambapy`` restores mambapy's own parallel scan; otherwise a ``SelectiveScan`` backend."""
+    for block in model.modules():
+        if type(block).__name__ == "MambaBlock":
+            if backend == "mambapy":
+                block.__dict__.pop("selective_scan", None)
+            else:
+                block.__dict__["selective_scan"] = block.scan
+    if backend != "mambapy":
+        set_scan_backend(model, backend)
+
+
+def infer_ms(model, patches) -> float:
+    model.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for chunk in patches.split(256):
+            model(chunk)
+    return 1e6 * (time.perf_counter() - start) / patches.shape[0]
+
+
+def train_ms(model, patches, labels, optimiser) -> float:
+    model.train()
+    start = time.perf_counter()
+    for chunk, target in zip(patches.split(128), labels.split(128)):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(chunk), target).backward()
+        optimiser.step()
+    return 1e6 * (time.perf_counter() - start) / patches.shape[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/blm_kd/enmap_tiles.yaml")
+    parser.add_argument("--models", nargs="+", default=["teacher", "student", "cnn"])
+    parser.add_argument("--bands", type=int, default=224)
+    parser.add_argument("--pixels", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    patches = torch.randn(args.pixels, args.bands, 9, 9)
+    labels = torch.randint(0, 6, (args.pixels,))
+    info = {"preprocessing": Preprocessing.identity(args.bands).to_dict(), "class_ids": list(range(1, 7)), "patch_size": 9}
+    cases = []
+    for name in args.models:
+        options = {k: v for k, v in load_experiment(args.config)["models"][name].items()
+                   if k not in ("distill_from", "kd_temperature", "kd_warmup_epochs", "lr")}
+        model = PixelClassifier(info, **options)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        backends = ["mambapy", "numba", "torch"] if options.get("arch") == "blm" else ["-"]
+        cases += [(name, backend, model, optimiser) for backend in backends]
+    for name, backend, model, optimiser in cases:  # warm-up: numba compiles, allocators settle
+        if backend != "-":
+            use_backend(model, backend)
+        infer_ms(model, patches[:256]), train_ms(model, patches[:128], labels[:128], optimiser)
+    times = {(n, b, mode): [] for n, b, _, _ in cases for mode in ("infer", "train")}
+    for _ in range(args.rounds):
+        for name, backend, model, optimiser in cases:
+            if backend != "-":
+                use_backend(model, backend)
+            times[name, backend, "infer"].append(infer_ms(model, patches))
+            times[name, backend, "train"].append(train_ms(model, patches, labels, optimiser))
+    print(f"{args.bands} bands, 9×9 patches, {args.pixels} pixels, {args.threads} threads, {args.rounds} interleaved rounds\n")
+    print("| model | scan | params | inference ms / 1000 px | × vs mambapy | training ms / 1000 px | × vs mambapy |")
+    print("|---|---|---|---|---|---|---|")
+    for name, backend, model, _ in cases:
+        row = [name, backend, f"{sum(p.numel() for p in model.parameters()):,}"]
+        for mode in ("infer", "train"):
+            values = times[name, backend, mode]
+            row.append(f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})")
+            base = times.get((name, "mambapy", mode))
+            row.append(f"{statistics.median(b / v for b, v in zip(base, values)):.2f}" if base else "")
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
