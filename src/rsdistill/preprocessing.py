@@ -91,8 +91,9 @@ class Preprocessing:
 
     # -- the steps -------------------------------------------------------------------------------
     def _tensors(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The parameters as tensors of ``like``'s dtype and device (made once per dtype/device)."""
-        cache = self.__dict__.setdefault("_cache", {})
+        """The parameters as tensors of ``like``'s dtype and device (made once per dtype/device; not
+        kept while tracing, where ``like`` is a fake tensor: an export must not leave fakes behind)."""
+        cache = self.__dict__.setdefault("_cache", {}) if type(like) in (torch.Tensor, torch.nn.Parameter) else {}
         key = (like.dtype, like.device)
         if key not in cache:
             as_t = lambda v: torch.as_tensor(v, dtype=like.dtype, device=like.device)  # noqa: E731

@@ -80,6 +80,25 @@ def _map_parser() -> ArgumentParser:
     return parser
 
 
+def _export_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Export a trained model to ONNX (raw band values in, logits or features out; "
+                            "its card — bands, wavelengths, normalisation, classes — in the metadata) and check it against "
+                            "PyTorch on real validation inputs: max |Δ|, argmax agreement, OA or mIoU of both "
+                            "(<out>.parity.json and .md).")
+    parser.add_argument("ckpt", help="a task checkpoint (classifier, segmenter, MAE, Mask-CDKD) or an encoder .safetensors")
+    parser.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    parser.add_argument("--int8", default="auto", choices=["auto", "dynamic", "static"],
+                        help="int8 scheme: dynamic (weights) or static QDQ (calibrated); auto: static for convolution-heavy models")
+    parser.add_argument("--calibration", type=int, default=256, help="training inputs that calibrate static int8")
+    parser.add_argument("--data", default=None, help="recipe whose data gives the parity and calibration inputs "
+                        "(default: config.yaml beside the checkpoint)")
+    parser.add_argument("--samples", type=int, default=1024, help="validation inputs for the parity check (0: no check)")
+    parser.add_argument("--threads", type=Optional[int], default=None, help="onnxruntime threads in the parity check")
+    parser.add_argument("--out", default=None, help="the ONNX file (default: <checkpoint stem>.<precision>.onnx beside it)")
+    return parser
+
+
 def _score_tiles_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Score a pixel classifier's or a segmenter's class maps of labelled tiles: mIoU, OA, "
                             "mF1, per-class IoU and SpecDeepMap's per-batch IoU (per checkpoint, and mean ± std; JSON with --out).")
@@ -159,6 +178,7 @@ VERBS = {
     "align": (_align_parser, "band alignment between two sensors"),
     "stats": (_stats_parser, "per-band mean/std for normalisation"),
     "map": (_map_parser, "whole-scene class map as GeoTIFF + PNG"),
+    "export": (_export_parser, "ONNX fp32/fp16/int8 with the model card and a parity check"),
     "score-tiles": (_score_tiles_parser, "mIoU/OA/mF1 of a checkpoint's maps of labelled tiles"),
     "experiment": (_experiment_parser, "compare models over seeds (mean ± std tables)"),
     "pretrain-experiment": (_pretrain_experiment_parser, "compare MAE recipes over seeds"),

@@ -77,6 +77,27 @@ def experiment(args) -> None:
     print(markdown_table(summarise(records)))
 
 
+def export(args) -> None:
+    from rsdistill.deploy.onnx_export import deployable, export_onnx, int8_scheme
+    from rsdistill.deploy.parity import markdown, parity_report, recipe_datamodule, validation_batches
+    from rsdistill.files import write_json
+
+    ckpt = Path(args.ckpt)
+    model = deployable(ckpt)
+    out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}.{args.precision}.onnx")
+    scheme = (int8_scheme(model.module) if args.int8 == "auto" else args.int8) if args.precision == "int8" else None
+    needs_data = args.samples > 0 or scheme == "static"
+    datamodule = recipe_datamodule(args.data or ckpt.parent / "config.yaml") if needs_data else None
+    calibration = [raw for raw, _ in validation_batches(model, datamodule, args.calibration, "train")] if scheme == "static" else None
+    export_onnx(model, out, args.precision, calibration, scheme or "auto")
+    print(f"{out}: {model.kind}, {args.precision}{f' ({scheme})' if scheme else ''}, input (N, {', '.join(str(n) for n in model.input_shape)}) raw values")
+    if args.samples > 0:
+        report = parity_report(model, out, validation_batches(model, datamodule, args.samples), args.threads)
+        write_json(out.with_suffix(".parity.json"), report)
+        out.with_suffix(".parity.md").write_text(markdown(report))
+        print(markdown(report))
+
+
 def map(args) -> None:  # noqa: A001 - the verb's name
     from rsdistill.evaluation.mapping import classify_scene, segment_scene, write_class_map
     from rsdistill.io.scene import Scene

@@ -1,0 +1,55 @@
+"""Run an exported model with onnxruntime: raw values in (numpy), the task's outputs out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rsdistill.errors import InputError
+
+
+def read_card(path) -> dict:
+    """The rsdistill card in an ONNX file's metadata; a file without one is an error naming it."""
+    import onnx
+
+    from rsdistill.deploy.onnx_export import CARD_FORMAT, METADATA_KEY
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such ONNX file")
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as error:  # onnx raises DecodeError and others for a non-ONNX file
+        raise InputError(f"{path}: not an ONNX model ({type(error).__name__})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    card = json.loads(props[METADATA_KEY]) if METADATA_KEY in props else {}
+    if card.get("format") != CARD_FORMAT:
+        raise InputError(f"{path}: an ONNX model without an rsdistill card (metadata key {METADATA_KEY!r}); export it with `rsdistill export`")
+    return card
+
+
+class OnnxModel:
+    """An exported model in an onnxruntime session on the CPU with ``threads`` intra-op threads."""
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path, self.card = Path(path), read_card(path)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The input's shape after the batch axis."""
+        return tuple(self.card["input_shape"][1:])
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """raw (N, *input_shape) -> the first output (logits or features)."""
+        if tuple(raw.shape[1:]) != self.input_shape:
+            raise InputError(f"{self.path}: expected inputs of shape (N, {', '.join(map(str, self.input_shape))}), got {tuple(raw.shape)}")
+        return self.session.run(None, {"input": np.ascontiguousarray(raw, dtype=np.float32)})[0]

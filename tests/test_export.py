@@ -1,0 +1,90 @@
+"""ONNX export: raw values in, the same outputs as PyTorch, the card in the metadata, int8 close
+to fp32 (argmax), and one-line errors for files that are not rsdistill exports."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fixtures import classifier_recipe, tile_info
+
+from rsdistill.cli import main
+from rsdistill.deploy.onnx_export import deployable, export_onnx, int8_scheme
+from rsdistill.deploy.parity import parity_report
+from rsdistill.deploy.runtime import OnnxModel, read_card
+from rsdistill.errors import InputError
+from rsdistill.evaluation.experiment import fit_and_test
+
+
+@pytest.fixture(scope="module")
+def blm_run(tmp_path_factory):
+    """A tiny BLM classifier fitted for one epoch on the synthetic scene: (checkpoint, recipe)."""
+    run = tmp_path_factory.mktemp("blm")
+    record = fit_and_test("blm", classifier_recipe(run, 1), seed=0)
+    return record["checkpoint"], run / "config.yaml"
+
+
+def test_classifier_export_matches_torch_and_carries_its_card(blm_run, tmp_path):
+    ckpt, recipe = blm_run
+    out = tmp_path / "blm.onnx"
+    assert main(["export", str(ckpt), "--data", str(recipe), "--samples", "64", "--out", str(out)]) == 0
+    card = read_card(out)
+    model = deployable(ckpt)
+    assert card["task"] == "pixel_classification" and card["class_ids"] == model.card["class_ids"]
+    assert card["preprocessing"]["bands"] == card["bands"] == model.input_shape[0] and card["precision"] == "fp32"
+    report = json.loads(out.with_suffix(".parity.json").read_text())
+    assert 0 < report["inputs"] <= 64 and report["max_abs_diff"] < 1e-4 and report["argmax_agreement"] == 1.0
+    assert report["onnx_oa"] == report["torch_oa"]
+    raw = np.random.default_rng(0).random((3, *model.input_shape), dtype=np.float32) * 3000  # any batch size, raw units
+    with torch.no_grad():
+        reference = model.module(torch.from_numpy(raw)).numpy()
+    np.testing.assert_allclose(OnnxModel(out)(raw), reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_reduced_precision_exports_agree_with_fp32(blm_run, tmp_path, precision):
+    ckpt, recipe = blm_run
+    out = tmp_path / f"blm_{precision}.onnx"
+    assert main(["export", str(ckpt), "--precision", precision, "--int8", "dynamic", "--data", str(recipe), "--samples", "64", "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".parity.json").read_text())
+    assert read_card(out).get("int8_scheme") == ("dynamic" if precision == "int8" else None) and report["precision"] == precision
+    assert report["argmax_agreement"] >= 0.9 and abs(report["onnx_oa"] - report["torch_oa"]) <= 0.1
+
+
+def test_segmenter_exports_static_int8_with_calibration(tmp_path):
+    from rsdistill.tasks.segmentation import SemanticSegmenter
+
+    torch.manual_seed(0)
+    info = {**tile_info(3, tile_size=16), "class_names": ["a", "b", "c"]}
+    model = deployable(SemanticSegmenter(info, arch="unet", cnn={"width": 8, "depth": 2}))
+    assert model.kind == "segmentation" and int8_scheme(model.module) == "static"
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(2, 3, 16, 16)).astype(np.float32), rng.integers(0, 3, (2, 16, 16))) for _ in range(3)]
+    with pytest.raises(InputError, match="calibration"):
+        export_onnx(model, tmp_path / "seg.onnx", "int8")
+    for precision in ("fp32", "int8"):
+        out = export_onnx(model, tmp_path / f"seg_{precision}.onnx", precision, [raw for raw, _ in batches])
+        report = parity_report(model, out, batches)
+        assert report["metric"] == "miou" and report["argmax_agreement"] >= (0.999 if precision == "fp32" else 0.8), report
+
+
+def test_encoder_export_gives_the_features(tmp_path):
+    from rsdistill.tasks.pretrain import MAEPretrainer
+
+    torch.manual_seed(0)
+    model = deployable(MAEPretrainer(tile_info(4, tile_size=16), patch_size=4, embed_dim=32, depth=2, num_heads=4, decoder_embed_dim=16, decoder_depth=1))
+    assert model.kind == "encoder" and model.input_shape == (4, 16, 16)
+    out = export_onnx(model, tmp_path / "encoder.onnx")
+    raw = np.random.default_rng(1).normal(size=(2, 4, 16, 16)).astype(np.float32)
+    report = parity_report(model, out, [(raw, None)])
+    assert OnnxModel(out)(raw).shape == (2, 32, 4, 4) and report["min_cosine"] > 0.99999 and report["max_abs_diff"] < 1e-4
+
+
+def test_files_that_are_not_rsdistill_exports_are_one_line_errors(tmp_path):
+    junk = tmp_path / "model.onnx"
+    junk.write_bytes(b"not a protobuf at all")
+    with pytest.raises(InputError, match="model.onnx"):
+        read_card(junk)
+    with pytest.raises(InputError, match="no such ONNX file"):
+        OnnxModel(tmp_path / "missing.onnx")
+    assert main(["export", str(tmp_path / "missing.ckpt")]) == 2
