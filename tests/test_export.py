@@ -51,6 +51,19 @@ def test_reduced_precision_exports_agree_with_fp32(blm_run, tmp_path, precision)
     assert report["argmax_agreement"] >= 0.9 and abs(report["onnx_oa"] - report["torch_oa"]) <= 0.1
 
 
+def test_benchmark_times_checkpoint_and_export_side_by_side(blm_run, tmp_path):
+    ckpt, recipe = blm_run
+    onnx_file = tmp_path / "blm.onnx"
+    assert main(["export", str(ckpt), "--samples", "0", "--out", str(onnx_file)]) == 0
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", str(ckpt), str(onnx_file), "--rounds", "2", "--pixels", "40", "--out", str(out)]) == 0
+    torch_row, onnx_row = json.loads(out.read_text())
+    assert (torch_row["engine"], onnx_row["engine"]) == ("pytorch", "onnxruntime") and torch_row["unit"] == "ms / 1000 px"
+    assert torch_row["params"] == onnx_row["params"] > 0 and torch_row["gflops"] == onnx_row["gflops"] > 0  # counted on the same network
+    assert all(0 < r["min"] <= r["median"] <= r["max"] and r["peak_mb"] > r["pass_mb"] >= 0 for r in (torch_row, onnx_row))
+    assert "| blm" in out.with_suffix(".md").read_text()
+
+
 def test_segmenter_exports_static_int8_with_calibration(tmp_path):
     from rsdistill.tasks.segmentation import SemanticSegmenter
 

@@ -99,6 +99,19 @@ def _export_parser() -> ArgumentParser:
     return parser
 
 
+def _benchmark_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Params, FLOPs (attention and selective scans counted), latency and peak memory of "
+                            "checkpoints (PyTorch) and ONNX exports (onnxruntime), timed in interleaved rounds at fixed threads "
+                            "(median and min–max); per 1,000 pixels for pixel classifiers, per tile otherwise.")
+    parser.add_argument("models", nargs="+", help="checkpoints (.ckpt, encoder .safetensors) and/or ONNX files from rsdistill export")
+    parser.add_argument("--threads", type=int, default=1, help="torch, numba and onnxruntime threads")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    parser.add_argument("--pixels", type=int, default=1024, help="patches per round for pixel classifiers")
+    parser.add_argument("--memory", type=bool, default=True, help="measure peak memory in a fresh process per model")
+    parser.add_argument("--out", default=None, help="write the rows as JSON here (and the table as .md beside it)")
+    return parser
+
+
 def _score_tiles_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Score a pixel classifier's or a segmenter's class maps of labelled tiles: mIoU, OA, "
                             "mF1, per-class IoU and SpecDeepMap's per-batch IoU (per checkpoint, and mean ± std; JSON with --out).")
@@ -179,6 +192,7 @@ VERBS = {
     "stats": (_stats_parser, "per-band mean/std for normalisation"),
     "map": (_map_parser, "whole-scene class map as GeoTIFF + PNG"),
     "export": (_export_parser, "ONNX fp32/fp16/int8 with the model card and a parity check"),
+    "benchmark": (_benchmark_parser, "params, FLOPs, latency and memory of checkpoints and ONNX files"),
     "score-tiles": (_score_tiles_parser, "mIoU/OA/mF1 of a checkpoint's maps of labelled tiles"),
     "experiment": (_experiment_parser, "compare models over seeds (mean ± std tables)"),
     "pretrain-experiment": (_pretrain_experiment_parser, "compare MAE recipes over seeds"),

@@ -98,6 +98,18 @@ def export(args) -> None:
         print(markdown(report))
 
 
+def benchmark(args) -> None:
+    from rsdistill.evaluation.benchmark import benchmark as run, markdown
+    from rsdistill.files import write_json
+
+    rows = run(args.models, args.threads, args.rounds, args.pixels, args.memory)
+    table = markdown(rows)
+    if args.out:
+        write_json(args.out, rows)
+        Path(args.out).with_suffix(".md").write_text(table)
+    print(table)
+
+
 def map(args) -> None:  # noqa: A001 - the verb's name
     from rsdistill.evaluation.mapping import classify_scene, segment_scene, write_class_map
     from rsdistill.io.scene import Scene

@@ -1,0 +1,179 @@
+"""``rsdistill benchmark``: what models cost where they run — parameters, FLOPs, latency and peak
+memory, PyTorch checkpoints and ONNX exports side by side.
+
+Latency is measured in interleaved rounds (each round runs every model once, A B C A B C …) at a
+fixed thread count, so that a noisy, shared machine slows all models alike; the table gives the
+median and the min–max over rounds, per 1,000 pixels (pixel classifiers: batches of 256 patches) or
+per tile (segmenters, encoders: one tile per pass). Peak memory: a fresh process loads the model,
+resets its resident-set high-water mark (Linux ``/proc/self/clear_refs``) and runs one pass; the
+peak during the pass (``VmHWM``, libraries and model included) and what the pass added over the
+loaded process are reported. FLOPs: ``evaluation.cost.forward_flops`` of the PyTorch model (attention and
+selective scans counted; an ONNX file is counted through the checkpoint its card names).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rsdistill.errors import InputError
+
+PIXEL_BATCH = 256
+
+
+@dataclass
+class Candidate:
+    """One model on one engine: ``run(inputs)`` on (n, *input_shape) raw float32 inputs."""
+
+    name: str
+    engine: str
+    precision: str
+    kind: str
+    input_shape: tuple[int, ...]
+    params: int
+    flops: int | None
+    run: object
+
+    @property
+    def per_pixel(self) -> bool:
+        return self.kind == "pixel_classification"
+
+
+def load_candidate(path, threads: int) -> Candidate:
+    """A checkpoint (PyTorch, fp32) or an ONNX export (onnxruntime on ``threads`` threads)."""
+    from rsdistill.deploy.onnx_export import deployable
+
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from rsdistill.deploy.runtime import OnnxModel
+
+        session = OnnxModel(path, threads)
+        card = session.card
+        source = Path(card.get("source", ""))
+        if source.suffix in (".ckpt", ".safetensors") and source.is_file():  # the network's own counts
+            model = deployable(source)
+            params, flops = sum(p.numel() for p in model.module.parameters()), _flops(model)
+        else:  # weights as stored (normalisation constants included), FLOPs unknown
+            params, flops = _onnx_params(path), None
+        return Candidate(path.name, "onnxruntime", card["precision"], card["task"], session.input_shape, params, flops, session)
+    model = deployable(path)
+    module = model.module.eval()
+
+    def run(inputs: np.ndarray):
+        with torch.no_grad():
+            return module(torch.from_numpy(inputs))
+
+    params = sum(p.numel() for p in module.parameters())
+    name = f"{path.parent.parent.name}/{path.parent.name}" if path.name == "last.ckpt" else path.name  # runs/<model>/<seed>/last.ckpt
+    return Candidate(name, "pytorch", "fp32", model.kind, model.input_shape, params, _flops(model), run)
+
+
+def _flops(model) -> int:
+    from rsdistill.evaluation.cost import forward_flops
+
+    return forward_flops(model.module, torch.randn(1, *model.input_shape))
+
+
+def _onnx_params(path) -> int:
+    import onnx
+
+    return int(sum(np.prod(t.dims) for t in onnx.load(path).graph.initializer if len(t.dims) > 1 or t.dims))
+
+
+def inputs_for(candidate: Candidate, pixels: int, seed: int = 0) -> np.ndarray:
+    """Standard-normal raw inputs: ``pixels`` patches for a pixel classifier, else one tile."""
+    count = pixels if candidate.per_pixel else 1
+    return np.random.default_rng(seed).standard_normal((count, *candidate.input_shape), dtype=np.float32)
+
+
+def _time_once(candidate: Candidate, inputs: np.ndarray) -> float:
+    """ms per 1,000 pixels (pixel classifiers) or per tile."""
+    start = time.perf_counter()
+    if candidate.per_pixel:
+        for first in range(0, len(inputs), PIXEL_BATCH):
+            candidate.run(inputs[first:first + PIXEL_BATCH])
+        return 1e6 * (time.perf_counter() - start) / len(inputs)
+    candidate.run(inputs)
+    return 1e3 * (time.perf_counter() - start)
+
+
+def measure(candidates: list[Candidate], rounds: int, pixels: int) -> dict[str, list[float]]:
+    """Interleaved timings: {name: [one value per round]}, after one warm-up pass of each."""
+    inputs = [inputs_for(c, pixels) for c in candidates]
+    for candidate, batch in zip(candidates, inputs):
+        _time_once(candidate, batch)
+    times = {c.name: [] for c in candidates}
+    for _ in range(rounds):
+        for candidate, batch in zip(candidates, inputs):
+            times[candidate.name].append(_time_once(candidate, batch))
+    return times
+
+
+def peak_memory_mb(path, threads: int, pixels: int) -> dict[str, float]:
+    """{"peak_mb", "pass_mb"}: a fresh process's resident high-water mark after loading ``path``
+    and running one pass, and how much the pass added over loading."""
+    code = ("import sys, json; from rsdistill.evaluation.benchmark import _child_memory; "
+            "print(json.dumps(_child_memory(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))")
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(threads), str(pixels)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise InputError(f"{path}: the memory probe failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _status_mb(field: str) -> float:
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+def _child_memory(path, threads: int, pixels: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    candidate = load_candidate(path, threads)
+    batch = inputs_for(candidate, pixels)
+    loaded = _status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    _time_once(candidate, batch)
+    peak = _status_mb("VmHWM")
+    return {"peak_mb": peak, "pass_mb": peak - loaded}
+
+
+def benchmark(paths: list, threads: int = 1, rounds: int = 7, pixels: int = 1024, memory: bool = True) -> list[dict]:
+    """One row per model: params, GFLOPs per pixel or tile, latency median/min/max, peak memory."""
+    torch.set_num_threads(threads)
+    candidates = [load_candidate(path, threads) for path in paths]
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        candidates = [Candidate(**{**c.__dict__, "name": str(path)}) for c, path in zip(candidates, paths)]
+    times = measure(candidates, rounds, pixels)
+    rows = []
+    for candidate, path in zip(candidates, paths):
+        values = times[candidate.name]
+        rows.append({
+            "model": candidate.name, "engine": candidate.engine, "precision": candidate.precision, "task": candidate.kind,
+            "params": candidate.params, "gflops": None if candidate.flops is None else candidate.flops / 1e9,
+            "unit": "ms / 1000 px" if candidate.per_pixel else "ms / tile",
+            "input": list(candidate.input_shape),
+            "median": statistics.median(values), "min": min(values), "max": max(values), "rounds": rounds, "threads": threads,
+            **(peak_memory_mb(path, threads, pixels) if memory else {}),
+        })
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    first = rows[0]
+    lines = [f"{first['threads']} thread(s), {first['rounds']} interleaved rounds, median (min–max); "
+             "GFLOPs per pixel (pixel classifiers) or per tile", "",
+             "| model | engine | precision | params | GFLOPs | latency | median (min–max) | peak MB (pass) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        gflops = "—" if r["gflops"] is None else f"{r['gflops']:.4g}"
+        memory = f"{r['peak_mb']:.0f} ({r['pass_mb']:.0f})" if "peak_mb" in r else "—"
+        lines.append(f"| {r['model']} | {r['engine']} | {r['precision']} | {r['params']:,} | {gflops} | {r['unit']} | "
+                     f"{r['median']:.1f} ({r['min']:.1f}–{r['max']:.1f}) | {memory} |")
+    return "\n".join(lines) + "\n"
