@@ -7,11 +7,15 @@ import lightning as L
 import numpy as np
 import pytest
 import rasterio
+import torch
 
 from rsdistill.cli import main
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.data.patches import all_pixel_patches, padded_cube
 from rsdistill.evaluation.experiment import fit_and_test, run_experiment
+from rsdistill.io.scene import Scene
+from rsdistill.tasks.loading import load_task
 from rsdistill.io import write_geotiff
 from fixtures import QUIET as TRAINER, SYNTHETIC_PIXELS, TINY_BLM as TINY, classifier_recipe as tiny_recipe
 
@@ -73,10 +77,24 @@ def test_map_writes_georeferenced_classes(tmp_path, capsys):
         assert ds.colormap(1)[1][:3] != (0, 0, 0)
     assert values[0, 0] == 0 and set(np.unique(values[1:])) <= set(record["class_ids"])
     assert (tmp_path / "map.png").stat().st_size > 0
+    # block by block, halos reflected at the scene's border: every pixel gets its whole-scene patch
+    assert main(["map", "--ckpt", record["checkpoint"], "--scene", str(path), "--out", str(tmp_path / "blocks.tif"), "--block", "7"]) == 0
+    model, read = load_task(record["checkpoint"]), Scene.read(path)
+    rows, cols = (torch.from_numpy(a) for a in np.nonzero(read.valid))
+    expected = np.zeros(read.shape[:2], np.uint8)
+    with torch.no_grad():
+        expected[rows, cols] = np.asarray(model.class_ids)[model(all_pixel_patches(padded_cube(read, 5), rows, cols, 5)).argmax(1)]
+    with rasterio.open(tmp_path / "blocks.tif") as ds:
+        assert np.array_equal(ds.read(1), expected) and np.array_equal(values, expected)
+    # the same map by onnxruntime from the export
+    assert main(["export", record["checkpoint"], "--samples", "0", "--out", str(tmp_path / "m.onnx")]) == 0
+    assert main(["map", "--ckpt", str(tmp_path / "m.onnx"), "--scene", str(path), "--out", str(tmp_path / "onnx.tif"), "--block", "10"]) == 0
+    with rasterio.open(tmp_path / "onnx.tif") as ds:
+        assert (ds.read(1) == expected).mean() >= 0.99
     other = write_geotiff(tmp_path / "other.tif", np.random.rand(24, 24, 5).astype(np.float32))
     capsys.readouterr()
     assert main(["map", "--ckpt", record["checkpoint"], "--scene", str(other), "--out", str(tmp_path / "x.tif")]) == 2
-    assert "trained on 13 bands, the data has 5" in capsys.readouterr().err
+    assert "other.tif: 5 bands, but the model takes 13" in capsys.readouterr().err
 
 
 def test_lightning_cli_recipes_on_real_enmap(real_file, tmp_path, monkeypatch):

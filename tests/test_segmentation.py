@@ -132,8 +132,8 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     assert (tmp_path / "ref.png").stat().st_size > 0
     with pytest.raises(InputError, match="img2_mask.tif: reference is 32×32 but the scene is 40×36"):
         from rsdistill.cli.verbs import reference_codes
-        from rsdistill.tasks.loading import load_task as _load
-        reference_codes(_load(tmp_path / "run/last.ckpt"), tmp_path / "img2_mask.tif", [1, 2, 3], (40, 36))
+        from rsdistill.io.masks import Legend
+        reference_codes(Legend.parse(**LEGEND), tmp_path / "img2_mask.tif", [1, 2, 3], (40, 36))
     with rasterio.open(tmp_path / "map.tif") as ds:
         values = ds.read(1)
         assert ds.crs == CRS.from_epsg(32640) and ds.transform == Affine(0.5, 0, 300000, 0, -0.5, 2800000)

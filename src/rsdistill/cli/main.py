@@ -64,15 +64,19 @@ def _quickstart_parser() -> ArgumentParser:
 
 def _map_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Map a whole scene with a trained checkpoint: a pixel classifier classifies every "
-                            "valid pixel, a segmentation model segments it in sliding windows; writes a GeoTIFF class map "
-                            "(scene CRS/transform, colour table, 0 = nodata) and a PNG with a legend of class names.")
-    parser.add_argument("--ckpt", required=True, help="a PixelClassifier or SemanticSegmenter checkpoint (e.g. runs/.../last.ckpt)")
+                            "valid pixel block by block from the file (any scene size), a segmentation model segments it in "
+                            "sliding windows; writes a GeoTIFF class map (scene CRS/transform, tiled, colour table, 0 = nodata) "
+                            "and a PNG with a legend of class names.")
+    parser.add_argument("--ckpt", required=True, help="a PixelClassifier or SemanticSegmenter checkpoint (e.g. runs/.../last.ckpt), "
+                        "or a pixel classifier's ONNX export (then onnxruntime classifies)")
     parser.add_argument("--scene", required=True, help="scene file with the checkpoint's bands")
     parser.add_argument("--out", required=True, help="output GeoTIFF (the PNG goes next to it)")
     parser.add_argument("--key", default=None, help=".mat variable holding the cube")
     parser.add_argument("--sensor", default=None, help="sensor giving wavelengths to a file that has none")
     parser.add_argument("--time_index", "--time-index", type=Optional[int], default=None, help="acquisition of a .npy stack")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=512, help="pixels per batch (pixel classifiers)")
+    parser.add_argument("--block", type=int, default=256, help="pixel classifiers: the scene is read and mapped in blocks of "
+                        "this many pixels a side (memory grows with the block, not the scene)")
     parser.add_argument("--tile", type=int, default=256, help="window size in pixels (segmentation)")
     parser.add_argument("--overlap", type=int, default=64, help="overlap of neighbouring windows in pixels (segmentation)")
     parser.add_argument("--blend", default="cosine", choices=["uniform", "cosine"], help="how overlapping windows' scores are weighted")
@@ -93,7 +97,8 @@ def _export_parser() -> ArgumentParser:
     parser.add_argument("--calibration", type=int, default=256, help="training inputs that calibrate static int8")
     parser.add_argument("--data", default=None, help="recipe whose data gives the parity and calibration inputs "
                         "(default: config.yaml beside the checkpoint)")
-    parser.add_argument("--samples", type=int, default=1024, help="validation inputs for the parity check (0: no check)")
+    parser.add_argument("--samples", type=int, default=1024, help="inputs for the parity check (0: no check)")
+    parser.add_argument("--subset", default="val", choices=["val", "test"], help="the data's subset the parity check runs on")
     parser.add_argument("--threads", type=Optional[int], default=None, help="onnxruntime threads in the parity check")
     parser.add_argument("--out", default=None, help="the ONNX file (default: <checkpoint stem>.<precision>.onnx beside it)")
     return parser

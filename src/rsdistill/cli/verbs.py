@@ -92,7 +92,8 @@ def export(args) -> None:
     export_onnx(model, out, args.precision, calibration, scheme or "auto")
     print(f"{out}: {model.kind}, {args.precision}{f' ({scheme})' if scheme else ''}, input (N, {', '.join(str(n) for n in model.input_shape)}) raw values")
     if args.samples > 0:
-        report = parity_report(model, out, validation_batches(model, datamodule, args.samples), args.threads)
+        report = parity_report(model, out, validation_batches(model, datamodule, args.samples, args.subset), args.threads)
+        report["subset"] = args.subset
         write_json(out.with_suffix(".parity.json"), report)
         out.with_suffix(".parity.md").write_text(markdown(report))
         print(markdown(report))
@@ -111,33 +112,58 @@ def benchmark(args) -> None:
 
 
 def map(args) -> None:  # noqa: A001 - the verb's name
-    from rsdistill.evaluation.mapping import classify_scene, segment_scene, write_class_map
+    from rsdistill.deploy.runtime import OnnxModel
+    from rsdistill.evaluation.figures import true_colour_bands
+    from rsdistill.evaluation.mapping import PatchClassifier, class_colours, map_scene_file, preview_step, segment_scene, write_class_png
+    from rsdistill.evaluation.tile_scores import classifier_legend
+    from rsdistill.io.geotiff import write_geotiff
+    from rsdistill.io.masks import Legend
     from rsdistill.io.scene import Scene
     from rsdistill.tasks.classification import PixelClassifier
     from rsdistill.tasks.loading import load_task
     from rsdistill.tasks.segmentation import SemanticSegmenter
 
-    scene = Scene.read(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
-    model = load_task(args.ckpt, expect_bands=scene.shape[2])
-    if isinstance(model, SemanticSegmenter):
-        class_map, class_ids, names = segment_scene(model, scene, args.tile, args.overlap, args.blend), list(range(1, len(model.class_names) + 1)), model.class_names
-    elif isinstance(model, PixelClassifier):
-        class_map, class_ids, names = classify_scene(model, scene, args.batch_size), model.class_ids, None
+    model = OnnxModel(args.ckpt) if Path(args.ckpt).suffix == ".onnx" else load_task(args.ckpt)
+    out = Path(args.out)
+    if isinstance(model, SemanticSegmenter):  # sliding windows over the scene in memory
+        scene = Scene.read(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
+        if scene.shape[2] != model.preprocessing.bands:
+            raise InputError(f"{args.scene}: {scene.shape[2]} bands, but {args.ckpt} takes {model.preprocessing.bands}")
+        class_ids, names, legend = list(range(1, len(model.class_names) + 1)), model.class_names, Legend.parse(**model.data_info["legend"])
+        full = segment_scene(model, scene, args.tile, args.overlap, args.blend)
+        write_geotiff(out, full, like=scene, nodata=0, colormap=class_colours(class_ids))
+        step = preview_step(*full.shape)
+        class_map, rgb = full[::step, ::step], scene.cube[::step, ::step][..., true_colour_bands(scene.wavelengths, scene.shape[2])]
+        ids, counts = np.unique(full[full > 0], return_counts=True)
+        counts, timing = dict(zip(ids.tolist(), counts.tolist())), ""
+    elif isinstance(model, (PixelClassifier, OnnxModel)):  # block by block from the file into the GeoTIFF
+        from rsdistill.io.readers import open_scene
+
+        classifier = PatchClassifier(model, args.batch_size)
+        source = open_scene(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
+        result = map_scene_file(classifier, source, out, args.block)
+        class_ids, names, legend = classifier.class_ids, None, classifier_legend(classifier.class_ids)
+        class_map, rgb, step, counts = result["classes"], result["rgb"], result["step"], result["counts"]
+        timing = f" in {result['seconds']:.1f} s ({result['pixels_per_s']:,.0f} px/s)"
     else:
         raise InputError(f"{args.ckpt}: a {type(model).__name__} checkpoint makes no class map; give a classifier or segmentation checkpoint")
-    reference = reference_codes(model, args.reference, class_ids, class_map.shape) if args.reference else None
-    tif, png = write_class_map(class_map, scene, args.out, class_ids, names, reference)
+    reference = reference_codes(legend, args.reference, class_ids, _map_shape(out))[::step, ::step] if args.reference else None
+    png = write_class_png(out.with_suffix(".png"), rgb, class_map, class_ids, names, reference, Path(args.scene).name)
     labels = dict(zip(class_ids, names or [f"class {c}" for c in class_ids]))
-    ids, counts = np.unique(class_map[class_map > 0], return_counts=True)
-    print(f"{tif} and {png}: " + ", ".join(f"{labels[int(i)]}: {n} px" for i, n in zip(ids, counts)))
+    print(f"{out} and {png}{timing}: " + ", ".join(f"{labels[int(i)]}: {n} px" for i, n in sorted(counts.items())))
 
 
-def reference_codes(model, mask, class_ids: list[int], shape) -> np.ndarray:
-    """A reference mask in the map's codes (0 = unlabelled), read through the model's legend."""
-    from rsdistill.evaluation.tile_scores import map_maker
+def _map_shape(path) -> tuple[int, int]:
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.height, ds.width
+
+
+def reference_codes(legend, mask, class_ids: list[int], shape) -> np.ndarray:
+    """A reference mask in the map's codes (0 = unlabelled), read through the model's ``legend``."""
     from rsdistill.io.masks import IGNORE_INDEX, read_mask
 
-    _, legend, _ = map_maker(model, 0, 0)
     indices, _ = read_mask(mask, legend)
     if indices.shape != tuple(shape):
         raise InputError(f"{mask}: reference is {indices.shape[0]}×{indices.shape[1]} but the scene is {shape[0]}×{shape[1]}")

@@ -51,6 +51,16 @@ class PixelPatches(Dataset):
         return {"image": image, "label": self.targets[index]}
 
 
+def channels_last_patches(padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(N, C, p, p) patches centred at (rows, cols) of a padded (H, W, C) image, in channels-last
+    memory (a gather of whole pixels: CPU convolutions run several times faster on this layout
+    than on the strided view ``all_pixel_patches`` gives)."""
+    offsets = torch.arange(patch_size)
+    r = (rows[:, None] + offsets)[:, :, None]  # (N, p, 1)
+    c = (cols[:, None] + offsets)[:, None, :]  # (N, 1, p)
+    return padded[r, c].permute(0, 3, 1, 2)  # (N, p, p, C) -> (N, C, p, p), channels-last strides
+
+
 def all_pixel_patches(padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(N, B, p, p) patches centred at (rows, cols) of one padded scene, gathered without a Python loop."""
     offsets = torch.arange(patch_size)

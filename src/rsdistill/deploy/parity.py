@@ -40,9 +40,11 @@ def recipe_datamodule(path):
 
 def validation_batches(model: Deployable, datamodule, samples: int, subset: str = "val") -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Up to ``samples`` inputs of the ``subset`` (val: the validation set, or the test set when the
-    data has none; train: training inputs, for calibration) as (raw inputs (n, *input_shape), labels
-    or None) batches."""
-    loader = datamodule.train_dataloader() if subset == "train" else (datamodule.val_dataloader() or datamodule.test_dataloader())
+    data has none; test; train: training inputs, for calibration) as (raw inputs (n, *input_shape),
+    labels or None) batches."""
+    loaders = {"train": datamodule.train_dataloader, "test": datamodule.test_dataloader,
+               "val": lambda: datamodule.val_dataloader() or datamodule.test_dataloader()}
+    loader = loaders[subset]()
     out, taken = [], 0
     for batch in loader:
         image = batch["image"][: samples - taken]

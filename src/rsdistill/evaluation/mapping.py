@@ -1,10 +1,21 @@
-"""Whole-scene class maps: a ``PixelClassifier`` classifies every valid pixel from its patch; a
-``SemanticSegmenter`` segments the scene in sliding windows (``segment_scene``). Either map is
-written as a GeoTIFF (the scene's CRS and transform, a colour table, 0 = nodata) and a PNG with a
-legend of class names: the scene in true colour, the reference when given, the prediction."""
+"""Whole-scene class maps.
+
+A pixel classifier maps a scene **block by block**: each block is read with a halo of
+``patch_size // 2`` pixels (reflect-padded where the block touches the scene's border, as the
+whole scene is padded in training), so every pixel is classified from exactly the patch a
+whole-scene run gives it; the per-pixel stages (preprocessing and, for BLM, the spectral 1×1
+embedding) run once per pixel of the block, then every valid pixel's patch of them is classified
+(``PatchClassifier``: PyTorch, or an ONNX export through onnxruntime on raw patches). A scene file
+is mapped straight into a tiled GeoTIFF (``map_scene_file``), so memory depends on the block, not on
+the scene. A ``SemanticSegmenter`` segments an in-memory scene in sliding windows
+(``segment_scene``). Maps are uint8 class ids, 0 = nodata; ``write_class_png`` draws scene |
+reference | prediction with a legend of class names.
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 import matplotlib
@@ -13,31 +24,142 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
-from rsdistill.data.patches import all_pixel_patches, check_patch_size, padded_cube  # noqa: E402
+from rsdistill.data.patches import all_pixel_patches, channels_last_patches, check_patch_size  # noqa: E402
 from rsdistill.data.segmentation import covering_windows  # noqa: E402
 from rsdistill.errors import InputError  # noqa: E402
 from rsdistill.evaluation.figures import stretch, true_colour_bands  # noqa: E402
-from rsdistill.io.geotiff import write_geotiff  # noqa: E402
-from rsdistill.io.scene import Scene  # noqa: E402
-from rsdistill.tasks.classification import PixelClassifier  # noqa: E402
+from rsdistill.io.geotiff import write_geotiff_windows  # noqa: E402
+from rsdistill.io.scene import Scene, Window, tile_windows  # noqa: E402
 
 
-def classify_scene(model: PixelClassifier, scene: Scene, batch_size: int = 512) -> np.ndarray:
-    """(H, W) uint8 map of class ids (as in the training labels); 0 where the scene has no data."""
-    patch_size = model.data_info["patch_size"]
-    check_patch_size(patch_size, [scene])
-    padded = padded_cube(scene, patch_size)
-    rows, cols = (torch.from_numpy(a) for a in np.nonzero(scene.valid))
-    class_ids = torch.as_tensor(model.class_ids)
-    result = np.zeros(scene.shape[:2], dtype=np.uint8)
-    model.eval()
-    with torch.no_grad():
-        for r, c in zip(rows.split(batch_size), cols.split(batch_size)):
-            logits = model(all_pixel_patches(padded, r, c, patch_size))
-            result[r.numpy(), c.numpy()] = class_ids[logits.argmax(dim=1)].numpy()
+class PatchClassifier:
+    """Class ids of the valid pixels of a padded block, each from its patch.
+
+    ``model``: a ``PixelClassifier`` (PyTorch; its net's ``pixelwise`` stage, when it has one, runs
+    once on the whole block) or a ``deploy.runtime.OnnxModel`` of one (raw patches in).
+    """
+
+    def __init__(self, model, batch_size: int = 512):
+        from rsdistill.deploy.runtime import OnnxModel
+
+        self.model, self.batch_size = model, batch_size
+        if isinstance(model, OnnxModel):
+            if model.card["task"] != "pixel_classification":
+                raise InputError(f"{model.path}: an exported {model.card['task']} model; block maps need a pixel classifier")
+            self.patch_size, self.class_ids, self.bands = model.input_shape[1], model.card["class_ids"], model.input_shape[0]
+        else:
+            self.patch_size, self.class_ids, self.bands = model.data_info["patch_size"], model.class_ids, model.preprocessing.bands
+            model.eval()
+
+    @property
+    def radius(self) -> int:
+        return self.patch_size // 2
+
+    def __call__(self, padded: torch.Tensor, valid: np.ndarray) -> np.ndarray:
+        """padded: (B, h + 2r, w + 2r) raw values; valid: (h, w) -> (h, w) uint8 class ids, 0 where invalid."""
+        rows, cols = (torch.from_numpy(a) for a in np.nonzero(valid))
+        result = np.zeros(valid.shape, np.uint8)
+        if rows.numel():
+            indices = self._indices(padded, rows, cols)
+            result[rows.numpy(), cols.numpy()] = np.asarray(self.class_ids, np.uint8)[indices.numpy()]
+        return result
+
+    def _indices(self, padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        from rsdistill.deploy.runtime import OnnxModel
+
+        if isinstance(self.model, OnnxModel):
+            batches = [torch.from_numpy(self.model(all_pixel_patches(padded, r, c, self.patch_size).numpy())).argmax(1)
+                       for r, c in zip(rows.split(self.batch_size), cols.split(self.batch_size))]
+            return torch.cat(batches)
+        net = self.model.net
+        with torch.no_grad():
+            stage = self.model.input_preprocessing(padded[None])
+            head = net
+            if hasattr(net, "pixelwise"):
+                stage, head = net.pixelwise(stage), net.from_pixelwise
+            pixels = stage[0].permute(1, 2, 0).contiguous()  # (H, W, C): patches gathered channels-last
+            return torch.cat([head(channels_last_patches(pixels, r, c, self.patch_size)).argmax(1)
+                              for r, c in zip(rows.split(self.batch_size), cols.split(self.batch_size))])
+
+
+def padded_block(read, window: Window, radius: int, height: int, width: int) -> tuple[torch.Tensor, np.ndarray]:
+    """(B, h + 2r, w + 2r) raw values around ``window`` of a ``height``×``width`` scene, and the
+    window's (h, w) validity. ``read(Window) -> Scene``; the halo comes from the scene where it
+    exists and is reflected at the scene's border (as ``data.patches.padded_cube`` pads a scene)."""
+    top, left = max(window.row - radius, 0), max(window.col - radius, 0)
+    bottom, right = min(window.row + window.height + radius, height), min(window.col + window.width + radius, width)
+    scene = read(Window(top, left, bottom - top, right - left))
+    cube = torch.from_numpy(np.ascontiguousarray(scene.cube.transpose(2, 0, 1)))[None]
+    pads = (radius - (window.col - left), radius - (right - window.col - window.width),
+            radius - (window.row - top), radius - (bottom - window.row - window.height))
+    cube = F.pad(cube, pads, mode="reflect") if any(pads) else cube
+    inner = Window(window.row - top, window.col - left, window.height, window.width)
+    return cube[0], scene.valid[inner.slices]
+
+
+def class_map_windows(classifier: PatchClassifier, read, height: int, width: int, block: int = 256):
+    """Yield ``(window, (h, w) uint8 class ids, padded block)`` for ``block``² windows covering the scene."""
+    for window in tile_windows(height, width, block):
+        padded, valid = padded_block(read, window, classifier.radius, height, width)
+        yield window, classifier(padded, valid), padded
+
+
+def classify_scene(model, scene: Scene, batch_size: int = 512, block: int = 256) -> np.ndarray:
+    """(H, W) uint8 map of class ids (as in the training labels) of an in-memory scene; 0 where it has no data."""
+    classifier = PatchClassifier(model, batch_size)
+    check_patch_size(classifier.patch_size, [scene])
+    result = np.zeros(scene.shape[:2], np.uint8)
+    for window, classes, _ in class_map_windows(classifier, scene.crop, *scene.shape[:2], block):
+        result[window.slices] = classes
     return result
+
+
+def preview_step(height: int, width: int, preview: int = 1024) -> int:
+    """Take every ``step``-th pixel so that a figure's longer side is at most ``preview`` pixels."""
+    return max(1, math.ceil(max(height, width) / preview))
+
+
+def map_scene_file(classifier: PatchClassifier, source, out, block: int = 256, preview: int = 1024, progress: bool = True) -> dict:
+    """Classify a scene file (a ``SceneSource``) block by block into the GeoTIFF ``out`` (tiled,
+    compressed, the scene's CRS and transform, colour table, 0 = nodata); memory is bounded by
+    the block. Returns pixel counts per class id, a preview (class map and true-colour RGB, every
+    ``step``-th pixel so the longer side is at most ``preview``) and the time taken."""
+    height, width = source.height, source.width
+    if source.bands != classifier.bands:
+        raise InputError(f"{source.meta.path}: {source.bands} bands, but the model takes {classifier.bands}")
+    if classifier.patch_size > min(height, width):
+        raise InputError(f"patch size {classifier.patch_size} is larger than scene {source.meta.path} ({height}×{width})")
+    source.with_scene_bad_bands()
+    step = preview_step(height, width, preview)
+    classes_preview = np.zeros((math.ceil(height / step), math.ceil(width / step)), np.uint8)
+    rgb_preview = np.zeros((*classes_preview.shape, 3), np.float32)
+    rgb_bands = true_colour_bands(source.meta.wavelengths, source.bands)
+    counts = np.zeros(256, np.int64)
+    start = time.perf_counter()
+
+    def windows():
+        r = classifier.radius
+        with tqdm(total=height * width, unit="px", unit_scale=True, disable=not progress, desc="map") as bar:
+            for window, classes, padded in class_map_windows(classifier, source.read, height, width, block):
+                counts[:] += np.bincount(classes.ravel(), minlength=256)
+                rows = np.arange(-(-window.row // step) * step, window.row + window.height, step)
+                cols = np.arange(-(-window.col // step) * step, window.col + window.width, step)
+                at = np.ix_(rows // step, cols // step)
+                classes_preview[at] = classes[np.ix_(rows - window.row, cols - window.col)]
+                interior = padded[rgb_bands][:, r + rows[:, None] - window.row, r + cols[None, :] - window.col]
+                rgb_preview[at] = interior.permute(1, 2, 0).numpy()
+                bar.update(window.height * window.width)
+                yield window, classes
+
+    colours = class_colours(classifier.class_ids)
+    write_geotiff_windows(out, height, width, windows(), "uint8", source.meta.crs, source.meta.transform, 0, colours, block=256)
+    seconds = time.perf_counter() - start
+    return {"counts": {int(i): int(n) for i, n in enumerate(counts) if i and n}, "classes": classes_preview, "rgb": rgb_preview,
+            "step": step, "seconds": seconds, "pixels_per_s": height * width / max(seconds, 1e-9)}
 
 
 BLENDS = ("uniform", "cosine")
@@ -90,25 +212,23 @@ def class_colours(class_ids: list[int]) -> dict[int, tuple[int, int, int, int]]:
     return colours
 
 
-def write_class_map(class_map: np.ndarray, scene: Scene, out, class_ids: list[int], names: list[str] | None = None,
-                    reference: np.ndarray | None = None) -> tuple[Path, Path]:
-    """GeoTIFF with the scene's CRS/transform and a colour table, plus a PNG with a legend (``names``
-    of the classes, in the order of ``class_ids``, or "class N"): the scene in true colour beside the
-    map, and beside the ``reference`` (same codes, 0 = unlabelled) when one is given."""
+def write_class_png(png, rgb: np.ndarray, class_map: np.ndarray, class_ids: list[int], names: list[str] | None = None,
+                    reference: np.ndarray | None = None, title: str = "scene") -> Path:
+    """PNG of the scene in true colour (``rgb``: (h, w, 3)) beside the ``reference`` (same codes,
+    0 = unlabelled) when given, and the prediction ``class_map`` (h, w), with a legend of ``names``
+    (in the order of ``class_ids``; default "class N")."""
     colours = class_colours(class_ids)
-    tif = write_geotiff(out, class_map, like=scene, nodata=0, colormap=colours)
-    png = Path(out).with_suffix(".png")
-    panels = [("scene", stretch(scene.cube[..., true_colour_bands(scene.wavelengths, scene.shape[2])]))]
+    panels = [("scene", stretch(rgb))]
     if reference is not None:
         panels.append(("reference", _coloured(reference, colours)))
     panels.append(("prediction", _coloured(class_map, colours)))
     aspect = class_map.shape[0] / max(class_map.shape[1], 1)
     figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4 * aspect + 0.6), squeeze=False)
-    for axis, (title, picture) in zip(axes[0], panels):
+    for axis, (name, picture) in zip(axes[0], panels):
         axis.imshow(picture, interpolation="nearest")
         axis.set_axis_off()
-        axis.set_title(title)
-    figure.suptitle(Path(scene.path).name or "scene")
+        axis.set_title(name)
+    figure.suptitle(title)
     labels = names or [f"class {c}" for c in class_ids]
     handles = [Patch(color=np.array(colours[c][:3]) / 255, label=label) for c, label in zip(class_ids, labels)]
     if reference is not None:
@@ -116,7 +236,7 @@ def write_class_map(class_map: np.ndarray, scene: Scene, out, class_ids: list[in
     axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     figure.savefig(png, bbox_inches="tight", dpi=120)
     plt.close(figure)
-    return tif, png
+    return Path(png)
 
 
 def _coloured(class_map: np.ndarray, colours: dict) -> np.ndarray:

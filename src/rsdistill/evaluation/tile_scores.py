@@ -22,6 +22,11 @@ from rsdistill.tasks.classification import PixelClassifier
 from rsdistill.tasks.segmentation import SemanticSegmenter, segmentation_metrics
 
 
+def classifier_legend(class_ids: list[int]) -> Legend:
+    """The legend of a pixel classifier's label maps: class N is the label value N."""
+    return Legend.parse([{"name": f"class {c}", "id": c} for c in class_ids])
+
+
 def map_maker(model, tile: int, overlap: int):
     """(scene -> (H, W) class indices 0..K-1, 255 where no data; the legend of the model's masks; class names)."""
     if isinstance(model, SemanticSegmenter):
@@ -29,7 +34,7 @@ def map_maker(model, tile: int, overlap: int):
         return (lambda scene: segment_scene(model, scene, tile, overlap).astype(np.int64) - 1), legend, list(model.class_names)
     if isinstance(model, PixelClassifier):
         ids = list(model.class_ids)
-        legend = Legend.parse([{"name": f"class {c}", "id": c} for c in ids])
+        legend = classifier_legend(ids)
         lookup = np.full(256, IGNORE_INDEX - 1, np.int64)
         lookup[ids] = np.arange(len(ids))
         return (lambda scene: lookup[classify_scene(model, scene)]), legend, legend.names

@@ -146,6 +146,26 @@ def write_geotiff(path, array: np.ndarray, like: Scene | LabelMap | None = None,
     return atomic_write(path, write)
 
 
+def write_geotiff_windows(path, height: int, width: int, windows, dtype="uint8", crs=None, transform=None, nodata=None,
+                          colormap=None, block: int = 256) -> Path:
+    """Write a one-band ``height``×``width`` GeoTIFF window by window: ``windows`` yields
+    ``(Window, (h, w) array)``, so the raster is never whole in memory. Tiled (``block``², a multiple
+    of 16) and deflate-compressed, written to a temporary name and renamed once every window is in."""
+    profile = dict(height=height, width=width, count=1, dtype=dtype, crs=crs, transform=transform, nodata=nodata,
+                   compress="deflate", tiled=True, blockxsize=block, blockysize=block)
+
+    def write(partial: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(partial, "w", driver="GTiff", **{k: v for k, v in profile.items() if v is not None}) as ds:
+                for window, array in windows:
+                    ds.write(np.asarray(array, dtype)[None], window=RioWindow(window.col, window.row, window.width, window.height))
+                if colormap is not None:
+                    ds.write_colormap(1, colormap)
+
+    return atomic_write(path, write)
+
+
 def _spatial_shape(like) -> tuple[int, int]:
     return like.cube.shape[:2] if isinstance(like, Scene) else like.labels.shape
 

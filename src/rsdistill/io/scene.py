@@ -175,6 +175,13 @@ class Scene:
             notes=list(meta.notes),
         )
 
+    def crop(self, window: Window) -> Scene:
+        """The part of this scene inside ``window``, georeferencing shifted to it (arrays are views)."""
+        rows, cols = window.slices
+        transform = self.transform @ type(self.transform).translation(window.col, window.row) if self.transform is not None else None
+        labels = None if self.labels is None else self.labels[rows, cols]
+        return replace(self, cube=self.cube[rows, cols], valid=self.valid[rows, cols], labels=labels, transform=transform)
+
     def with_labels(self, label_map: LabelMap) -> Scene:
         """This scene paired with a label map of the same height and width."""
         if label_map.labels.shape != self.cube.shape[:2]:

@@ -7,11 +7,13 @@ processed tile by tile (``tiles``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from rsdistill.errors import InputError
 from rsdistill.io.limits import check_read_size
-from rsdistill.io.scene import Scene, SceneMetadata, Window, tile_windows
+from rsdistill.io.scene import Scene, SceneMetadata, Window, check_empty_bands, tile_windows
 
 
 class SceneSource:
@@ -47,6 +49,17 @@ class SceneSource:
             raise InputError(f"{self.meta.path}: window {window} lies outside the {self.height}×{self.width} scene")
         check_read_size(self.meta.path, (window.height, window.width, self.bands), what="the window")
         return Scene.from_raw(self.read_raw(window), self.meta, window, self.empty_bands)
+
+    def with_scene_bad_bands(self, size: int = 512) -> SceneSource:
+        """Make window reads flag the bands a whole-scene read would: those with no data anywhere in
+        the scene (one streaming pass over ``size``² windows; the ``empty_bands`` policy applies, so
+        with "error" such a band is an error, as when reading the scene whole). Returns ``self``."""
+        has_data = np.zeros(self.bands, bool)
+        for _, scene in self.tiles(size):
+            has_data |= scene.band_has_data
+        bad = np.zeros(self.bands, bool) if self.meta.bad_bands is None else np.asarray(self.meta.bad_bands, bool)
+        self.meta = replace(self.meta, bad_bands=bad | check_empty_bands(has_data, bad, self.meta, self.empty_bands))
+        return self
 
     def tiles(self, size: int, stride: int | None = None):
         """Yield ``(window, scene)`` for tiles of ``size``×``size`` pixels, reading one at a time."""

@@ -36,7 +36,11 @@ class ByteLatentEncoder(nn.Module):
         )
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        latent = self.compress(self.expand(self.spectral(patches)))  # (N, d, h, w)
+        return self.spatial(self.spectral(patches))
+
+    def spatial(self, embedded: torch.Tensor) -> torch.Tensor:
+        """(N, d, p, p) spectrally embedded patches -> (N, L, d) latent sequence."""
+        latent = self.compress(self.expand(embedded))  # (N, d, h, w)
         return latent.flatten(2).transpose(1, 2)  # (N, h*w, d)
 
 
@@ -65,5 +69,14 @@ class BLMClassifier(nn.Module):
         self.head = nn.Linear(d_model, classes)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        sequence = self.mamba(self.encoder(patches))  # (N, L, d)
+        return self.from_pixelwise(self.pixelwise(patches))
+
+    def pixelwise(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, B, H, W) -> (N, d, H, W): the stage that sees one pixel at a time (the spectral 1×1
+        embedding), so that a scene map computes it once per pixel instead of once per patch."""
+        return self.encoder.spectral(images)
+
+    def from_pixelwise(self, embedded: torch.Tensor) -> torch.Tensor:
+        """(N, d, p, p) patches of ``pixelwise`` output -> (N, K) logits."""
+        sequence = self.mamba(self.encoder.spatial(embedded))  # (N, L, d)
         return self.head(self.norm(sequence.mean(dim=1)))
