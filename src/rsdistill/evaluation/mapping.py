@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -118,6 +119,9 @@ def classify_scene(model, scene: Scene, batch_size: int = 512, block: int = 256)
     return result
 
 
+GDAL_CACHE_MB = 64
+
+
 def preview_step(height: int, width: int, preview: int = 1024) -> int:
     """Take every ``step``-th pixel so that a figure's longer side is at most ``preview`` pixels."""
     return max(1, math.ceil(max(height, width) / preview))
@@ -133,7 +137,14 @@ def map_scene_file(classifier: PatchClassifier, source, out, block: int = 256, p
         raise InputError(f"{source.meta.path}: {source.bands} bands, but the model takes {classifier.bands}")
     if classifier.patch_size > min(height, width):
         raise InputError(f"patch size {classifier.patch_size} is larger than scene {source.meta.path} ({height}×{width})")
-    source.with_scene_bad_bands()
+    # every block is read once: GDAL's block cache (default 5 % of RAM) would only grow with the scene
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _map_scene_file(classifier, source, out, block, preview, progress)
+
+
+def _map_scene_file(classifier: PatchClassifier, source, out, block: int, preview: int, progress: bool) -> dict:
+    height, width = source.height, source.width
+    source.with_scene_bad_bands(block)
     step = preview_step(height, width, preview)
     classes_preview = np.zeros((math.ceil(height / step), math.ceil(width / step)), np.uint8)
     rgb_preview = np.zeros((*classes_preview.shape, 3), np.float32)
