@@ -13,6 +13,7 @@ from rsdistill.deploy.onnx_export import deployable, export_onnx, int8_scheme
 from rsdistill.deploy.parity import parity_report
 from rsdistill.deploy.runtime import OnnxModel, read_card
 from rsdistill.errors import InputError
+from rsdistill.evaluation.benchmark import _child_memory
 from rsdistill.evaluation.experiment import fit_and_test
 
 
@@ -56,12 +57,15 @@ def test_benchmark_times_checkpoint_and_export_side_by_side(blm_run, tmp_path):
     onnx_file = tmp_path / "blm.onnx"
     assert main(["export", str(ckpt), "--samples", "0", "--out", str(onnx_file)]) == 0
     out = tmp_path / "bench.json"
-    assert main(["benchmark", str(ckpt), str(onnx_file), "--rounds", "2", "--pixels", "40", "--out", str(out)]) == 0
+    # the memory probe runs each model in a fresh process (seconds of imports each): checked in-process below
+    assert main(["benchmark", str(ckpt), str(onnx_file), "--rounds", "2", "--pixels", "40", "--memory", "false", "--out", str(out)]) == 0
     torch_row, onnx_row = json.loads(out.read_text())
     assert (torch_row["engine"], onnx_row["engine"]) == ("pytorch", "onnxruntime") and torch_row["unit"] == "ms / 1000 px"
     assert torch_row["params"] == onnx_row["params"] > 0 and torch_row["gflops"] == onnx_row["gflops"] > 0  # counted on the same network
-    assert all(0 < r["min"] <= r["median"] <= r["max"] and r["peak_mb"] > r["pass_mb"] >= 0 for r in (torch_row, onnx_row))
+    assert all(0 < r["min"] <= r["median"] <= r["max"] for r in (torch_row, onnx_row))
     assert "| blm" in out.with_suffix(".md").read_text()
+    memory = _child_memory(onnx_file, 1, 40)
+    assert memory["peak_mb"] > memory["pass_mb"] >= 0
 
 
 def test_segmenter_exports_static_int8_with_calibration(tmp_path):
