@@ -91,6 +91,7 @@ def test_map_writes_georeferenced_classes(tmp_path, capsys):
     assert main(["map", "--ckpt", str(tmp_path / "m.onnx"), "--scene", str(path), "--out", str(tmp_path / "onnx.tif"), "--block", "10"]) == 0
     with rasterio.open(tmp_path / "onnx.tif") as ds:
         assert (ds.read(1) == expected).mean() >= 0.99
+    assert main(["map", "--ckpt", str(tmp_path / "m.onnx"), "--scene", str(path), "--out", str(tmp_path / "x.tif"), "--engine", "torch"]) == 2
     other = write_geotiff(tmp_path / "other.tif", np.random.rand(24, 24, 5).astype(np.float32))
     capsys.readouterr()
     assert main(["map", "--ckpt", record["checkpoint"], "--scene", str(other), "--out", str(tmp_path / "x.tif")]) == 2

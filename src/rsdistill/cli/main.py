@@ -75,6 +75,9 @@ def _map_parser() -> ArgumentParser:
     parser.add_argument("--sensor", default=None, help="sensor giving wavelengths to a file that has none")
     parser.add_argument("--time_index", "--time-index", type=Optional[int], default=None, help="acquisition of a .npy stack")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=512, help="pixels per batch (pixel classifiers)")
+    parser.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"],
+                        help="pixel classifiers: who classifies; auto: onnxruntime for an .onnx file, PyTorch for a checkpoint "
+                        "(onnx with a checkpoint exports it to fp32 ONNX first)")
     parser.add_argument("--block", type=int, default=256, help="pixel classifiers: the scene is read and mapped in blocks of "
                         "this many pixels a side (memory grows with the block, not the scene)")
     parser.add_argument("--tile", type=int, default=256, help="window size in pixels (segmentation)")

@@ -120,11 +120,10 @@ def map(args) -> None:  # noqa: A001 - the verb's name
     from rsdistill.io.masks import Legend
     from rsdistill.io.scene import Scene
     from rsdistill.tasks.classification import PixelClassifier
-    from rsdistill.tasks.loading import load_task
     from rsdistill.tasks.segmentation import SemanticSegmenter
 
-    model = OnnxModel(args.ckpt) if Path(args.ckpt).suffix == ".onnx" else load_task(args.ckpt)
     out = Path(args.out)
+    model = _map_model(args.ckpt, args.engine, out)
     if isinstance(model, SemanticSegmenter):  # sliding windows over the scene in memory
         scene = Scene.read(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
         if scene.shape[2] != model.preprocessing.bands:
@@ -151,6 +150,22 @@ def map(args) -> None:  # noqa: A001 - the verb's name
     png = write_class_png(out.with_suffix(".png"), rgb, class_map, class_ids, names, reference, Path(args.scene).name)
     labels = dict(zip(class_ids, names or [f"class {c}" for c in class_ids]))
     print(f"{out} and {png}{timing}: " + ", ".join(f"{labels[int(i)]}: {n} px" for i, n in sorted(counts.items())))
+
+
+def _map_model(path, engine: str, out: Path):
+    """The model ``map`` runs: a task (PyTorch) or an ``OnnxModel`` (an .onnx file, or a checkpoint
+    exported beside the map when ``engine`` is onnx)."""
+    from rsdistill.deploy.onnx_export import deployable, export_onnx
+    from rsdistill.deploy.runtime import OnnxModel
+    from rsdistill.tasks.loading import load_task
+
+    if Path(path).suffix == ".onnx":
+        if engine == "torch":
+            raise InputError(f"{path}: an ONNX file runs in onnxruntime; give its checkpoint for --engine torch")
+        return OnnxModel(path)
+    if engine != "onnx":
+        return load_task(path)
+    return OnnxModel(export_onnx(deployable(path), out.with_suffix(".onnx")))
 
 
 def _map_shape(path) -> tuple[int, int]:
