@@ -134,7 +134,9 @@ class RecipeCLI(LightningCLI):
 
     def before_fit(self) -> None:
         config = self.config["fit"]
-        self._lock = claim_run_folder(config["run_dir"], config.get("ckpt_path"), config.get("overwrite", False)) if config.get("run_dir") else None
+        # under DDP every rank runs this; the folder is the run's, claimed once, by rank 0
+        claim = config.get("run_dir") and self.trainer.global_rank == 0
+        self._lock = claim_run_folder(config["run_dir"], config.get("ckpt_path"), config.get("overwrite", False)) if claim else None
 
     def after_fit(self) -> None:
         if self._lock is not None:

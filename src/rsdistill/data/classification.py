@@ -150,8 +150,9 @@ class PixelClassificationData(L.LightningDataModule):
         return PixelPatches(self._padded, coords, self.targets(coords), self.patch_size)
 
     def setup(self, stage: str | None = None) -> None:
+        # every rank asks (under DDP trainer.log_dir is a collective); rank 0 writes
         log_dir = getattr(self.trainer, "log_dir", None) if self.trainer is not None else None
-        if log_dir is not None and stage == "fit":
+        if log_dir is not None and stage == "fit" and self.trainer.is_global_zero:
             self.split.save(Path(log_dir) / "split.json")
 
     def _loader(self, subset: str, shuffle: bool) -> DataLoader:

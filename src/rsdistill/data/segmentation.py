@@ -132,8 +132,9 @@ class SegmentationData(TiledDataModule):
                 "legend": self.legend.to_dict()}
 
     def setup(self, stage: str | None = None) -> None:
+        # every rank asks (under DDP trainer.log_dir is a collective); rank 0 writes
         log_dir = getattr(self.trainer, "log_dir", None) if self.trainer is not None else None
-        if log_dir is not None and stage == "fit":
+        if log_dir is not None and stage == "fit" and self.trainer.is_global_zero:
             write_json(Path(log_dir) / "split.json", {subset: [[str(i), str(m)] for i, m in pairs] for subset, pairs in self.pairs.items()})
 
 

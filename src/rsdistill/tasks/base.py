@@ -28,7 +28,6 @@ import random
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
 import numpy as np
 import torch
 from torch import nn
@@ -148,11 +147,16 @@ class BaseTask(L.LightningModule):
                 "recipe": self.recipe, "metrics": metrics or {}}
         save_encoder(self.exported_encoder(), path, self.preprocessing, card)
 
-    @rank_zero_only
-    def on_fit_end(self) -> None:
-        """The encoder and its card go to the run folder (the logger's); without a logger nothing is
-        written (Lightning would otherwise fall back to the working directory)."""
+    def run_folder(self) -> Path | None:
+        """The run folder (the logger's) for what a fit writes besides checkpoints, on global rank 0
+        only; None elsewhere and without a logger (Lightning would fall back to the working
+        directory). Every rank must call it: under DDP ``trainer.log_dir`` is a collective."""
         log_dir = self.trainer.log_dir if self.trainer.loggers else None
+        return Path(log_dir) if log_dir is not None and self.trainer.is_global_zero else None
+
+    def on_fit_end(self) -> None:
+        """The encoder and its card go to the run folder."""
+        log_dir = self.run_folder()
         if log_dir is not None and self.exported_encoder() is not None:
             metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
             self.export(Path(log_dir) / "encoder.safetensors", metrics)

@@ -115,7 +115,7 @@ class PixelClassifier(BaseTask):
 
     def _evaluation_step(self, batch, stage: str):
         logits = self(batch["image"])
-        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["label"]))
+        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["label"]), sync_dist=True)  # mean over ranks under DDP
         self.confusion[stage].update(logits.argmax(dim=1), batch["label"])
 
     def validation_step(self, batch, batch_idx):

@@ -111,8 +111,8 @@ class MaskCDKD(BaseTask):
     def on_fit_end(self) -> None:
         """Encoders (``BaseTask``), then ``r_schedule.png``: r and the stage over training."""
         super().on_fit_end()
-        log_dir = self.trainer.log_dir if self.trainer.loggers and self.trainer.is_global_zero else None
-        if log_dir is not None and (Path(log_dir) / "metrics.csv").is_file():
+        log_dir = self.run_folder()
+        if log_dir is not None and (log_dir / "metrics.csv").is_file():
             from rsdistill.evaluation.figures import r_schedule_figure
 
             r_schedule_figure(Path(log_dir) / "metrics.csv", Path(log_dir) / "r_schedule.png", STAGES,
@@ -164,13 +164,13 @@ class MaskCDKD(BaseTask):
         with torch.random.fork_rng():  # the same masks every validation
             torch.manual_seed(batch_idx)
             terms = self._terms(batch["image"])
-        self.log_dict({f"val/{k}": v for k, v in terms.items()})
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, sync_dist=True)
 
     def test_step(self, batch, batch_idx):
         with torch.random.fork_rng():
             torch.manual_seed(batch_idx)
             terms = self._terms(batch["image"])
-        self.log_dict({f"test/{k}": v for k, v in terms.items()})
+        self.log_dict({f"test/{k}": v for k, v in terms.items()}, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -194,7 +194,7 @@ class MAEPretrainer(BaseTask):
                 outputs, target, terms = self._step(batch, predict="all", score="random")
         else:
             outputs, target, terms = self._step(batch, predict="all")
-        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()})
+        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, sync_dist=True)
         images, p = batch["image"], self.hparams.patch_size
         height, width = images.shape[2:]
         reflectance = lambda patches: self.preprocessing.denormalise(unpatchify(patches, p, height, width))  # noqa: E731

@@ -114,7 +114,7 @@ class SemanticSegmenter(BaseTask):
 
     def _evaluate(self, batch, stage: str) -> None:
         logits = self(batch["image"])
-        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["mask"], ignore_index=IGNORE_INDEX))
+        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["mask"], ignore_index=IGNORE_INDEX), sync_dist=True)
         predictions = logits.argmax(1)
         self.metrics[stage].update(predictions, batch["mask"])
         if self.hparams.specdeepmap_iou:
