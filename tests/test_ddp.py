@@ -39,3 +39,14 @@ def test_ddp_fit_shards_training_and_reduces_validation(tmp_path):
     [scores] = single.trainer.validate(model, single.datamodule, verbose=False)
     for key in ("val/oa", "val/aa", "val/kappa", "val/loss"):
         assert scores[key] == pytest.approx(ddp_val[key], abs=1e-6), key
+
+
+def test_the_multi_node_bf16_recipe_builds_its_trainer_without_launching(tmp_path):
+    """The README's 2 nodes × 4 devices, bf16-mixed recipe: Lightning's DDP strategy over 8 ranks."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    recipe = classifier_recipe(tmp_path / "run", 1)
+    recipe["trainer"].update({"strategy": "ddp", "accelerator": "cpu", "devices": 4, "num_nodes": 2, "precision": "bf16-mixed"})
+    trainer = parse_recipe(recipe).trainer
+    assert isinstance(trainer.strategy, DDPStrategy) and trainer.num_nodes == 2 and trainer.num_devices == 4
+    assert trainer.world_size == 8 and trainer.precision == "bf16-mixed"
