@@ -121,3 +121,19 @@ def test_a_checkpoint_with_pickled_objects_is_refused_on_every_path(tmp_path, da
     with pytest.raises(InputError, match="last.ckpt: the checkpoint holds pickled objects"):
         fit_and_test("m", classifier_recipe(tmp_path / "exp", 1), seed=0)
     assert not marker.exists()
+
+
+def test_a_recipes_own_callbacks_are_kept_beside_the_runs_checkpoint(tmp_path):
+    from fixtures import classifier_recipe
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from rsdistill.recipes import parse_recipe
+
+    recipe = classifier_recipe(tmp_path / "run", 1)
+    recipe["trainer"]["callbacks"] = [{"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}]
+    callbacks = parse_recipe(recipe).trainer.callbacks
+    assert any(isinstance(c, LearningRateMonitor) for c in callbacks)
+    assert [c.dirpath for c in callbacks if isinstance(c, ModelCheckpoint)] == [str(tmp_path / "run")]  # last.ckpt every epoch
+    recipe["trainer"]["callbacks"].append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"dirpath": str(tmp_path / "mine")}})
+    callbacks = parse_recipe(recipe).trainer.callbacks
+    assert [c.dirpath for c in callbacks if isinstance(c, ModelCheckpoint)] == [str(tmp_path / "mine")]  # the recipe's own, alone

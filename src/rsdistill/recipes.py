@@ -29,7 +29,7 @@ import lightning as L
 import torch
 import yaml
 from jsonargparse import ArgumentError
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -125,7 +125,12 @@ class RecipeCLI(LightningCLI):
                 # sub-folder, never over fit's metrics.csv
                 fitting = self.subcommand in (None, "fit")
                 kwargs.setdefault("logger", RunCSVLogger(run_dir, name="", version="") if fitting else CSVLogger(run_dir, name="", version=self.subcommand))
-            callbacks = [RunLog()] + ([] if trainer.get("callbacks") else [last_checkpoint(run_dir)])
+            # the recipe's own callbacks stay (LightningCLI would let this list replace them); the
+            # run's last.ckpt callback is added unless the recipe brings its own ModelCheckpoint
+            init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+            recipe_callbacks = list(self._get(init, "trainer", default={}).get("callbacks") or [])
+            own_checkpoint = any(isinstance(c, ModelCheckpoint) for c in recipe_callbacks)
+            callbacks = [*recipe_callbacks, RunLog()] + ([] if own_checkpoint else [last_checkpoint(run_dir)])
             if self.subcommand == "predict":
                 callbacks.append(PredictionWriter(Path(run_dir) / "predict" / "predictions.pt"))
             kwargs.setdefault("callbacks", callbacks)
