@@ -134,7 +134,7 @@ def map(args) -> None:  # noqa: A001 - the verb's name
         step = preview_step(*full.shape)
         class_map, rgb = full[::step, ::step], scene.cube[::step, ::step][..., true_colour_bands(scene.wavelengths, scene.shape[2])]
         ids, counts = np.unique(full[full > 0], return_counts=True)
-        counts, timing = dict(zip(ids.tolist(), counts.tolist())), ""
+        counts, timing, shape = dict(zip(ids.tolist(), counts.tolist())), "", full.shape
     elif isinstance(model, (PixelClassifier, OnnxModel)):  # block by block from the file into the GeoTIFF
         from rsdistill.io.readers import open_scene
 
@@ -143,10 +143,11 @@ def map(args) -> None:  # noqa: A001 - the verb's name
         result = map_scene_file(classifier, source, out, args.block)
         class_ids, names, legend = classifier.class_ids, None, classifier_legend(classifier.class_ids)
         class_map, rgb, step, counts = result["classes"], result["rgb"], result["step"], result["counts"]
+        shape = (source.height, source.width)
         timing = f" in {result['seconds']:.1f} s ({result['pixels_per_s']:,.0f} px/s)"
     else:
         raise InputError(f"{args.ckpt}: a {type(model).__name__} checkpoint makes no class map; give a classifier or segmentation checkpoint")
-    reference = reference_codes(legend, args.reference, class_ids, _map_shape(out))[::step, ::step] if args.reference else None
+    reference = reference_codes(legend, args.reference, class_ids, shape)[::step, ::step] if args.reference else None
     png = write_class_png(out.with_suffix(".png"), rgb, class_map, class_ids, names, reference, Path(args.scene).name)
     labels = dict(zip(class_ids, names or [f"class {c}" for c in class_ids]))
     print(f"{out} and {png}{timing}: " + ", ".join(f"{labels[int(i)]}: {n} px" for i, n in sorted(counts.items())))
@@ -166,13 +167,6 @@ def _map_model(path, engine: str, out: Path):
     if engine != "onnx":
         return load_task(path)
     return OnnxModel(export_onnx(deployable(path), out.with_suffix(".onnx")))
-
-
-def _map_shape(path) -> tuple[int, int]:
-    import rasterio
-
-    with rasterio.open(path) as ds:
-        return ds.height, ds.width
 
 
 def reference_codes(legend, mask, class_ids: list[int], shape) -> np.ndarray:

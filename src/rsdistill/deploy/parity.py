@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 from rsdistill.deploy.onnx_export import Deployable
 from rsdistill.deploy.runtime import OnnxModel
 from rsdistill.errors import InputError
+from rsdistill.preprocessing import Preprocessing
 
 
 def recipe_datamodule(path):
@@ -45,11 +46,12 @@ def validation_batches(model: Deployable, datamodule, samples: int, subset: str 
     loaders = {"train": datamodule.train_dataloader, "test": datamodule.test_dataloader,
                "val": lambda: datamodule.val_dataloader() or datamodule.test_dataloader()}
     loader = loaders[subset]()
+    preprocessing = Preprocessing.from_dict(model.card["preprocessing"])
     out, taken = [], 0
     for batch in loader:
         image = batch["image"][: samples - taken]
         if model.kind != "pixel_classification":  # tiles come normalised: back to raw values
-            image = _preprocessing(model).denormalise(image)
+            image = preprocessing.denormalise(image)
         if tuple(image.shape[1:]) != model.input_shape:
             raise InputError(f"the recipe's validation inputs have shape {tuple(image.shape[1:])}, the model takes {model.input_shape}")
         labels = batch.get("label", batch.get("mask"))
@@ -60,12 +62,6 @@ def validation_batches(model: Deployable, datamodule, samples: int, subset: str 
     if not out:
         raise InputError("the recipe's data has no validation or test inputs to check the export on")
     return out
-
-
-def _preprocessing(model: Deployable):
-    from rsdistill.preprocessing import Preprocessing
-
-    return Preprocessing.from_dict(model.card["preprocessing"])
 
 
 def parity_report(model: Deployable, onnx_path, batches, threads: int | None = None) -> dict:

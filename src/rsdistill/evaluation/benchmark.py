@@ -85,7 +85,7 @@ def _flops(model) -> int:
 def _onnx_params(path) -> int:
     import onnx
 
-    return int(sum(np.prod(t.dims) for t in onnx.load(path).graph.initializer if len(t.dims) > 1 or t.dims))
+    return sum(int(np.prod(t.dims)) for t in onnx.load(path).graph.initializer)
 
 
 def inputs_for(candidate: Candidate, pixels: int, seed: int = 0) -> np.ndarray:
