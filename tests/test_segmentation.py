@@ -80,6 +80,13 @@ def test_whole_images_per_subset_every_pixel_covered_and_size_checked(tmp_path):
     write_pair(tmp_path, "odd", mask_size=(20, 23))
     with pytest.raises(InputError, match=r"odd_mask.tif: mask is 20×23 but its image .*odd.tif is 20×24"):
         SegmentationData({"train": [str(tmp_path / "odd.tif")]}, LEGEND, masks=[[".tif", "_mask.tif"]], tile_size=16)
+    # the checks and statistics are remembered per file state: a file rewritten since is read anew
+    write_pair(tmp_path, "img1", mask_size=(20, 22), seed=1)
+    with pytest.raises(InputError, match=r"img1_mask.tif: mask is 20×22"):
+        SegmentationData({"train": [str(tmp_path / "img0.tif"), str(tmp_path / "img1.tif")]}, LEGEND, masks=[[".tif", "_mask.tif"]], tile_size=16)
+    write_pair(tmp_path, "img1", size=(20, 24), seed=7)
+    again = SegmentationData({"train": [str(tmp_path / "img0.tif"), str(tmp_path / "img1.tif")]}, LEGEND, masks=[[".tif", "_mask.tif"]], tile_size=16)
+    assert again.preprocessing.to_dict() != data.preprocessing.to_dict()
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -15,12 +15,18 @@
   ``train_tiles_per_epoch`` an epoch trains on that many tiles, drawn anew each epoch.
 - Normalisation: per-band mean/std of the training images' valid pixels (each image once), the
   data's ``Preprocessing``.
+- Reading every mask and training image is the costly part of building the data; an experiment
+  builds the same data for every model and seed, so within one process the mask checks and the
+  statistics are remembered per set of files, keyed by path, size and modification time (a file
+  changed on disk is read anew).
 
 Items: {"image": (C, t, t) float32 normalised, "mask": (t, t) int64 class indices, 255 = ignore}.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -103,25 +109,22 @@ class SegmentationData(TiledDataModule):
         self.pairs = {subset: [pair for entry in images.get(subset, []) for pair in _pairs(entry, masks or [], root)] for subset in SUBSETS}
         self.files = {subset: [image for image, _ in pairs] for subset, pairs in self.pairs.items()}
         sets, bands = {}, set()
+        options = json.dumps(self.read_options, sort_keys=True)
         for subset in SUBSETS:
             pairs = self.pairs[subset]
             windows = []
             for index, (image, mask) in enumerate(pairs):
-                source = open_scene(image, **self.read_options)
-                bands.add(source.bands)
-                _check_pair(image, mask, source, self.legend, tile_size)
+                height, width, count = _checked_pair(image, _stamp(image), mask, _stamp(mask), self.legend, options, tile_size)
+                bands.add(count)
                 step = (stride or tile_size) if subset == "train" else tile_size  # overlap for training only
-                windows += [(index, w) for w in covering_windows(source.height, source.width, tile_size, step)]
+                windows += [(index, w) for w in covering_windows(height, width, tile_size, step)]
             sets[subset] = SegmentationTiles(pairs, windows, self.legend, read_options=self.read_options, augment=augment and subset == "train")
         if not len(sets["train"]):
             raise InputError("no training image")
         if len(bands) != 1:
             raise InputError(f"the images have different band counts {sorted(bands)}")
-        moments = RunningMoments(bands.pop())
-        for image in self.files["train"]:  # whole images, each pixel once (tiles overlap)
-            scene = open_scene(image, **self.read_options).read()
-            moments.update(scene.cube[scene.valid])
-        self.preprocessing = Preprocessing.create(moments.count.size, moments.mean, np.sqrt(moments.m2 / np.maximum(moments.count, 1)))
+        mean, std = _training_moments(tuple((image, _stamp(image)) for image in self.files["train"]), options)
+        self.preprocessing = Preprocessing.create(len(mean), mean, std)
         for tiles in sets.values():
             tiles.preprocessing = self.preprocessing
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
@@ -155,8 +158,17 @@ def _mask_path(image: Path, replacements: list[list[str]]) -> Path:
     return mask
 
 
-def _check_pair(image: Path, mask: Path, source, legend: Legend, tile_size: int) -> None:
-    """Same size, big enough for a tile; unknown mask codes reported once per file."""
+def _stamp(path: Path) -> tuple[int, int]:
+    """(size, modification time in ns): a file's state, for the memos below."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_pair(image: Path, image_stamp, mask: Path, mask_stamp, legend: Legend, read_options: str, tile_size: int) -> tuple[int, int, int]:
+    """(height, width, bands) of an image whose mask is the same size and big enough for a tile;
+    unknown mask codes reported once per file state. ``read_options``: JSON of the reader options."""
+    source = open_scene(image, **json.loads(read_options))
     classes, unknown = read_mask(mask, legend)
     if classes.shape != (source.height, source.width):
         raise InputError(f"{mask}: mask is {classes.shape[0]}×{classes.shape[1]} but its image {image} is {source.height}×{source.width}")
@@ -164,3 +176,17 @@ def _check_pair(image: Path, mask: Path, source, legend: Legend, tile_size: int)
         raise InputError(f"{image}: {source.height}×{source.width} is smaller than the tile size {tile_size}")
     if unknown:
         rank_zero_warn(f"{mask}: {unknown} pixels have a colour or id the legend does not name; they are ignored")
+    return source.height, source.width, source.bands
+
+
+@functools.lru_cache(maxsize=16)
+def _training_moments(images: tuple[tuple[Path, tuple[int, int]], ...], read_options: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-band mean and std of the valid pixels of whole images, each pixel once (training tiles
+    overlap); tuples, so that no caller can change what is remembered."""
+    moments = None
+    for image, _ in images:
+        scene = open_scene(image, **json.loads(read_options)).read()
+        if moments is None:
+            moments = RunningMoments(scene.cube.shape[-1])
+        moments.update(scene.cube[scene.valid])
+    return tuple(moments.mean.tolist()), tuple(np.sqrt(moments.m2 / np.maximum(moments.count, 1)).tolist())
