@@ -4,15 +4,20 @@
   built directly in a test; ``classifier_recipe``: a tiny BLM run on the synthetic scene;
 - ``write_fixture_scenes``: a folder of tiny labelled GeoTIFF scenes with EnMAP-like band metadata
   and tile lists, the shape of ``../shared/data/enmap_potsdam_specdeepmap``; run as a script it
-  writes them where you say (``python tests/fixtures.py OUT``).
+  writes them where you say (``python tests/fixtures.py OUT``);
+- ``RecordTiles``: a callback that writes the keys of the streamed tiles each rank trains on;
+  ``KillJob``: one that SIGKILLs the whole process group (every DDP rank) at a given batch.
 """
 
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import sys
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 
 from rsdistill.data.classification import PixelClassificationData
@@ -31,6 +36,30 @@ QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "log_every
 def classifier_recipe(run_dir, epochs: int, **model) -> dict:
     """A tiny BLM classifier run on the synthetic scene, in the recipe dialect."""
     return make_recipe(PixelClassifier, PixelClassificationData, {**TINY_BLM, **model}, SYNTHETIC_PIXELS, {**QUIET, "max_epochs": epochs}, run_dir, 0)
+
+
+class RecordTiles(L.Callback):
+    """Appends each training batch's tile keys (file, row, col) to ``folder/rank_<r>_epoch_<e>.txt``."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / f"rank_{trainer.global_rank}_epoch_{trainer.current_epoch}.txt", "a") as f:
+            np.savetxt(f, batch["tile"].numpy(), fmt="%d")
+
+
+class KillJob(L.Callback):
+    """SIGKILLs this process group (the launcher and every DDP rank, as a scheduler ends a job) when
+    batch ``batch`` of epoch ``epoch`` starts."""
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 def tile_info(bands: int, tile_size: int = 8, wavelengths=None, **extra) -> dict:

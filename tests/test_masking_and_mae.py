@@ -166,18 +166,29 @@ def test_masked_only_prediction_gives_the_same_losses_as_predicting_everything()
         torch.testing.assert_close(terms["masked"][name], value, msg=name)
 
 
-def test_eval_mask_random_scores_every_recipe_on_the_same_masks():
-    batch = {"image": torch.randn(4, 5, 8, 8), "valid": torch.ones(4, 8, 8, dtype=torch.bool)}
+def test_eval_masks_are_the_same_for_every_recipe_batch_and_rank():
+    batch = {"image": torch.randn(4, 5, 8, 8), "valid": torch.ones(4, 8, 8, dtype=torch.bool), "index": torch.tensor([5, 6, 7, 8])}
     masks = {}
-    for score in ("gabor", "wavelet"):
-        task = MAEPretrainer(tile_info(5), embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
-                             decoder_num_heads=2, mask_score=score, eval_mask="random")
+
+    def validate(name: str, task: MAEPretrainer, batch: dict) -> None:
         forward = task.model.forward
-        task.model.forward = lambda *args, **kwargs: masks.setdefault(score, forward(*args, **kwargs))
+        task.model.forward = lambda *args, **kwargs: masks.setdefault(name, forward(*args, **kwargs))
         rng_before = torch.get_rng_state()
         task.validation_step(batch, 3)
         assert torch.equal(torch.get_rng_state(), rng_before)  # training's random stream is left alone
+
+    options = dict(embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2)
+    for score in ("gabor", "wavelet"):
+        validate(score, MAEPretrainer(tile_info(5), mask_score=score, eval_mask="random", **options), batch)
+        validate(f"own {score}", MAEPretrainer(tile_info(5), mask_score=score, eval_mask="own", **options), batch)
     assert torch.equal(masks["gabor"]["mask"], masks["wavelet"]["mask"])
+    assert not torch.equal(masks["own gabor"]["mask"], masks["own wavelet"]["mask"])  # each recipe's own score
+    # tiles 7 and 8 in another batch (another batch size, or another DDP rank's share): the same masks
+    half = {k: v[2:] for k, v in batch.items()}
+    validate("half", MAEPretrainer(tile_info(5), mask_score="gabor", eval_mask="random", **options), half)
+    validate("own half", MAEPretrainer(tile_info(5), mask_score="gabor", eval_mask="own", **options), half)
+    assert torch.equal(masks["half"]["mask"], masks["gabor"]["mask"][2:])
+    assert torch.equal(masks["own half"]["mask"], masks["own gabor"]["mask"][2:])
     with pytest.raises(InputError, match="unknown eval_mask"):
         MAEPretrainer(tile_info(5), eval_mask="gabor")
 

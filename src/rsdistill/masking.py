@@ -18,6 +18,7 @@ masked patches at ratio 0.75 (100 % without noise, 75 % for random masking), as 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import ptwt
@@ -78,17 +79,17 @@ class PatchMask(NamedTuple):
     ids_restore: torch.Tensor
 
 
-def mask_from_scores(scores: torch.Tensor, ratio: float, noise: float = 0.5) -> PatchMask:
+def mask_from_scores(scores: torch.Tensor, ratio: float, noise: float = 0.5, generator: torch.Generator | None = None) -> PatchMask:
     """Mask the top ``ratio`` of patches of each tile by (standardised score + noise · N(0, 1)).
 
-    scores: (N, L) significance.
+    scores: (N, L) significance; ``generator`` draws the noise (the global RNG by default).
     """
     if not 0 < ratio < 1:
         raise InputError(f"mask ratio must be in (0, 1), got {ratio}")
     n, length = scores.shape
     z = (scores - scores.mean(dim=1, keepdim=True)) / (scores.std(dim=1, keepdim=True) + 1e-8)
     if noise:
-        z = z + noise * torch.randn_like(z)
+        z = z + noise * torch.randn(z.shape, generator=generator, device=z.device)
     ids_shuffle = torch.argsort(z, dim=1)  # ascending: least significant first, kept
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     keep = int(round(length * (1 - ratio)))
@@ -98,7 +99,20 @@ def mask_from_scores(scores: torch.Tensor, ratio: float, noise: float = 0.5) -> 
     return PatchMask(torch.gather(mask, 1, ids_restore), ids_shuffle[:, :keep], ids_shuffle[:, keep:], ids_restore)
 
 
-def strided_grid_mask(n: int, grid_h: int, grid_w: int, device=None) -> PatchMask:
+def random_patch_mask(n: int, length: int, ratio: float, device=None, generator: torch.Generator | None = None) -> PatchMask:
+    """MAE's uniform random mask: ``ratio`` of the ``length`` patches of each of ``n`` tiles."""
+    return mask_from_scores(torch.rand(n, length, device=device, generator=generator), ratio, noise=0.0)
+
+
+def held_out_mask(keys: torch.Tensor, draw: Callable[[int, torch.Generator], PatchMask], device=None) -> PatchMask:
+    """One mask per held-out tile: ``draw(i, generator)`` masks the batch's tile i with a generator
+    seeded by its key (its index in the held-out set), so a tile is scored on the same mask whatever
+    batch, batch size or DDP rank it falls in. keys: (N,) -> masks of N tiles (on ``device``)."""
+    masks = [draw(i, torch.Generator().manual_seed(int(key))) for i, key in enumerate(keys)]
+    return PatchMask(*(torch.cat(parts).to(device) for parts in zip(*masks)))
+
+
+def strided_grid_mask(n: int, grid_h: int, grid_w: int, device=None, generator: torch.Generator | None = None) -> PatchMask:
     """Mask-CDKD's "teacher-safe" 75 % mask: keep every second patch in both directions from a
     random (row, column) shift in {0, 1}² per tile, so the visible patches form a (grid_h/2) ×
     (grid_w/2) grid a windowed-attention teacher can run on (the official code's only 4 masks).
@@ -107,7 +121,7 @@ def strided_grid_mask(n: int, grid_h: int, grid_w: int, device=None) -> PatchMas
     """
     if grid_h % 2 or grid_w % 2:
         raise InputError(f"a strided-grid mask needs an even token grid, got {grid_h}×{grid_w}")
-    shifts = torch.randint(0, 2, (n, 2), device=device)
+    shifts = torch.randint(0, 2, (n, 2), device=device, generator=generator)
     rows = torch.arange(0, grid_h, 2, device=device)[None, :, None] + shifts[:, 0, None, None]
     cols = torch.arange(0, grid_w, 2, device=device)[None, None, :] + shifts[:, 1, None, None]
     ids_keep = (rows * grid_w + cols).flatten(1)  # (N, L/4), row-major over the visible grid

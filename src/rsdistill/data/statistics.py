@@ -34,10 +34,18 @@ class BandStatistics:
     std: list[float]
     bad_bands: list[int]
     wavelengths: list[float] | None = None
+    minimum: list[float] | None = None  # of the valid pixels (absent in older stats files)
+    maximum: list[float] | None = None
 
     @property
     def bands(self) -> int:
         return len(self.mean)
+
+    def value_range(self, kept: np.ndarray, path) -> float:
+        """max − min of the valid pixels over the ``kept`` bands (the PSNR/SSIM range of a run)."""
+        if self.minimum is None or self.maximum is None:
+            raise InputError(f"{path}: the statistics have no minimum/maximum per band (written by an older rsdistill); run rsdistill stats again")
+        return float(np.max(np.asarray(self.maximum)[kept]) - np.min(np.asarray(self.minimum)[kept]))
 
     def save(self, path) -> Path:
         """Write as JSON atomically (temporary file, then rename)."""
@@ -48,7 +56,7 @@ class BandStatistics:
         """Read a stats file; with ``bands``, check it describes that many bands."""
         try:
             doc = json.loads(Path(path).read_text())
-            stats = cls(**{k: doc.get(k) for k in ("files", "count", "mean", "std", "bad_bands", "wavelengths")})
+            stats = cls(**{k: doc.get(k) for k in ("files", "count", "mean", "std", "bad_bands", "wavelengths", "minimum", "maximum")})
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
             raise InputError(f"{path}: not a readable band-statistics file ({error})") from None
         if bands is not None and stats.bands != bands:
@@ -88,6 +96,7 @@ def band_statistics(paths, tile: int = 256, **open_options) -> BandStatistics:
         source = open_scene(path, **open_options)
         if moments is None:
             moments, bad = RunningMoments(source.bands), np.zeros(source.bands, bool)
+            low, high = np.full(source.bands, np.inf), np.full(source.bands, -np.inf)
             wavelengths = source.meta.wavelengths
         elif source.bands != moments.count.size:
             raise InputError(f"{path}: {source.bands} bands, but {paths[0]} has {moments.count.size}")
@@ -100,7 +109,10 @@ def band_statistics(paths, tile: int = 256, **open_options) -> BandStatistics:
             scene = source.read(window)
             progress.update(window.height * window.width)
             has_data |= scene.band_has_data
-            moments.update(scene.cube[scene.valid].astype(np.float64))
+            pixels = scene.cube[scene.valid].astype(np.float64)
+            moments.update(pixels)
+            if pixels.size:
+                low, high = np.minimum(low, pixels.min(axis=0)), np.maximum(high, pixels.max(axis=0))
         progress.close()
         file_bad = np.zeros(source.bands, bool) if source.meta.bad_bands is None else source.meta.bad_bands
         bad |= file_bad | check_empty_bands(has_data, file_bad, source.meta, source.empty_bands)
@@ -114,4 +126,5 @@ def band_statistics(paths, tile: int = 256, **open_options) -> BandStatistics:
         files=paths, count=count.tolist(), mean=mean.tolist(), std=std.tolist(),
         bad_bands=np.flatnonzero(bad).tolist(),
         wavelengths=None if wavelengths is None else np.asarray(wavelengths).tolist(),
+        minimum=np.where(bad, 0.0, low).tolist(), maximum=np.where(bad, 0.0, high).tolist(),
     )

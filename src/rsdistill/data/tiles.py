@@ -12,19 +12,29 @@
   With ``target_sensor`` every scene is first mapped to that sensor's bands by ``band_alignment``
   (scenes from different instruments can then be pooled).
 - Tiles: ``tile_size`` with ``stride``; tiles whose nodata fraction exceeds ``max_nodata`` are
-  skipped; ``train_tiles_per_epoch`` caps an epoch at that many training tiles, drawn anew. Tiles are read window by window when they are used, never held in memory: memory does
-  not grow with the number of tiles or their overlap.
+  skipped; ``train_tiles_per_epoch`` caps an epoch at that many training tiles, drawn anew. Tiles
+  are read window by window when they are used, never held in memory: memory does not grow with
+  the number of tiles or their overlap. Building the data reads every tile once (nodata check,
+  statistics) and keeps every scene open.
+- Streamed (``streamed: true``, for corpora of thousands of scenes): only the training scenes'
+  headers are read when the data is built, none is kept open, and training tiles come from
+  ``StreamedTiles`` (``rsdistill.data.streaming``): an order fixed by (seed, epoch), sharded by
+  rank and DataLoader worker, through a ``shuffle_buffer``; ``train_tiles_per_epoch`` defaults to
+  one pass over the corpus. Statistics then come from a ``stats`` file (required), which also
+  gives the value range of the PSNR/SSIM metrics.
 - Normalisation: per-band mean/std from a ``rsdistill stats`` file (band count checked) or, by
   default, from the valid pixels of the training tiles (one streaming pass). It is the data's
   ``Preprocessing`` (``info``); nodata pixels are 0 after normalisation and are excluded from every
   loss through ``valid``.
 
-Items: {"image": (C, t, t) float32 normalised, "valid": (t, t) bool}.
+Items: {"image": (C, t, t) float32 normalised, "valid": (t, t) bool, "index": the tile's index in
+its set} (streamed training tiles carry their key, "tile", instead of an index).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +44,10 @@ from torch.utils.data import Dataset
 from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.data.base import TiledDataModule
 from rsdistill.data.statistics import BandStatistics, RunningMoments
+from rsdistill.data.streaming import CorpusFile, StreamedTiles, StreamLoader, full_windows
 from rsdistill.errors import InputError
 from rsdistill.io.readers import open_scene
-from rsdistill.io.scene import SceneMetadata, Window, own_sensor, parse_window, tile_windows
+from rsdistill.io.scene import SceneMetadata, Window, own_sensor, parse_window
 from rsdistill.io.source import ArraySource, SceneSource
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.spectral.alignment import band_alignment
@@ -85,7 +96,7 @@ class SceneTiles(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         cube, valid = self.raw(index)
-        return {"image": torch.from_numpy(self.preprocessing.cube(cube, valid)), "valid": torch.from_numpy(valid)}
+        return {"image": torch.from_numpy(self.preprocessing.cube(cube, valid)), "valid": torch.from_numpy(valid), "index": index}
 
     def images(self, count: int) -> torch.Tensor:
         """The first ``count`` tiles stacked: (count, C, t, t)."""
@@ -112,34 +123,53 @@ class TileData(TiledDataModule):
         num_workers: int = 0,
         seed: int = 0,
         train_tiles_per_epoch: int | None = None,
+        streamed: bool = False,
+        shuffle_buffer: int = 256,
     ):
         super().__init__()
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
         self.train_tiles_per_epoch = train_tiles_per_epoch
         self.max_nodata, self.target_sensor = max_nodata, target_sensor
+        if streamed and synthetic is not None:
+            raise InputError("streamed: true reads scene files; the synthetic scene is made in memory (drop one of them)")
+        if streamed and stats is None:
+            raise InputError("streamed: true needs stats: a file written by `rsdistill stats` over the training scenes (a streamed corpus is never read whole)")
         specs = _subset_specs(images, validation, test, tile_lists, synthetic, root)
-        entries = {subset: _open_specs(found, root, read_options or {}, target_sensor, alignment) for subset, found in specs.items()}
-        every = [e for found in entries.values() for e in found]
-        if len({e.bands for e in every}) != 1:
+        open_file = functools.partial(_open_file, target=target_sensor, method=alignment)
+        # every scene is opened once here for its header; a streamed training corpus keeps none open
+        entries = {subset: [] for subset in specs}
+        described, corpus = [], []
+        for subset, found in specs.items():
+            for file in _scene_files(found, root, read_options or {}):
+                entry = open_file(file)
+                described.append((entry.name, entry.bands, _bad_bands(entry, target_sensor), entry.source.meta))
+                if streamed and subset == "images":
+                    corpus.append(replace(file, region=entry.region))
+                else:
+                    entries[subset].append(entry)
+        if len({bands for _, bands, _, _ in described}) != 1:
             raise InputError(
-                "scenes have different band counts (" + ", ".join(f"{Path(e.name).name}: {e.bands}" for e in every) + "); set target_sensor to align them"
+                "scenes have different band counts (" + ", ".join(f"{Path(name).name}: {bands}" for name, bands, _, _ in described) + "); set target_sensor to align them"
             )
-        bad = np.logical_or.reduce([_bad_bands(e, target_sensor) for e in every])
+        bad = np.logical_or.reduce([b for _, _, b, _ in described])
         self.keep_bands = ~bad
-        reference = every[0].source.meta
+        reference = described[0][3]
         wavelengths = get_sensor(target_sensor).centers if target_sensor else reference.wavelengths
-        self.scene_names = [e.name for e in every]
+        self.scene_names = [name for name, _, _, _ in described]
         moments = _TrainingPixels(int(self.keep_bands.sum()))
         sets = {subset: SceneTiles(found, self._tiles(found, stride if subset == "images" else tile_size, moments if subset == "images" else None))
                 for subset, found in entries.items()}
-        if not len(sets["images"]):
+        if streamed:
+            sets["images"] = StreamedTiles(corpus, open_file, tile_size, stride, max_nodata, batch_size, train_tiles_per_epoch,
+                                           shuffle_buffer, seed, num_workers)
+        elif not len(sets["images"]):
             raise InputError(f"no training tile of {tile_size}×{tile_size} px with at most {max_nodata:.0%} nodata")
         if stats is not None:
             loaded = BandStatistics.load(stats, bands=len(self.keep_bands))
             mean, std = np.array(loaded.mean)[self.keep_bands], np.array(loaded.std)[self.keep_bands]
         else:
             mean, std = moments.mean, moments.std
-        self.data_range = moments.high - moments.low
+        self.data_range = loaded.value_range(self.keep_bands, stats) if streamed else moments.high - moments.low
         self.preprocessing = Preprocessing.create(
             len(bad), mean, std, kept=np.flatnonzero(self.keep_bands),
             wavelengths=None if wavelengths is None else np.asarray(wavelengths)[self.keep_bands], sensor=target_sensor,
@@ -147,6 +177,21 @@ class TileData(TiledDataModule):
         for tiles in sets.values():
             tiles.preprocessing = self.preprocessing
         self.train_set, self.val_set, self.test_set = sets["images"], sets["validation"], sets["test"]
+
+    def train_dataloader(self):
+        if not isinstance(self.train_set, StreamedTiles):
+            return super().train_dataloader()
+        return StreamLoader(self.train_set, self._stream_position, batch_size=self.batch_size, num_workers=self.num_workers,
+                            generator=torch.Generator().manual_seed(self.seed))
+
+    def _stream_position(self) -> tuple[int, int, int]:
+        """(epoch, rank, ranks) of the trainer this data serves (one process at epoch 0 without one).
+        The epoch is the one Lightning gives samplers' ``set_epoch``: after a resume from an
+        end-of-epoch checkpoint it is already the next epoch, while ``current_epoch`` is not yet."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0, 1
+        return trainer.fit_loop.epoch_progress.current.processed, trainer.global_rank, trainer.world_size
 
     @property
     def info(self) -> dict:
@@ -170,10 +215,7 @@ class TileData(TiledDataModule):
             region = entry.region
             if self.tile_size > min(region.height, region.width):
                 raise InputError(f"tile size {self.tile_size} is larger than scene {entry.name} ({region.height}×{region.width})")
-            for w in tile_windows(region.height, region.width, self.tile_size, stride or self.tile_size):
-                if w.height < self.tile_size or w.width < self.tile_size:
-                    continue
-                window = Window(region.row + w.row, region.col + w.col, w.height, w.width)
+            for window in full_windows(region, self.tile_size, stride):
                 cube, valid = entry.read(window)
                 if 1 - valid.mean() <= self.max_nodata:
                     tiles.append((index, window))
@@ -221,21 +263,28 @@ def _subset_specs(images, validation, test, tile_lists, synthetic, root) -> dict
     return specs
 
 
-def _open_specs(specs: list, root, read_options: dict, target: str | None, method: str) -> list[SceneEntry]:
-    """Opened scenes of one subset's entries (module docstring)."""
-    entries = []
+def _scene_files(specs: list, root, read_options: dict) -> list:
+    """The files of one subset's entries (module docstring), not opened; a Scene already in memory
+    (the synthetic one) is passed through."""
+    files = []
     for spec in specs:
-        if not isinstance(spec, (str, dict)):  # a Scene already in memory (the synthetic one)
-            entries.append(_entry(_in_memory(spec), None, 1.0, target, method))
+        if not isinstance(spec, (str, dict)):
+            files.append(spec)
             continue
         options = {**read_options, **(spec if isinstance(spec, dict) else {"path": spec})}
         if "path" not in options:
             raise InputError(f"scene entry {spec!r} has no 'path'")
         pattern, scale = options.pop("path"), float(options.pop("scale", 1.0))
         window = options.pop("window", None)
-        for path in expand(str(pattern), root):
-            entries.append(_entry(open_scene(path, **options), parse_window(window, path), scale, target, method))
-    return entries
+        files += [CorpusFile(str(path), options, scale, parse_window(window, path)) for path in expand(str(pattern), root)]
+    return files
+
+
+def _open_file(file, target: str | None, method: str) -> SceneEntry:
+    """A ``CorpusFile`` (or an in-memory Scene) opened as a ``SceneEntry``."""
+    if not isinstance(file, CorpusFile):
+        return _entry(_in_memory(file), None, 1.0, target, method)
+    return _entry(open_scene(file.path, **file.options), file.region, file.scale, target, method)
 
 
 def _entry(source: SceneSource, window: Window | None, scale: float, target: str | None, method: str) -> SceneEntry:

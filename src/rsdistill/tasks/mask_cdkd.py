@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from rsdistill.distill.mask_cdkd import FeatureKD
 from rsdistill.distill.r_schedule import STAGES, RSchedule
 from rsdistill.errors import InputError
-from rsdistill.masking import mask_from_scores, strided_grid_mask
+from rsdistill.masking import PatchMask, held_out_mask, random_patch_mask, strided_grid_mask
 from rsdistill.models.mae import MAEDecoder, MaskedAutoencoder
 from rsdistill.models.mmoa import MMoAEncoder, MMoAOptions
 from rsdistill.models.registry import pretrained_backbone
@@ -118,10 +118,10 @@ class MaskCDKD(BaseTask):
             r_schedule_figure(Path(log_dir) / "metrics.csv", Path(log_dir) / "r_schedule.png", STAGES,
                               (self.schedule.to_middle_below, self.schedule.to_late_above))
 
-    def _mask(self, n: int, grid: tuple[int, int], device):
+    def _mask(self, n: int, grid: tuple[int, int], device=None, generator: torch.Generator | None = None) -> PatchMask:
         if self.hparams.mask == "strided":
-            return strided_grid_mask(n, *grid, device=device)
-        return mask_from_scores(torch.rand(n, grid[0] * grid[1], device=device), MASK_RATIO, noise=0.0)
+            return strided_grid_mask(n, *grid, device=device, generator=generator)
+        return random_patch_mask(n, grid[0] * grid[1], MASK_RATIO, device=device, generator=generator)
 
     def _teacher(self, images: torch.Tensor, patch_mask, grid: tuple[int, int]):
         """Teacher tokens at the visible patches: (last (N, L_keep, C), {layer: (N, L_keep, C)})."""
@@ -137,10 +137,15 @@ class MaskCDKD(BaseTask):
         at_visible = lambda x: take_tokens(x.flatten(1, 2), patch_mask.ids_keep)  # noqa: E731
         return at_visible(last), {k: at_visible(v) for k, v in taps.items()}
 
-    def _terms(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _terms(self, images: torch.Tensor, keys: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch; with ``keys`` (held-out tiles' indices) each tile's mask is drawn
+        from its key (``masking.held_out_mask``), otherwise from the global RNG."""
         patch = self.teacher.patch_size
         grid = (images.shape[2] // patch, images.shape[3] // patch)
-        patch_mask = self._mask(len(images), grid, images.device)
+        if keys is None:
+            patch_mask = self._mask(len(images), grid, images.device)
+        else:
+            patch_mask = held_out_mask(keys, lambda i, generator: self._mask(1, grid, generator=generator), images.device)
         student = self.student(images, return_layers=self.kd.student_layers, predict="masked", patch_mask=patch_mask)
         teacher_last, teacher_taps = self._teacher(images, patch_mask, grid)
         decoded = self.teacher_decoder(teacher_last, patch_mask.ids_restore, grid)
@@ -161,15 +166,11 @@ class MaskCDKD(BaseTask):
         return terms["total"]
 
     def validation_step(self, batch, batch_idx):
-        with torch.random.fork_rng():  # the same masks every validation
-            torch.manual_seed(batch_idx)
-            terms = self._terms(batch["image"])
+        terms = self._terms(batch["image"], batch["index"])  # the same masks every validation
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, sync_dist=True)
 
     def test_step(self, batch, batch_idx):
-        with torch.random.fork_rng():
-            torch.manual_seed(batch_idx)
-            terms = self._terms(batch["image"])
+        terms = self._terms(batch["image"], batch["index"])
         self.log_dict({f"test/{k}": v for k, v in terms.items()}, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

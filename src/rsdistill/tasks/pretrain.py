@@ -25,7 +25,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, SpectralAngleMapper, Struct
 from rsdistill.distill.cross_spectral import CrossSpectralDistiller, CrossSpectralOptions
 from rsdistill.errors import InputError
 from rsdistill.losses.reconstruction import check_loss_weights, reconstruction_terms
-from rsdistill.masking import SCORES
+from rsdistill.masking import SCORES, PatchMask, held_out_mask, mask_from_scores, patch_scores, random_patch_mask, strided_grid_mask
 from rsdistill.models.mae import MaskedAutoencoder
 from rsdistill.tasks.base import BaseTask
 from rsdistill.tokens import patch_validity, patchify, unpatchify
@@ -33,8 +33,10 @@ from rsdistill.tokens import patch_validity, patchify, unpatchify
 # ``endmember_init``: random, VCA on the training pixels (seeded by the run's seed), or a .npy file
 # of (bands, M) endmembers in the data's units (e.g. the VCA draw a baseline used, or a library).
 ENDMEMBER_INITS = ("random", "vca")
-# Held-out tiles are masked with the recipe's own score (``own``), or with random masks seeded by
-# the batch index (``random``): the same masks for every recipe, so that their metrics compare.
+# Held-out tiles are masked with the recipe's own score (``own``) or with random masks (``random``:
+# the same masks for every recipe, so that their metrics compare); either way each tile's draw is
+# seeded by its index in the held-out set (``masking.held_out_mask``), so a tile gets the same mask
+# in every validation, whatever the batch size or the number of DDP ranks.
 EVAL_MASKS = ("own", "random")
 # Hyper-parameters that are data facts or bookkeeping, not part of a recipe shown on a card.
 
@@ -164,13 +166,14 @@ class MAEPretrainer(BaseTask):
                 floor = self.preprocessing.standardise(torch.zeros_like(mixing.endmembers), channel_axis=0)
                 mixing.endmembers.data.copy_(torch.maximum(mixing.endmembers, floor))
 
-    def _step(self, batch, predict: str, score: str | None = None):
+    def _step(self, batch, predict: str, patch_mask: PatchMask | None = None):
         """Forward and loss terms; ``predict``: the pixel head on ``all`` patches or only the
-        ``masked`` ones; ``score``: the masking score, the recipe's by default."""
+        ``masked`` ones; ``patch_mask``: a given mask instead of the recipe's masking score."""
         images, valid = batch["image"], batch["valid"]
         h = self.hparams
         student_layers = self.distiller.student_layers if self.distiller is not None else ()
-        outputs = self.model(images, h.mask_ratio, score or h.mask_score, h.mask_noise, return_layers=student_layers, predict=predict)
+        outputs = self.model(images, h.mask_ratio, h.mask_score, h.mask_noise, return_layers=student_layers, predict=predict,
+                             patch_mask=patch_mask)
         target = patchify(images, h.patch_size)
         denormalise = lambda spectra: self.preprocessing.denormalise(spectra, channel_axis=-1)  # noqa: E731
         terms = reconstruction_terms(self.loss_weights, outputs, target, patch_validity(valid, h.patch_size), h.patch_size,
@@ -187,13 +190,19 @@ class MAEPretrainer(BaseTask):
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=True)
         return terms["total"]
 
-    def _evaluate(self, batch, batch_idx: int, stage: str) -> None:
-        if self.hparams.eval_mask == "random":
-            with torch.random.fork_rng():
-                torch.manual_seed(batch_idx)
-                outputs, target, terms = self._step(batch, predict="all", score="random")
+    def _evaluate(self, batch, stage: str) -> None:
+        h, images = self.hparams, batch["image"]
+        grid = (images.shape[2] // h.patch_size, images.shape[3] // h.patch_size)
+        if self.model.windowed:  # a SAM-layout encoder sees the strided grid only
+            draw = lambda i, generator: strided_grid_mask(1, *grid, generator=generator)  # noqa: E731
+        elif h.eval_mask == "random" or h.mask_score == "random":
+            draw = lambda i, generator: random_patch_mask(1, grid[0] * grid[1], h.mask_ratio, generator=generator)  # noqa: E731
         else:
-            outputs, target, terms = self._step(batch, predict="all")
+            with torch.no_grad():
+                scores = patch_scores(images, h.mask_score, h.patch_size).cpu()
+            draw = lambda i, generator: mask_from_scores(scores[i:i + 1], h.mask_ratio, h.mask_noise, generator)  # noqa: E731
+        patch_mask = held_out_mask(batch["index"], draw, images.device)
+        outputs, target, terms = self._step(batch, predict="all", patch_mask=patch_mask)
         self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, sync_dist=True)
         images, p = batch["image"], self.hparams.patch_size
         height, width = images.shape[2:]
@@ -219,13 +228,13 @@ class MAEPretrainer(BaseTask):
             metric.reset()
 
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, batch_idx, "val")
+        self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self):
         self._log_metrics("val")
 
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, batch_idx, "test")
+        self._evaluate(batch, "test")
 
     def on_test_epoch_end(self):
         self._log_metrics("test")
