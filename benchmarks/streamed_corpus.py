@@ -6,8 +6,8 @@
 The corpus is copies of the real EnMAP Potsdam tiles (32² px, 224 bands, int16, their band
 metadata, nodata and bad bands), cycled to the file count and written to ``--work`` (never to the
 project), with a ``rsdistill stats`` file. For each file count, each data mode (``streamed``:
-``TileData(streamed=True)``; ``in memory``: the default ``TileData``, which reads every tile when it
-is built and keeps every scene open) and each worker count, a fresh process builds the data and
+``TileData(streamed=True)``; ``built``: the default ``TileData``, which reads every tile once when
+it is built, for its nodata check and statistics, and keeps every scene open) and each worker count, a fresh process builds the data and
 draws ``--tiles`` training tiles of 16² (batches of 32) through its DataLoader. It reports the
 build time, tiles per second while drawing, and the resident high-water mark (``ru_maxrss``) of the
 main process and of its largest DataLoader worker. Prints a Markdown table.
@@ -66,7 +66,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for files in args.files:
         folder = corpus(files, args.work)
-        for mode, workers in [("streamed", w) for w in args.workers] + [("in memory", 0)]:
+        for mode, workers in [("streamed", w) for w in args.workers] + [("built", 0)]:
             done = subprocess.run([sys.executable, "-c", CHILD, str(folder), mode, str(workers), str(args.tiles), str(args.threads)],
                                   capture_output=True, text=True, check=True)
             r = json.loads(done.stdout.strip().splitlines()[-1])

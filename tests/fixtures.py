@@ -6,12 +6,14 @@
   and tile lists, the shape of ``../shared/data/enmap_potsdam_specdeepmap``; run as a script it
   writes them where you say (``python tests/fixtures.py OUT``);
 - ``RecordTiles``: a callback that writes the keys of the streamed tiles each rank trains on;
-  ``KillJob``: one that SIGKILLs the whole process group (every DDP rank) at a given batch.
+  ``KillJob``: one that SIGKILLs the whole process group (every DDP rank) at a given batch;
+  ``ReportDDP``: one that writes, per rank, what DDP wraps and where the frozen teacher is.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import sys
@@ -60,6 +62,26 @@ class KillJob(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
             os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+class ReportDDP(L.Callback):
+    """Writes ``folder/rank_<r>.json`` when training starts: the wrapper of the trained module, its
+    parameter count, and the frozen teacher's parameter count, whether any of its parameters is
+    inside the wrapper and whether any is trainable."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        wrapped = trainer.strategy.model
+        inside = {id(p) for p in wrapped.parameters()}
+        teacher = pl_module.distiller.teacher if pl_module.distiller is not None else None
+        report = {"wrapper": type(wrapped).__name__, "params": sum(p.numel() for p in wrapped.parameters()),
+                  "teacher_params": sum(p.numel() for p in teacher.parameters()) if teacher is not None else 0,
+                  "teacher_in_wrapper": teacher is not None and any(id(p) in inside for p in teacher.parameters()),
+                  "teacher_trainable": teacher is not None and any(p.requires_grad for p in teacher.parameters())}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"rank_{trainer.global_rank}.json").write_text(json.dumps(report))
 
 
 def tile_info(bands: int, tile_size: int = 8, wavelengths=None, **extra) -> dict:

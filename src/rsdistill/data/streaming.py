@@ -5,10 +5,11 @@
 pixels are read tile by tile, in the worker that uses them.
 
 - Order: depends only on (seed, epoch). A pass over the corpus takes the files in a random order
-  and each file's full tiles in a random order; candidate k of that sequence belongs to shard
-  k mod S, where S = ranks × DataLoader workers and shard = rank · workers + worker. Shards are
-  therefore disjoint and together cover the pass; a shard reads its candidates file after file
-  (one file open at a time).
+  and each file's full tiles in a random order; that sequence of N candidates is cut into S equal
+  contiguous slices, S = ranks × DataLoader workers, shard = rank · workers + worker. Shards are
+  therefore disjoint, equal to within one tile, and together cover the pass; a shard reads its
+  slice file after file, opening each of its files once (a file that straddles two slices is
+  opened by both).
 - Quota: every rank trains the same number of whole batches (DDP needs it):
   ``tiles_per_epoch // (ranks × batch_size)`` batches per rank (default ``tiles_per_epoch``: one
   pass's candidates), split over its workers by whole batches. Tiles with more than
@@ -16,8 +17,9 @@ pixels are read tile by tile, in the worker that uses them.
   with the next pass (a new order from (seed, epoch, pass)). When the quota is one pass, nothing
   is skipped and the counts divide, every tile is seen exactly once per epoch across ranks.
 - Shuffle buffer (WebDataset's scheme): a shard holds up to ``shuffle_buffer`` read tiles and
-  emits a random one as each new tile arrives, then drains the buffer at the end of a pass. Memory
-  is bounded by workers × buffer tiles, not by the corpus.
+  emits a random one as each new tile arrives, and drains the buffer at the end of a pass and when
+  its quota has been read (no tile is read that is not used). Memory is bounded by workers ×
+  buffer tiles, not by the corpus.
 
 Items: {"image": (C, t, t) float32 normalised, "valid": (t, t) bool, "tile": (3,) int64 file index,
 row, col} — the tile's key, so a batch says where it came from.
@@ -65,7 +67,8 @@ class StreamedTiles(IterableDataset):
         self.files, self.open_file, self.tile_size, self.stride = files, open_file, tile_size, stride
         self.max_nodata, self.batch_size, self.shuffle_buffer, self.seed = max_nodata, batch_size, shuffle_buffer, seed
         self.workers = max(workers, 1)
-        self.candidates = sum(len(full_windows(f.region, tile_size, stride)) for f in files)
+        self.counts = np.array([len(full_windows(f.region, tile_size, stride)) for f in files], dtype=np.int64)  # tiles per file
+        self.candidates = int(self.counts.sum())
         if not self.candidates:
             raise InputError(f"no {tile_size}×{tile_size} tile fits in any of the {len(files)} training scenes")
         self.tiles_per_epoch = tiles_per_epoch or self.candidates
@@ -94,16 +97,26 @@ class StreamedTiles(IterableDataset):
 
     def shard_keys(self, shard: int, shards: int) -> Iterator[tuple[int, Window] | None]:
         """(file index, window) candidates of ``shard`` in reading order, pass after pass without
-        end, None after each pass. Every shard draws the same orders; each keeps its own candidates."""
-        index, done = 0, 0
+        end, None after each pass. A pass orders the files at random (from (seed, epoch, pass)) and
+        each file's tiles at random (from the file's index too); ``shard`` takes the slice
+        [shard·N/S, (shard + 1)·N/S) of that sequence of N candidates, so it opens each of its files
+        once and every shard draws the same sequence."""
+        done = 0
         while True:
-            order = np.random.default_rng([self.seed, self.epoch, done])
-            for file in order.permutation(len(self.files)):
-                windows = full_windows(self.files[file].region, self.tile_size, self.stride)
-                for w in order.permutation(len(windows)):
-                    if index % shards == shard:
-                        yield int(file), windows[w]
-                    index += 1
+            order = np.random.default_rng([self.seed, self.epoch, done]).permutation(len(self.files))
+            total = int(self.counts.sum())
+            low, high = shard * total // shards, (shard + 1) * total // shards
+            offset = 0
+            for file in order:
+                count = int(self.counts[file])
+                if offset < high and offset + count > low:
+                    windows = full_windows(self.files[file].region, self.tile_size, self.stride)
+                    shuffled = np.random.default_rng([self.seed, self.epoch, done, int(file)]).permutation(count)
+                    for k in shuffled[max(low - offset, 0):high - offset]:
+                        yield int(file), windows[k]
+                offset += count
+                if offset >= high:
+                    break
             done += 1
             yield None  # end of a pass: the buffer drains
 
@@ -115,17 +128,14 @@ class StreamedTiles(IterableDataset):
         if not quota:
             return
         rng = np.random.default_rng([self.seed, self.epoch, shard, 1])
-        buffer, emitted, entry, opened, kept = [], 0, None, None, 0
+        buffer, taken, kept, entry, opened = [], 0, 0, None, None
         for key in self.shard_keys(shard, shards):
-            if key is None:  # drain at the end of each pass, in random order
+            if key is None:  # end of a pass: drain the buffer in random order
                 if not kept:
                     raise InputError(f"no tile of shard {shard} of {shards} has at most {self.max_nodata:.0%} nodata")
                 kept = 0
-                while buffer and emitted < quota:
+                while buffer:
                     yield buffer.pop(int(rng.integers(len(buffer))))
-                    emitted += 1
-                if emitted == quota:
-                    return
                 continue
             file, window = key
             if file != opened:
@@ -133,16 +143,18 @@ class StreamedTiles(IterableDataset):
             cube, valid = entry.read(window)
             if 1 - valid.mean() > self.max_nodata:
                 continue
-            kept += 1
+            kept, taken = kept + 1, taken + 1
             item = {"image": torch.from_numpy(self.preprocessing.cube(cube, valid)), "valid": torch.from_numpy(valid),
                     "tile": torch.tensor([file, window.row, window.col])}
             if len(buffer) < self.shuffle_buffer:
                 buffer.append(item)
-                continue
-            k = int(rng.integers(len(buffer)))
-            yield buffer[k]
-            buffer[k], emitted = item, emitted + 1
-            if emitted == quota:
+            else:
+                k = int(rng.integers(len(buffer)))
+                yield buffer[k]
+                buffer[k] = item
+            if taken == quota:  # the quota is read: no tile is read that is not used
+                while buffer:
+                    yield buffer.pop(int(rng.integers(len(buffer))))
                 return
 
 

@@ -82,26 +82,28 @@ def _band_wavelengths(ds, path: str) -> tuple[np.ndarray | None, np.ndarray | No
 class GeoTiffSource(SceneSource):
     def __init__(self, path: str):
         self.path = path
-        with open_raster(path) as ds:
-            wavelengths, fwhm, bad = _band_wavelengths(ds, path)
-            self.shape = (ds.height, ds.width, ds.count)
-            self.meta = SceneMetadata(
-                path=path,
-                format=f"GeoTIFF ({ds.driver})" if ds.driver != "GTiff" else "GeoTIFF",
-                dtype=str(ds.dtypes[0]),
-                wavelengths=wavelengths,
-                fwhm=fwhm,
-                bad_bands=bad,
-                nodata=ds.nodata,
-                band_names=[d for d in ds.descriptions] if all(ds.descriptions) else None,
-                crs=ds.crs,
-                transform=ds.transform if ds.crs is not None or not ds.transform.is_identity else None,
-            )
+        ds = self._dataset()  # the handle later window reads reuse: a file is opened once, not twice
+        wavelengths, fwhm, bad = _band_wavelengths(ds, path)
+        self.shape = (ds.height, ds.width, ds.count)
+        self.meta = SceneMetadata(
+            path=path,
+            format=f"GeoTIFF ({ds.driver})" if ds.driver != "GTiff" else "GeoTIFF",
+            dtype=str(ds.dtypes[0]),
+            wavelengths=wavelengths,
+            fwhm=fwhm,
+            bad_bands=bad,
+            nodata=ds.nodata,
+            band_names=[d for d in ds.descriptions] if all(ds.descriptions) else None,
+            crs=ds.crs,
+            transform=ds.transform if ds.crs is not None or not ds.transform.is_identity else None,
+        )
+
+    def _dataset(self):
+        stat = os.stat(self.path)
+        return _open_for_reading(self.path, os.getpid(), stat.st_mtime_ns, stat.st_size)
 
     def read_raw(self, window: Window) -> np.ndarray:
-        stat = os.stat(self.path)
-        dataset = _open_for_reading(self.path, os.getpid(), stat.st_mtime_ns, stat.st_size)
-        data = dataset.read(window=RioWindow(window.col, window.row, window.width, window.height))
+        data = self._dataset().read(window=RioWindow(window.col, window.row, window.width, window.height))
         return np.moveaxis(data, 0, -1)
 
 
