@@ -51,3 +51,27 @@ def test_average_accuracy_ignores_classes_absent_from_the_reference():
     scores = scores_from_confusion(confusion)
     assert scores["aa"] == pytest.approx((5 / 6 + 1) / 2) and scores["per_class"][2] is None
     assert math.isfinite(scores["kappa"])
+
+
+def test_kd_and_reconstruction_losses_are_float32_under_bf16_autocast():
+    """Soft-target KL, SSIM and spectral angles lose most of their precision in bf16: the losses
+    take bf16 network outputs and compute in float32, close to the float32 values."""
+    from rsdistill.losses.distillation import feature_kd_loss, logit_kd_loss
+    from rsdistill.losses.reconstruction import reconstruction_terms
+
+    generator = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(8, 5, generator=generator), torch.randn(8, 5, generator=generator)
+    tokens_s, tokens_t = torch.randn(2, 4, 16, generator=generator), torch.randn(2, 4, 16, generator=generator)
+    target = torch.randn(2, 16, 2 * 2 * 3, generator=generator)  # 2 tiles of 8×8 px, patches of 2, 3 bands
+    ids = torch.tensor([[0, 3], [1, 2]])
+    pred = torch.randn(2, 2, 12, generator=generator)
+    weights = {"mse": 1.0, "ssim": 1.0, "sam": 1.0}
+    terms = lambda p: reconstruction_terms(weights, {"ids_masked": ids, "pred_masked": p}, target, torch.ones(2, 16, 4), 2, (8, 8),  # noqa: E731
+                                           lambda x: x + 5)
+    exact = {"logit": logit_kd_loss(student, teacher, 4.0), "feature": feature_kd_loss(tokens_s, tokens_t), **terms(pred)}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = {"logit": logit_kd_loss(student.bfloat16(), teacher.bfloat16(), 4.0),
+               "feature": feature_kd_loss(tokens_s.bfloat16(), tokens_t.bfloat16()), **terms(pred.bfloat16())}
+    for name, value in low.items():
+        assert value.dtype == torch.float32, name
+        assert float(value) == pytest.approx(float(exact[name]), rel=0.03, abs=1e-3), name

@@ -270,6 +270,23 @@ def test_every_recipe_runs_one_batch(recipe, artefacts, data_dir, tmp_path, monk
     assert main(["fit", "-c", str(recipe), "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false", *needs(recipe, artefacts)]) == 0
 
 
+# one recipe per task, covering SSIM, spectral angle, physics, logit KL, feature KD and segmentation
+# CE; bf16 is emulated on this CPU (no AVX-512 BF16), so the segmenter runs on small tiles
+BF16_RECIPES = {"blm_kd/student_kd.yaml": [], "hyperkd/student_kd.yaml": [], "mae/karma.yaml": [], "mask_cdkd/distill_cpu.yaml": [],
+                "segmentation/dubai.yaml": ["--data.init_args.tile_size", "64", "--data.init_args.batch_size", "2"]}
+
+
+@pytest.mark.parametrize("name", BF16_RECIPES)
+def test_one_recipe_of_each_task_trains_in_bf16_mixed(name, artefacts, data_dir, tmp_path, monkeypatch):
+    """``precision: bf16-mixed`` (the GPU recipes' setting) through Lightning's CPU autocast: a
+    training and a validation step of each task, losses finite (``check_finite``) and in float32."""
+    monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    recipe = REPO / "configs" / name
+    assert main(["fit", "-c", str(recipe), "--trainer.fast_dev_run", "true", "--trainer.precision", "bf16-mixed",
+                 "--trainer.enable_progress_bar", "false", *needs(recipe, artefacts), *BF16_RECIPES[name]]) == 0
+
+
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_every_experiment_run_is_a_valid_recipe(config, artefacts, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))

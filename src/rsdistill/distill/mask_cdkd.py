@@ -41,5 +41,5 @@ class FeatureKD(nn.Module):
         losses = []
         for (s, t), projection in zip(self.pairs, self.projections):
             target = teacher[t] if self.bidirectional else teacher[t].detach()
-            losses.append(F.mse_loss(projection(student[s]), target))
+            losses.append(F.mse_loss(projection(student[s]).float(), target.float()))  # float32 under bf16 autocast
         return torch.stack(losses).mean()

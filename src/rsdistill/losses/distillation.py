@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 
 def logit_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T²·KL(softmax(z_T/T) ‖ softmax(z_S/T)), averaged over the batch. Logits: (N, K)."""
+    """T²·KL(softmax(z_T/T) ‖ softmax(z_S/T)), averaged over the batch. Logits: (N, K); computed in
+    float32 whatever the autocast dtype (a KL of soft targets is lost in bf16)."""
+    student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
     return temperature**2 * F.kl_div(
         F.log_softmax(student_logits / temperature, dim=1),
         F.log_softmax(teacher_logits / temperature, dim=1),
@@ -33,7 +35,9 @@ def feature_kd_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "k
     ``kl``: T²·KL(softmax(t/T) ‖ softmax(s/T)) over the D channels of each token (HyperKD).
     ``mse``: squared error against the teacher token layer-normalised without affine parameters,
     so the target's scale is the same whatever the teacher layer. ``cosine``: 1 − cos(s, t).
+    Computed in float32 whatever the autocast dtype.
     """
+    student, teacher = student.float(), teacher.float()
     if kind == "kl":
         kl = F.kl_div(F.log_softmax(student / temperature, -1), F.log_softmax(teacher / temperature, -1), log_target=True, reduction="none")
         return temperature**2 * kl.sum(-1).mean()
@@ -50,7 +54,7 @@ def ramped_weight(progress: float, warmup: float) -> float:
 
 
 def distillation_loss(student_logits, teacher_logits, targets, temperature: float, weight: float) -> tuple[torch.Tensor, dict]:
-    """The BLM-KD objective and its parts (for logging)."""
-    ce = F.cross_entropy(student_logits, targets)
+    """The BLM-KD objective and its parts (for logging), in float32."""
+    ce = F.cross_entropy(student_logits.float(), targets)
     kd = logit_kd_loss(student_logits, teacher_logits, temperature)
     return (1 - weight) * ce + weight * kd, {"ce": ce.detach(), "kd": kd.detach(), "kd_weight": weight}

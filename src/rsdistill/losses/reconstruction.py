@@ -49,13 +49,13 @@ def reconstruction_terms(
     weights: dict[str, float], outputs: dict, target: torch.Tensor, valid: torch.Tensor, patch_size: int,
     tile_shape: tuple[int, int], denormalise: Callable[[torch.Tensor], torch.Tensor], huber_delta: float = 1.0,
 ) -> dict[str, torch.Tensor]:
-    """Weighted terms and "total".
+    """Weighted terms and "total", computed in float32 whatever the autocast dtype.
 
     outputs of ``MaskedAutoencoder`` (``pred_masked`` (N, L_mask, p²C) at ``ids_masked`` (N, L_mask),
     and ``mixture`` for the physics term); target (N, L, p²C) of tiles of ``tile_shape`` (H, W); valid (N, L, p²); ``denormalise``
     takes spectra (..., C) back to the data's units (for ``sam``).
     """
-    ids, pred = outputs["ids_masked"], outputs["pred_masked"]
+    ids, pred, target = outputs["ids_masked"], outputs["pred_masked"].float(), target.float()  # float32 under bf16 autocast: SSIM, angles
     spectra = lambda patches: patches.view(*patches.shape[:2], patch_size * patch_size, -1)  # noqa: E731 - (N, L, p², C)
     valid_masked = take_tokens(valid, ids)  # (N, L_mask, p²)
     pred_px, target_px = spectra(pred), spectra(take_tokens(target, ids))
@@ -77,7 +77,7 @@ def reconstruction_terms(
     if "physics" in weights:
         if "mixture" not in outputs:
             raise InputError("loss term 'physics' needs the linear-mixing branch (set endmembers > 0)")
-        mixture = outputs["mixture"]  # (N, L, p²C)
+        mixture = outputs["mixture"].float()  # (N, L, p²C)
         # E·a against the target on every valid pixel: on visible patches the branch unmixes
         # pixels the encoder saw (what ``unmix`` does at inference), on masked ones it predicts
         # them; and agreement with the pixel head where that head is trained (masked patches).

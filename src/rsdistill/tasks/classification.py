@@ -104,7 +104,7 @@ class PixelClassifier(BaseTask):
     def training_step(self, batch, batch_idx):
         logits = self(batch["image"])
         if self.distiller is None:
-            loss = F.cross_entropy(logits, batch["label"])
+            loss = F.cross_entropy(logits.float(), batch["label"])  # float32 under bf16 autocast
             parts = {"ce": loss}
         else:
             progress = self.current_epoch + batch_idx / max(self.trainer.num_training_batches, 1)
@@ -115,7 +115,7 @@ class PixelClassifier(BaseTask):
 
     def _evaluation_step(self, batch, stage: str):
         logits = self(batch["image"])
-        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["label"]), sync_dist=True)  # mean over ranks under DDP
+        self.log(f"{stage}/loss", F.cross_entropy(logits.float(), batch["label"]), sync_dist=True)  # mean over ranks under DDP
         self.confusion[stage].update(logits.argmax(dim=1), batch["label"])
 
     def validation_step(self, batch, batch_idx):

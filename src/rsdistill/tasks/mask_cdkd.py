@@ -154,7 +154,7 @@ class MaskCDKD(BaseTask):
         if self.hparams.target == "patch_normalised":
             target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         return {"kd": self.kd({k: v[:, 1:] for k, v in student["layers"].items()}, teacher_taps),
-                "teacher_mae": F.mse_loss(teacher_pred, target), "student_mae": F.mse_loss(student["pred_masked"], target)}
+                "teacher_mae": F.mse_loss(teacher_pred.float(), target), "student_mae": F.mse_loss(student["pred_masked"].float(), target)}
 
     def training_step(self, batch, batch_idx):
         terms = self._terms(batch["image"])

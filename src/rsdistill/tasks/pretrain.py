@@ -204,12 +204,13 @@ class MAEPretrainer(BaseTask):
         patch_mask = held_out_mask(batch["index"], draw, images.device)
         outputs, target, terms = self._step(batch, predict="all", patch_mask=patch_mask)
         self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, sync_dist=True)
-        images, p = batch["image"], self.hparams.patch_size
+        p = self.hparams.patch_size
         height, width = images.shape[2:]
         reflectance = lambda patches: self.preprocessing.denormalise(unpatchify(patches, p, height, width))  # noqa: E731
         truth = self.preprocessing.denormalise(images)
-        composite = torch.where(outputs["mask"][..., None].bool(), outputs["pred"], target)
-        full = reflectance(outputs["pred"])
+        pred = outputs["pred"].float()  # metrics in float32 under bf16 autocast
+        composite = torch.where(outputs["mask"][..., None].bool(), pred, target)
+        full = reflectance(pred)
         pixel_mask = unpatchify(outputs["mask"][..., None].expand_as(target), p, height, width)[:, 0].bool()
         pixel_mask &= batch["valid"]
         masked_pred = full.permute(0, 2, 3, 1)[pixel_mask]  # (P, C)

@@ -107,14 +107,14 @@ class SemanticSegmenter(BaseTask):
         return self.net(images)
 
     def training_step(self, batch, batch_idx):
-        loss = F.cross_entropy(self(batch["image"]), batch["mask"], ignore_index=IGNORE_INDEX)
+        loss = F.cross_entropy(self(batch["image"]).float(), batch["mask"], ignore_index=IGNORE_INDEX)  # float32 under bf16 autocast
         self.check_finite({"ce": loss})
         self.log("train/ce", loss, prog_bar=True)
         return loss
 
     def _evaluate(self, batch, stage: str) -> None:
         logits = self(batch["image"])
-        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["mask"], ignore_index=IGNORE_INDEX), sync_dist=True)
+        self.log(f"{stage}/loss", F.cross_entropy(logits.float(), batch["mask"], ignore_index=IGNORE_INDEX), sync_dist=True)
         predictions = logits.argmax(1)
         self.metrics[stage].update(predictions, batch["mask"])
         if self.hparams.specdeepmap_iou:
