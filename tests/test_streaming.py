@@ -73,6 +73,7 @@ def test_shards_partition_each_epoch_in_an_order_fixed_by_seed_and_epoch(tmp_pat
     assert item["image"].shape == (4, 4, 8, 8) and item["valid"].all()
     pixels = np.stack([rasterio.open(path).read() for path in sorted(folder.glob("scene_*.tif"))])
     assert data.data_range == pytest.approx(pixels.max() - pixels.min())  # the stats file's range of every valid pixel
+    assert data.info["scenes"] == [f"{folder / 'scene_*.tif'} (8 files in all)"]  # the corpus by its pattern in cards
     with pytest.raises(InputError, match="fewer than the 4 shards"):
         epoch_keys(streamed(write_corpus(tmp_path / "small", files=3, size=8), num_workers=2), 0, ranks=2)
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -136,26 +135,28 @@ class TileData(TiledDataModule):
             raise InputError("streamed: true needs stats: a file written by `rsdistill stats` over the training scenes (a streamed corpus is never read whole)")
         specs = _subset_specs(images, validation, test, tile_lists, synthetic, root)
         open_file = functools.partial(_open_file, target=target_sensor, method=alignment)
-        # every scene is opened once here for its header; a streamed training corpus keeps none open
+        # every scene is opened once here for its header; a streamed training corpus keeps none
+        # open, and of its files only the paths and regions are kept
         entries = {subset: [] for subset in specs}
-        described, corpus = [], []
+        corpus, reference, bad, self.scene_names = [], None, None, []
         for subset, found in specs.items():
             for file in _scene_files(found, root, read_options or {}):
                 entry = open_file(file)
-                described.append((entry.name, entry.bands, _bad_bands(entry, target_sensor), entry.source.meta))
+                if reference is None:
+                    reference, bad = entry, np.zeros(entry.bands, bool)
+                elif entry.bands != reference.bands:
+                    raise InputError(f"scenes have different band counts ({reference.name}: {reference.bands}, {entry.name}: {entry.bands}); "
+                                     "set target_sensor to align them")
+                bad |= _bad_bands(entry, target_sensor)
                 if streamed and subset == "images":
                     corpus.append(replace(file, region=entry.region))
                 else:
                     entries[subset].append(entry)
-        if len({bands for _, bands, _, _ in described}) != 1:
-            raise InputError(
-                "scenes have different band counts (" + ", ".join(f"{Path(name).name}: {bands}" for name, bands, _, _ in described) + "); set target_sensor to align them"
-            )
-        bad = np.logical_or.reduce([b for _, _, b, _ in described])
+                    self.scene_names.append(entry.name)
+        if streamed:  # the corpus by its patterns, not thousands of paths in every card and checkpoint
+            self.scene_names[:0] = [f"{spec} ({len(corpus)} files in all)" if isinstance(spec, str) else str(spec) for spec in specs["images"]]
         self.keep_bands = ~bad
-        reference = described[0][3]
-        wavelengths = get_sensor(target_sensor).centers if target_sensor else reference.wavelengths
-        self.scene_names = [name for name, _, _, _ in described]
+        wavelengths = get_sensor(target_sensor).centers if target_sensor else reference.source.meta.wavelengths
         moments = _TrainingPixels(int(self.keep_bands.sum()))
         sets = {subset: SceneTiles(found, self._tiles(found, stride if subset == "images" else tile_size, moments if subset == "images" else None))
                 for subset, found in entries.items()}
