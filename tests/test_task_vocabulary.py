@@ -25,7 +25,7 @@ from rsdistill.models.registry import load_encoder, save_encoder
 from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
-from rsdistill.recipes import parse_recipe
+from rsdistill.recipes import load_recipe, parse_recipe
 from rsdistill.runs import last_checkpoint
 from rsdistill.tasks.pretrain import MAEPretrainer
 
@@ -250,7 +250,7 @@ def encoder_artefact(path: str, artefacts: dict) -> str:
 
 def needs(recipe: Path, artefacts: dict) -> list[str]:
     """Overrides pointing a recipe's inputs made by another recipe at the test's artefacts."""
-    model = yaml.safe_load(recipe.read_text()).get("model", {}).get("init_args", {})
+    model = load_recipe(recipe).get("model", {}).get("init_args", {})
     if "teacher_ckpt" in model:
         return ["--model.init_args.teacher_ckpt", str(artefacts["teacher_ckpt"])]
     if "distill" in model:
