@@ -12,6 +12,7 @@ import torch
 from rsdistill.cli import main
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.errors import InputError
 from rsdistill.data.patches import all_pixel_patches, padded_cube
 from rsdistill.evaluation.experiment import fit_and_test, run_experiment
 from rsdistill.io.scene import Scene
@@ -48,12 +49,24 @@ def test_experiment_with_kd_student_summary_and_reuse(tmp_path):
         "data": {"synthetic": SYNTHETIC, "train": 0.2, "val": 0.1, "patch_size": 5, "batch_size": 32},
         "trainer": {**TRAINER, "max_epochs": 2},
         "models": {"teacher": TINY, "student_kd": {**TINY, "d_model": 4, "distill_from": "teacher", "kd_warmup_epochs": 1}},
+        "pairs": [["student_kd", "teacher"]],
     }
     records = run_experiment(config, tmp_path, seeds=[0, 1], log=lambda _: None)
     assert [r["model"] for r in records] == ["teacher", "student_kd"] * 2
     results = json.loads((tmp_path / "results.json").read_text())
     assert {row["model"] for row in results["summary"]} == {"teacher", "student_kd"}
     assert "± " in (tmp_path / "results.md").read_text()
+    # the declared pair, seed by seed: the differences of the runs' own scores
+    paired = {row["metric"]: row for row in results["paired"]}
+    by = {(r["model"], r["seed"]): r for r in records}
+    assert paired["oa"]["differences"] == pytest.approx([by["student_kd", s]["oa"] - by["teacher", s]["oa"] for s in (0, 1)])
+    assert set(paired) == {"oa", "aa", "kappa"} and "student_kd − teacher" in (tmp_path / "results.md").read_text()
+    with pytest.raises(InputError, match="pairs: 'student' is not one of the experiment's models"):
+        run_experiment({**config, "pairs": [["student", "teacher"]]}, tmp_path, seeds=[0], log=lambda _: None)
+    with pytest.raises(InputError, match="--models: 'cnn' is not one of"):
+        run_experiment(config, tmp_path, seeds=[0], models=["cnn"], log=lambda _: None)
+    run_experiment(config, tmp_path / "alone", seeds=[0], models=["teacher"], log=lambda _: None)
+    assert [r["model"] for r in json.loads((tmp_path / "alone" / "results.json").read_text())["runs"]] == ["teacher"]
     assert (tmp_path / "split_seed_1.json").is_file() and (tmp_path / "teacher" / "seed_0" / "split.json").is_file()
     student = (tmp_path / "student_kd" / "seed_0" / "scores.json").stat().st_mtime
     run_experiment(config, tmp_path, seeds=[0], log=lambda _: None)

@@ -181,9 +181,12 @@ def _seeded_experiment_parser(description: str, sections: str) -> ArgumentParser
 
 
 def _experiment_parser() -> ArgumentParser:
-    return _seeded_experiment_parser(
+    parser = _seeded_experiment_parser(
         "Fit and test every model of an experiment YAML over several seeds; write results.json and results.md "
-        "(mean ± std).", "data, trainer, models, seeds")
+        "(mean ± std, and the config's pairs compared seed by seed: differences, paired t and Wilcoxon p).",
+        "data, trainer, models, seeds, pairs")
+    parser.add_argument("--models", type=Optional[list[str]], default=None, help="run and report only these models (default: all)")
+    return parser
 
 
 def _pretrain_experiment_parser() -> ArgumentParser:

@@ -71,10 +71,10 @@ def pretrain_experiment(args) -> None:
 
 
 def experiment(args) -> None:
-    from rsdistill.evaluation.experiment import load_experiment, markdown_table, run_experiment, summarise
+    from rsdistill.evaluation.experiment import load_experiment, run_experiment
 
-    records = run_experiment(load_experiment(args.config), args.out, args.seeds)
-    print(markdown_table(summarise(records)))
+    run_experiment(load_experiment(args.config), args.out, args.seeds, args.models)
+    print((Path(args.out) / "results.md").read_text())
 
 
 def export(args) -> None:

@@ -31,6 +31,7 @@ from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.cost import forward_flops, latency_ms
+from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.files import write_json
 from rsdistill.models.state_dicts import untrusted_pickle
 from rsdistill.tasks.classification import PixelClassifier
@@ -141,8 +142,17 @@ def segmentation_record(model: SemanticSegmenter, cost_tile: int) -> dict:
     }
 
 
-def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=print) -> list[dict]:
+def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models: list[str] | None = None, log=print) -> list[dict]:
+    """Fit and test every model (or those named in ``models``) for every seed; write results.json
+    and results.md: mean ± std per model and the declared ``pairs`` compared seed by seed."""
     out_dir = Path(out_dir)
+    pairs = check_pairs(config.get("pairs"), config["models"])
+    if models is not None:
+        unknown = [name for name in models if name not in config["models"]]
+        if unknown:
+            raise InputError(f"--models: {unknown[0]!r} is not one of the experiment's models ({', '.join(config['models'])})")
+        config = {**config, "models": {name: config["models"][name] for name in models}}
+        pairs = [pair for pair in pairs if set(pair) <= set(models)]
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     task = task_of(config)
@@ -163,8 +173,9 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, log=pr
         if first_split.is_file():
             shutil.copyfile(first_split, out_dir / f"split_seed_{seed}.json")
     summary = summarise(records)
-    write_json(out_dir / "results.json", {"runs": records, "summary": summary})
-    (out_dir / "results.md").write_text(markdown_table(summary) + "\n")
+    paired = paired_differences(records, pairs, REPORTED[task])
+    write_json(out_dir / "results.json", {"runs": records, "summary": summary, "paired": paired})
+    (out_dir / "results.md").write_text(markdown_table(summary) + "\n" + (f"\nPaired over seeds:\n\n{paired_table(paired)}\n" if paired else ""))
     return records
 
 
