@@ -73,6 +73,34 @@ def test_experiment_with_kd_student_summary_and_reuse(tmp_path):
     assert (tmp_path / "student_kd" / "seed_0" / "scores.json").stat().st_mtime == student, "finished runs are reused"
 
 
+def test_an_ensemble_teacher_and_a_kd_ceiling(tmp_path):
+    from rsdistill.distill.logits import EnsembleTeacher
+    from rsdistill.tasks.classification import PixelClassifier, load_classifier
+
+    config = {
+        "data": {"synthetic": SYNTHETIC, "train": 0.2, "val": 0.1, "patch_size": 5, "batch_size": 32},
+        "trainer": {**TRAINER, "max_epochs": 2},
+        "models": {"a": TINY, "b": {**TINY, "d_model": 4},
+                   "student": {**TINY, "d_model": 4, "distill_from": ["a", "b"], "kd_warmup_epochs": 1, "kd_max_weight": 0.5}},
+    }
+    run_experiment(config, tmp_path, seeds=[0], log=lambda _: None)
+    with open(tmp_path / "student/seed_0/metrics.csv") as f:
+        weights = [float(r["train/kd_weight"]) for r in __import__("csv").DictReader(f) if r.get("train/kd_weight")]
+    assert max(weights) == pytest.approx(0.5) and min(weights) < 0.5  # ramped up to the ceiling, CE kept
+    student = load_task(tmp_path / "student/seed_0/last.ckpt")
+    distiller = student.configure_distiller()
+    assert isinstance(distiller.teacher, EnsembleTeacher) and distiller.max_weight == 0.5
+    members = [load_classifier(tmp_path / name / "seed_0/last.ckpt") for name in ("a", "b")]
+    patches = torch.rand(6, student.preprocessing.bands, 5, 5) * 1000
+    with torch.no_grad():
+        torch.testing.assert_close(distiller.teacher(patches), (members[0](patches) + members[1](patches)) / 2)
+    other = {**student.data_info, "class_ids": [*student.class_ids, 99]}
+    with pytest.raises(InputError, match=r"a/seed_0/last.ckpt: the teacher classifies class ids"):
+        PixelClassifier(other, teacher_ckpt=str(tmp_path / "a/seed_0/last.ckpt")).configure_distiller()
+    with pytest.raises(InputError, match="kd_max_weight is the ceiling"):
+        PixelClassifier(student.data_info, teacher_ckpt=str(tmp_path / "a/seed_0/last.ckpt"), kd_max_weight=1.5).configure_distiller()
+
+
 def test_map_writes_georeferenced_classes(tmp_path, capsys):
     from affine import Affine
     from rasterio.crs import CRS

@@ -3,8 +3,9 @@
 An experiment YAML has ``task`` (``classification``, the default, or ``segmentation``), ``data``
 (the task's data module options: ``PixelClassificationData`` or ``SegmentationData``), ``trainer``
 (Lightning ``Trainer`` options), ``models`` ({name: ``PixelClassifier`` or ``SemanticSegmenter``
-options}; ``distill_from: NAME`` makes a student of that model's checkpoint of the same seed;
-``"{seed}"`` in an ``encoder`` path is the run's seed) and ``seeds``. Each run is a recipe
+options}; ``distill_from: NAME`` (or a list of names: an ensemble teacher) makes a student of
+that model's checkpoint of the same seed; ``"{seed}"`` in an ``encoder`` path is the run's seed),
+``seeds`` and ``pairs`` (``evaluation.paired``). Each run is a recipe
 (``recipes.make_recipe``) parsed and validated by the same parser as ``rsdistill fit``. Every model
 of a seed sees the same split. Finished runs (``<out>/<name>/seed_<k>/scores.json``) are reused, so
 an interrupted experiment resumes where it stopped; an interrupted run resumes from its ``last.ckpt``.
@@ -104,8 +105,9 @@ def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
     for name, options in config["models"].items():
         options = dict(options)
         teacher = options.pop("distill_from", None)
-        if teacher is not None:
-            options["teacher_ckpt"] = str(Path(out_dir) / teacher / f"seed_{seed}" / "last.ckpt")
+        if teacher is not None:  # a model name, or a list of them (an ensemble teacher)
+            checkpoints = [str(Path(out_dir) / name / f"seed_{seed}" / "last.ckpt") for name in ([teacher] if isinstance(teacher, str) else teacher)]
+            options["teacher_ckpt"] = checkpoints[0] if isinstance(teacher, str) else checkpoints
         if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
             options["encoder"] = options["encoder"].format(seed=seed)
         run_dir = Path(out_dir) / name / f"seed_{seed}"

@@ -3,8 +3,9 @@
 The model takes raw patches: its ``Preprocessing`` (the training pixels' per-band statistics, or a
 pretrained encoder's own preprocessing with ``arch: encoder``) is part of its hyper-parameters, so a
 checkpoint classifies raw scene values on its own (``rsdistill map``), in any folder. With
-``teacher_ckpt`` a frozen teacher classifier is loaded when fitting starts (``distill`` policy:
-never saved in, nor reloaded with, the student's checkpoint).
+``teacher_ckpt`` a frozen teacher classifier (or an ensemble: a list of checkpoints) is loaded when
+fitting starts (``distill`` policy: never saved in, nor reloaded with, the student's checkpoint);
+``kd_max_weight`` caps the KD weight λ_t so that the labels keep a share of the loss.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from rsdistill.distill.logits import LogitDistiller
+from rsdistill.distill.logits import EnsembleTeacher, LogitDistiller
 from rsdistill.errors import InputError
 from rsdistill.metrics import scores_from_confusion
 from rsdistill.models.blm import BLMClassifier
@@ -49,9 +50,10 @@ class PixelClassifier(BaseTask):
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         warmup_epochs: float = 0.0,
-        teacher_ckpt: str | None = None,
+        teacher_ckpt: str | list[str] | None = None,
         kd_temperature: float = 4.0,
         kd_warmup_epochs: float = 5.0,
+        kd_max_weight: float = 1.0,
         cuda_kernels: bool = False,
         encoder: str | None = None,
         encoder_card: dict | None = None,
@@ -91,11 +93,24 @@ class PixelClassifier(BaseTask):
         self.test_scores: dict | None = None
 
     def configure_distiller(self) -> LogitDistiller | None:
+        """The teacher of ``teacher_ckpt``: one classifier checkpoint (any architecture), or a list
+        of them as an ensemble (mean logits). Each must classify the same bands, classes and patch size."""
         h = self.hparams
         if h.teacher_ckpt is None:
             return None
-        teacher = load_classifier(h.teacher_ckpt, expect_bands=self.preprocessing.bands)
-        return LogitDistiller(teacher, h.kd_temperature, h.kd_warmup_epochs)
+        if not 0.0 <= h.kd_max_weight <= 1.0:
+            raise InputError(f"kd_max_weight is the ceiling of the KD weight λ_t, in [0, 1]; got {h.kd_max_weight}")
+        paths = [h.teacher_ckpt] if isinstance(h.teacher_ckpt, str) else list(h.teacher_ckpt)
+        if not paths:
+            raise InputError("teacher_ckpt: an empty list; give a checkpoint path or a list of them (an ensemble)")
+        members = []
+        for path in paths:
+            teacher = load_classifier(path, expect_bands=self.preprocessing.bands)
+            if list(teacher.class_ids) != list(self.class_ids) or teacher.data_info["patch_size"] != self.data_info["patch_size"]:
+                raise InputError(f"{path}: the teacher classifies class ids {list(teacher.class_ids)} from {teacher.data_info['patch_size']}² patches, "
+                                 f"the student {list(self.class_ids)} from {self.data_info['patch_size']}² patches")
+            members.append(teacher)
+        return LogitDistiller(members[0] if len(members) == 1 else EnsembleTeacher(members), h.kd_temperature, h.kd_warmup_epochs, h.kd_max_weight)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """patches: (N, B, p, p) raw values -> (N, K) logits."""
