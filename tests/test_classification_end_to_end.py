@@ -162,3 +162,46 @@ def test_slovenia_recipe_loads_scene_labels_and_split(real_file):
     data = PixelClassificationData(**{**config["data"], "root": str(real_file(""))})
     assert data.num_bands == 13 and data.class_ids == [1, 2, 3, 4, 8]
     assert len(data.split.train) + len(data.split.val) + len(data.split.test) == 9945
+
+
+def test_kd_on_unlabelled_pixels_of_the_training_region_only(tmp_path):
+    from rsdistill.data.classification import PixelClassificationData
+
+    synthetic = make_synthetic_scene("sentinel2", 48, 48, seed=1).scene
+    labels = synthetic.labels.copy()
+    labels[np.add.outer(np.arange(48) // 3, np.arange(48) // 3) % 2 == 0] = 0  # half the pixels without a label
+    image = write_geotiff(tmp_path / "scene.tif", synthetic.cube, like=synthetic)
+    label_file = write_geotiff(tmp_path / "labels.tif", labels.astype(np.uint8))
+    options = {"images": [str(image)], "labels": [str(label_file)], "split": "blocks", "block_size": 12, "train": 0.5, "val": 0.2,
+               "patch_size": 5, "batch_size": 16, "seed": 0}
+    data = PixelClassificationData(**options, kd_unlabelled=64)
+    pool, split = data.split.unlabelled, data.split
+    assert len(pool) and (labels[pool[:, 1], pool[:, 2]] == 0).all()
+    train_blocks = {(r // 12, c // 12) for _, r, c in split.train}
+    assert all((r // 12, c // 12) in train_blocks for _, r, c in pool)  # never outside the training blocks
+    held = np.concatenate([split.val, split.test])
+    assert np.abs(pool[:, None, 1:] - held[None, :, 1:]).max(axis=2).min() > 2  # no held-out pixel inside their 5² patches
+    loaders = data.train_dataloader()
+    assert set(loaders) == {"labelled", "unlabelled"} and len(loaders["unlabelled"]) <= len(loaders["labelled"])
+    assert sum(len(b["image"]) for b in loaders["unlabelled"]) == 64
+    reloaded = PixelClassificationData(**options, kd_unlabelled=64, split_file=str(split.save(tmp_path / "split.json")))
+    assert np.array_equal(reloaded.split.unlabelled, pool)
+    with pytest.raises(InputError, match="KD on unlabelled pixels needs a spatial split"):
+        PixelClassificationData(**{**options, "split": "stratified", "train": 0.1, "val": 0.05}, kd_unlabelled=64)
+    # a teacher, then its student with KD on labelled and unlabelled pixels, end to end through the CLI
+    teacher = fit_and_test("teacher", make_recipe_for(tmp_path / "teacher", options, TINY), seed=0)
+    student = make_recipe_for(tmp_path / "student", {**options, "kd_unlabelled": 64},
+                              {**TINY, "d_model": 4, "teacher_ckpt": teacher["checkpoint"], "kd_warmup_epochs": 1})
+    record = fit_and_test("student", student, seed=0)
+    assert 0 <= record["oa"] <= 1
+    alone = make_recipe_for(tmp_path / "alone", {**options, "kd_unlabelled": 64}, TINY)
+    with pytest.raises(InputError, match="kd_unlabelled draws pixels for a distillation term"):
+        fit_and_test("alone", alone, seed=0)
+
+
+def make_recipe_for(run_dir, data: dict, model: dict) -> dict:
+    from rsdistill.data.classification import PixelClassificationData
+    from rsdistill.recipes import make_recipe
+    from rsdistill.tasks.classification import PixelClassifier
+
+    return make_recipe(PixelClassifier, PixelClassificationData, model, data, {**TRAINER, "max_epochs": 2}, run_dir, 0)

@@ -75,3 +75,14 @@ def test_kd_and_reconstruction_losses_are_float32_under_bf16_autocast():
     for name, value in low.items():
         assert value.dtype == torch.float32, name
         assert float(value) == pytest.approx(float(exact[name]), rel=0.03, abs=1e-3), name
+
+
+def test_unlabelled_pixels_enter_the_kd_term_only():
+    generator = torch.Generator().manual_seed(1)
+    student, teacher = torch.randn(4, 3, generator=generator), torch.randn(4, 3, generator=generator)
+    extra_student, extra_teacher = torch.randn(6, 3, generator=generator), torch.randn(6, 3, generator=generator)
+    targets = torch.tensor([0, 1, 2, 0])
+    loss, parts = distillation_loss(student, teacher, targets, 2.0, 0.3, extra_student, extra_teacher)
+    kd = logit_kd_loss(torch.cat([student, extra_student]), torch.cat([teacher, extra_teacher]), 2.0)
+    assert float(parts["kd"]) == pytest.approx(float(kd)) and float(parts["ce"]) == pytest.approx(float(F.cross_entropy(student, targets)))
+    assert float(loss) == pytest.approx(0.7 * float(parts["ce"]) + 0.3 * float(kd))

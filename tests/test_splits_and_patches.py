@@ -137,3 +137,15 @@ def test_block_split_data_buffers_by_the_patch_radius_by_default():
     unbuffered = PixelClassificationData(**options, buffer=0)
     assert default.split.buffer == 3 and unbuffered.split.buffer == 0
     assert np.array_equal(default.split.train, unbuffered.split.train) and len(default.split.test) < len(unbuffered.split.test)
+
+
+def test_a_class_too_rare_to_split_by_blocks_is_dropped_on_request(tmp_path):
+    labels = synthetic_labels()[0].copy()
+    labels[0, 0] = 9  # a class of one pixel: it lands on one side only
+    coords, classes = labelled_pixels([labels])
+    with pytest.raises(InputError, match=r"no pixel of classes \[9\].*set min_class_pixels"):
+        for seed in range(20):  # some seed puts its block outside the training side
+            block_split(coords, classes, block_size=8, train=0.5, val=0.2, seed=seed, scenes=["s"])
+    split = block_split(coords, classes, block_size=8, train=0.5, val=0.2, seed=0, scenes=["s"], min_class_pixels=5)
+    assert 9 in split.dropped_classes and not any((s[:, 1:] == (0, 0)).all(axis=1).any() for s in (split.train, split.val, split.test))
+    assert PixelSplit.load(split.save(tmp_path / "split.json"), ["s"]).dropped_classes == split.dropped_classes

@@ -22,6 +22,7 @@ from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.sampling import EpochShuffle
 from rsdistill.data.splits import (
     SPLIT_METHODS, SUBSETS, PixelSplit, block_split, labelled_pixels, scene_split, stratified_split, subsample_per_class,
+    unlabelled_training_pixels,
 )
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
@@ -46,6 +47,13 @@ class PixelClassificationData(L.LightningDataModule):
             0 for "stratified" and "scenes" (separate files).
         max_train_per_class: keep at most this many training pixels per class (seeded), to bound
             training time; the dropped pixels are used by no subset.
+        min_class_pixels: with "blocks", drop a class with fewer pixels than this on the train or
+            the test side from every subset (listed in the log and in ``split.json``), instead of
+            failing when a rare class lands on one side.
+        kd_unlabelled: draw this many unlabelled pixels of the training region per epoch for a
+            distilled student's KD term (soft targets without labels; ``splits.unlabelled_training_pixels``:
+            spatial splits only, never within a patch radius of a validation or test pixel). The
+            training loader then yields {"labelled": batch, "unlabelled": batch}, equal in number of batches.
     """
 
     def __init__(
@@ -63,6 +71,8 @@ class PixelClassificationData(L.LightningDataModule):
         buffer: int | None = None,
         split_file: str | None = None,
         max_train_per_class: int | None = None,
+        min_class_pixels: int | None = None,
+        kd_unlabelled: int | None = None,
         patch_size: int = 9,
         batch_size: int = 64,
         seed: int = 0,
@@ -71,6 +81,8 @@ class PixelClassificationData(L.LightningDataModule):
         super().__init__()
         if split not in SPLIT_METHODS:
             raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_METHODS)}")
+        if min_class_pixels is not None and split != "blocks":
+            raise InputError(f"min_class_pixels applies to the blocks split, not {split!r}")
         self.patch_size, self.batch_size, self.num_workers = patch_size, batch_size, num_workers
         self.scenes, assignment = self._load_scenes(images, labels, tile_lists, synthetic, root, read_options or {})
         check_patch_size(patch_size, self.scenes)
@@ -84,7 +96,10 @@ class PixelClassificationData(L.LightningDataModule):
                 raise InputError("split 'scenes' needs tile_lists (train/val/test CSVs)")
             self.split = scene_split(coords, classes, assignment, seed, names)
         elif split == "blocks":
-            self.split = block_split(coords, classes, block_size, train, val, seed, names)
+            self.split = block_split(coords, classes, block_size, train, val, seed, names, min_class_pixels or 0)
+            if self.split.dropped_classes:
+                rank_zero_info(f"classes {self.split.dropped_classes} have fewer than {min_class_pixels} pixels on the train or test "
+                               f"side of the blocks split: dropped from every subset")
         else:
             self.split = stratified_split(coords, classes, train, val, seed, names)
         if max_train_per_class is not None and split_file is None:
@@ -95,7 +110,13 @@ class PixelClassificationData(L.LightningDataModule):
             if radius:
                 rank_zero_info(f"split buffer of {radius} px around training pixels: dropped {removed['val']} validation and "
                                f"{removed['test']} test pixels; {len(self.split.val)} and {len(self.split.test)} remain")
-        self.class_ids = sorted(int(c) for c in np.unique(classes))
+        self.kd_unlabelled = kd_unlabelled
+        if kd_unlabelled and split_file is None:
+            free = [s.valid & (np.where(s.valid, s.labels, 0) == 0) for s in self.scenes]
+            self.split.unlabelled = unlabelled_training_pixels(self.split, free, block_size, patch_size // 2)
+        if kd_unlabelled and not len(self.split.unlabelled):
+            raise InputError("kd_unlabelled: the training region holds no unlabelled pixel (outside a patch radius of the held-out pixels)")
+        self.class_ids = sorted(int(c) for c in np.unique(classes) if int(c) not in self.split.dropped_classes)
         if len(self.class_ids) < 2:
             raise InputError(f"{', '.join(map(str, names))}: the labels hold one class ({self.class_ids[0]}); classification needs at least two")
         self._padded = [padded_cube(s, patch_size) for s in self.scenes]
@@ -166,7 +187,16 @@ class PixelClassificationData(L.LightningDataModule):
         return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, generator=generator)
 
     def train_dataloader(self):
-        return self._loader("train", shuffle=True)
+        labelled = self._loader("train", shuffle=True)
+        if not self.kd_unlabelled:
+            return labelled
+        pool = PixelPatches(self._padded, self.split.unlabelled, np.full(len(self.split.unlabelled), -1), self.patch_size)
+        count = min(self.kd_unlabelled, len(pool))
+        sampler = EpochShuffle(len(pool), self.split.seed + 1, count)  # a fresh draw each epoch, fixed by (seed, epoch)
+        batch = -(-count // len(labelled))  # as many batches as the labelled loader
+        unlabelled = DataLoader(pool, batch_size=batch, sampler=sampler, num_workers=self.num_workers,
+                                generator=torch.Generator().manual_seed(self.split.seed + 1))
+        return {"labelled": labelled, "unlabelled": unlabelled}
 
     def val_dataloader(self):
         return self._loader("val", shuffle=False)

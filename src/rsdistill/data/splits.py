@@ -19,7 +19,7 @@ with a buffer of the patch radius none is inside one either.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,8 @@ class PixelSplit:
     seed: int
     scenes: list[str]
     buffer: int = 0
+    dropped_classes: list[int] = field(default_factory=list)  # too rare on one side (``min_class_pixels``)
+    unlabelled: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))  # training-region pixels without labels (KD)
 
     def subset(self, name: str) -> np.ndarray:
         return getattr(self, name)
@@ -71,11 +73,11 @@ class PixelSplit:
 
         val, test = outside(self.val), outside(self.test)
         removed = {"val": len(self.val) - len(val), "test": len(self.test) - len(test)}
-        return PixelSplit(self.train, val, test, self.method, self.seed, self.scenes, radius), removed
+        return PixelSplit(self.train, val, test, self.method, self.seed, self.scenes, radius, self.dropped_classes, self.unlabelled), removed
 
     def save(self, path) -> Path:
-        doc = {"method": self.method, "seed": self.seed, "scenes": self.scenes, "buffer": self.buffer}
-        doc.update({name: self.subset(name).tolist() for name in SUBSETS})
+        doc = {"method": self.method, "seed": self.seed, "scenes": self.scenes, "buffer": self.buffer, "dropped_classes": self.dropped_classes}
+        doc.update({name: self.subset(name).tolist() for name in (*SUBSETS, "unlabelled")})
         return write_json(path, doc, indent=None)
 
     @classmethod
@@ -86,8 +88,37 @@ class PixelSplit:
             raise InputError(f"{path}: not a readable split file ({error})") from None
         if scenes is not None and [Path(s).name for s in doc["scenes"]] != [Path(s).name for s in scenes]:
             raise InputError(f"{path}: split was made for scenes {doc['scenes']}, not {scenes}")
-        arrays = {name: np.asarray(doc[name], dtype=np.int64).reshape(-1, 3) for name in SUBSETS}
-        return cls(**arrays, method=doc["method"], seed=doc["seed"], scenes=doc["scenes"], buffer=doc.get("buffer", 0))
+        arrays = {name: np.asarray(doc.get(name, []), dtype=np.int64).reshape(-1, 3) for name in (*SUBSETS, "unlabelled")}
+        return cls(**arrays, method=doc["method"], seed=doc["seed"], scenes=doc["scenes"], buffer=doc.get("buffer", 0),
+                   dropped_classes=[int(c) for c in doc.get("dropped_classes", [])])
+
+
+def unlabelled_training_pixels(split: PixelSplit, unlabelled_maps: list[np.ndarray], block_size: int, radius: int) -> np.ndarray:
+    """(N, 3) pixels for distillation without labels, inside the training region only: the
+    ``unlabelled_maps`` ((H, W) bool per scene: valid pixels without a label) of the training
+    scenes (split "scenes") or of the training blocks (split "blocks"), none within ``radius`` px
+    (Chebyshev) of a validation or test pixel, so no held-out pixel enters their patches."""
+    if split.method not in ("scenes", "blocks"):
+        raise InputError(f"KD on unlabelled pixels needs a spatial split (scenes or blocks), not {split.method!r}: "
+                         "with a stratified split every unlabelled pixel lies among the test pixels")
+    found = []
+    for scene, free in enumerate(unlabelled_maps):
+        train = split.train[split.train[:, 0] == scene]
+        if not len(train):
+            continue
+        region = np.ones_like(free)
+        if split.method == "blocks":
+            blocks = np.zeros((-(-free.shape[0] // block_size), -(-free.shape[1] // block_size)), bool)
+            blocks[train[:, 1] // block_size, train[:, 2] // block_size] = True
+            region = np.repeat(np.repeat(blocks, block_size, 0), block_size, 1)[:free.shape[0], :free.shape[1]]
+        held = np.zeros_like(free)
+        for subset in (split.val, split.test):
+            pixels = subset[subset[:, 0] == scene]
+            held[pixels[:, 1], pixels[:, 2]] = True
+        near = binary_dilation(held, np.ones((2 * radius + 1,) * 2, bool)) if radius and held.any() else held
+        rows, cols = np.nonzero(free & region & ~near)
+        found.append(np.stack([np.full_like(rows, scene), rows, cols], axis=1))
+    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 3), np.int64)
 
 
 def labelled_pixels(label_maps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -133,8 +164,11 @@ def stratified_split(coords, classes, train: float, val: float, seed: int, scene
     return PixelSplit(coords[train_idx], coords[val_idx], coords[test_idx], "stratified", seed, scenes)
 
 
-def block_split(coords, classes, block_size: int, train: float, val: float, seed: int, scenes: list[str]) -> PixelSplit:
-    """Whole ``block_size``×``block_size`` blocks go to train/val/test with fractions of the blocks."""
+def block_split(coords, classes, block_size: int, train: float, val: float, seed: int, scenes: list[str],
+                min_class_pixels: int = 0) -> PixelSplit:
+    """Whole ``block_size``×``block_size`` blocks go to train/val/test with fractions of the blocks.
+    A class with fewer than ``min_class_pixels`` pixels on the train or the test side is dropped
+    from every subset (``dropped_classes``); otherwise every class must reach the train side."""
     if block_size < 2:
         raise InputError(f"block size must be at least 2 pixels, got {block_size}")
     block_ids = coords[:, 0] * 1_000_003 ** 2 + (coords[:, 1] // block_size) * 1_000_003 + coords[:, 2] // block_size
@@ -145,9 +179,12 @@ def block_split(coords, classes, block_size: int, train: float, val: float, seed
     n_train = max(1, int(round(train * blocks.size)))
     n_val = max(1, int(round(val * blocks.size))) if val else 0
     sides = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
-    parts = {name: coords[np.isin(block_ids, ids)] for name, ids in sides.items()}
-    _require_all_classes(classes[np.isin(block_ids, sides["train"])], classes, "train", f"blocks of {block_size} px")
-    return PixelSplit(parts["train"], parts["val"], parts["test"], "blocks", seed, scenes)
+    on = {name: np.isin(block_ids, ids) for name, ids in sides.items()}
+    dropped = [int(c) for c in np.unique(classes) if min((classes[on[side]] == c).sum() for side in ("train", "test")) < min_class_pixels]
+    kept = ~np.isin(classes, dropped)
+    parts = {name: coords[mask & kept] for name, mask in on.items()}
+    _require_all_classes(classes[on["train"] & kept], classes[kept], "train", f"blocks of {block_size} px")
+    return PixelSplit(parts["train"], parts["val"], parts["test"], "blocks", seed, scenes, dropped_classes=dropped)
 
 
 def scene_split(coords, classes, assignment: dict[str, list[int]], seed: int, scenes: list[str]) -> PixelSplit:
@@ -171,4 +208,5 @@ def subsample_per_class(coords: np.ndarray, classes: np.ndarray, limit: int, see
 def _require_all_classes(train_classes, classes, subset: str, how: str) -> None:
     missing = np.setdiff1d(np.unique(classes), np.unique(train_classes))
     if missing.size:
-        raise InputError(f"the {subset} side of the split ({how}) has no pixel of classes {missing.tolist()}; change the seed or block size")
+        raise InputError(f"the {subset} side of the split ({how}) has no pixel of classes {missing.tolist()}; change the seed or block size, "
+                         "or set min_class_pixels to drop classes too rare to split")

@@ -35,10 +35,13 @@ class LogitDistiller(Distiller):
         super().__init__(teacher)
         self.temperature, self.warmup_epochs, self.max_weight = temperature, warmup_epochs, max_weight
 
-    def forward(self, student_logits: torch.Tensor, patches: torch.Tensor, targets: torch.Tensor, progress: float):
+    def forward(self, student_logits: torch.Tensor, patches: torch.Tensor, targets: torch.Tensor, progress: float,
+                unlabelled_logits: torch.Tensor | None = None, unlabelled: torch.Tensor | None = None):
         """student_logits (N, K); patches (N, B, p, p) raw, as the student saw them; targets (N,);
-        progress in epochs. Returns the loss and its parts for logging."""
+        progress in epochs; optionally the student's logits (M, K) of ``unlabelled`` patches
+        (M, B, p, p), which enter the KD term only. Returns the loss and its parts for logging."""
         with torch.no_grad():
             teacher_logits = self.teacher(patches)
+            unlabelled_teacher = None if unlabelled is None else self.teacher(unlabelled)
         weight = self.max_weight * ramped_weight(progress, self.warmup_epochs)
-        return distillation_loss(student_logits, teacher_logits, targets, self.temperature, weight)
+        return distillation_loss(student_logits, teacher_logits, targets, self.temperature, weight, unlabelled_logits, unlabelled_teacher)

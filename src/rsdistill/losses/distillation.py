@@ -53,8 +53,13 @@ def ramped_weight(progress: float, warmup: float) -> float:
     return 1.0 if warmup <= 0 else min(progress / warmup, 1.0)
 
 
-def distillation_loss(student_logits, teacher_logits, targets, temperature: float, weight: float) -> tuple[torch.Tensor, dict]:
-    """The BLM-KD objective and its parts (for logging), in float32."""
+def distillation_loss(student_logits, teacher_logits, targets, temperature: float, weight: float,
+                      unlabelled_student=None, unlabelled_teacher=None) -> tuple[torch.Tensor, dict]:
+    """The BLM-KD objective and its parts (for logging), in float32. With the logits of unlabelled
+    pixels (N_u, K), the KD term averages over labelled and unlabelled pixels alike; CE stays on
+    the labelled ones."""
     ce = F.cross_entropy(student_logits.float(), targets)
+    if unlabelled_student is not None:
+        student_logits, teacher_logits = torch.cat([student_logits, unlabelled_student]), torch.cat([teacher_logits, unlabelled_teacher])
     kd = logit_kd_loss(student_logits, teacher_logits, temperature)
     return (1 - weight) * ce + weight * kd, {"ce": ce.detach(), "kd": kd.detach(), "kd_weight": weight}

@@ -117,13 +117,19 @@ class PixelClassifier(BaseTask):
         return self.net(self.input_preprocessing(patches))
 
     def training_step(self, batch, batch_idx):
-        logits = self(batch["image"])
+        unlabelled = None
+        if "labelled" in batch:  # with kd_unlabelled: {"labelled": batch, "unlabelled": batch}
+            batch, unlabelled = batch["labelled"], batch["unlabelled"]["image"]
+            if self.distiller is None:
+                raise InputError("data.kd_unlabelled draws pixels for a distillation term; give the student a teacher_ckpt")
+        logits = self(batch["image"] if unlabelled is None else torch.cat([batch["image"], unlabelled]))
+        logits, unlabelled_logits = (logits, None) if unlabelled is None else logits.split([len(batch["image"]), len(unlabelled)])
         if self.distiller is None:
             loss = F.cross_entropy(logits.float(), batch["label"])  # float32 under bf16 autocast
             parts = {"ce": loss}
         else:
             progress = self.current_epoch + batch_idx / max(self.trainer.num_training_batches, 1)
-            loss, parts = self.distiller(logits, batch["image"], batch["label"], progress)
+            loss, parts = self.distiller(logits, batch["image"], batch["label"], progress, unlabelled_logits, unlabelled)
         self.check_finite({"total": loss})
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True)
         return loss
