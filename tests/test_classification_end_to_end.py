@@ -14,7 +14,7 @@ from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
 from rsdistill.data.patches import all_pixel_patches, padded_cube
-from rsdistill.evaluation.experiment import fit_and_test, run_experiment
+from rsdistill.evaluation.experiment import experiment_recipes, fit_and_test, run_experiment
 from rsdistill.io.scene import Scene
 from rsdistill.tasks.loading import load_task
 from rsdistill.io import write_geotiff
@@ -84,6 +84,9 @@ def test_an_ensemble_teacher_and_a_kd_ceiling(tmp_path):
                    "student": {**TINY, "d_model": 4, "distill_from": ["a", "b"], "kd_warmup_epochs": 1, "kd_max_weight": 0.5}},
     }
     run_experiment(config, tmp_path, seeds=[0], log=lambda _: None)
+    with_unlabelled = {**config["models"]["student"], "data": {"batch_size": 16}}  # a model's own data options
+    recipes = experiment_recipes({**config, "models": {**config["models"], "student": with_unlabelled}}, tmp_path / "x", 0)
+    assert recipes["student"]["data"]["init_args"]["batch_size"] == 16 and recipes["a"]["data"]["init_args"]["batch_size"] == 32
     with open(tmp_path / "student/seed_0/metrics.csv") as f:
         weights = [float(r["train/kd_weight"]) for r in __import__("csv").DictReader(f) if r.get("train/kd_weight")]
     assert max(weights) == pytest.approx(0.5) and min(weights) < 0.5  # ramped up to the ceiling, CE kept
@@ -176,7 +179,8 @@ def test_kd_on_unlabelled_pixels_of_the_training_region_only(tmp_path):
                "patch_size": 5, "batch_size": 16, "seed": 0}
     data = PixelClassificationData(**options, kd_unlabelled=64)
     pool, split = data.split.unlabelled, data.split
-    assert len(pool) and (labels[pool[:, 1], pool[:, 2]] == 0).all()
+    assert len(pool) and (labels[pool[:, 1], pool[:, 2]] == 0).any()
+    assert not {tuple(p) for p in pool} & {tuple(p) for p in split.train}  # never a training centre (whose label is used)
     train_blocks = {(r // 12, c // 12) for _, r, c in split.train}
     assert all((r // 12, c // 12) in train_blocks for _, r, c in pool)  # never outside the training blocks
     held = np.concatenate([split.val, split.test])

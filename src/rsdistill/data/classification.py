@@ -50,8 +50,8 @@ class PixelClassificationData(L.LightningDataModule):
         min_class_pixels: with "blocks", drop a class with fewer pixels than this on the train or
             the test side from every subset (listed in the log and in ``split.json``), instead of
             failing when a rare class lands on one side.
-        kd_unlabelled: draw this many unlabelled pixels of the training region per epoch for a
-            distilled student's KD term (soft targets without labels; ``splits.unlabelled_training_pixels``:
+        kd_unlabelled: draw this many pixels of the training region that are not training centres
+            per epoch for a distilled student's KD term (soft targets, no labels; ``splits.unlabelled_training_pixels``:
             spatial splits only, never within a patch radius of a validation or test pixel). The
             training loader then yields {"labelled": batch, "unlabelled": batch}, equal in number of batches.
     """
@@ -112,8 +112,7 @@ class PixelClassificationData(L.LightningDataModule):
                                f"{removed['test']} test pixels; {len(self.split.val)} and {len(self.split.test)} remain")
         self.kd_unlabelled = kd_unlabelled
         if kd_unlabelled and split_file is None:
-            free = [s.valid & (np.where(s.valid, s.labels, 0) == 0) for s in self.scenes]
-            self.split.unlabelled = unlabelled_training_pixels(self.split, free, block_size, patch_size // 2)
+            self.split.unlabelled = unlabelled_training_pixels(self.split, [s.valid for s in self.scenes], block_size, patch_size // 2)
         if kd_unlabelled and not len(self.split.unlabelled):
             raise InputError("kd_unlabelled: the training region holds no unlabelled pixel (outside a patch radius of the held-out pixels)")
         self.class_ids = sorted(int(c) for c in np.unique(classes) if int(c) not in self.split.dropped_classes)

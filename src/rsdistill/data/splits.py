@@ -93,19 +93,22 @@ class PixelSplit:
                    dropped_classes=[int(c) for c in doc.get("dropped_classes", [])])
 
 
-def unlabelled_training_pixels(split: PixelSplit, unlabelled_maps: list[np.ndarray], block_size: int, radius: int) -> np.ndarray:
-    """(N, 3) pixels for distillation without labels, inside the training region only: the
-    ``unlabelled_maps`` ((H, W) bool per scene: valid pixels without a label) of the training
-    scenes (split "scenes") or of the training blocks (split "blocks"), none within ``radius`` px
-    (Chebyshev) of a validation or test pixel, so no held-out pixel enters their patches."""
+def unlabelled_training_pixels(split: PixelSplit, valid_maps: list[np.ndarray], block_size: int, radius: int) -> np.ndarray:
+    """(N, 3) pixels for distillation without labels, inside the training region only: the valid
+    pixels (``valid_maps``, (H, W) bool per scene) of the training scenes (split "scenes") or of the
+    training blocks (split "blocks") that are not training centres (unlabelled, or labelled but not
+    drawn at the label budget: their labels are never used), none within ``radius`` px (Chebyshev)
+    of a validation or test pixel, so no held-out pixel enters their patches."""
     if split.method not in ("scenes", "blocks"):
         raise InputError(f"KD on unlabelled pixels needs a spatial split (scenes or blocks), not {split.method!r}: "
                          "with a stratified split every unlabelled pixel lies among the test pixels")
     found = []
-    for scene, free in enumerate(unlabelled_maps):
+    for scene, valid in enumerate(valid_maps):
         train = split.train[split.train[:, 0] == scene]
         if not len(train):
             continue
+        free = valid.copy()
+        free[train[:, 1], train[:, 2]] = False
         region = np.ones_like(free)
         if split.method == "blocks":
             blocks = np.zeros((-(-free.shape[0] // block_size), -(-free.shape[1] // block_size)), bool)

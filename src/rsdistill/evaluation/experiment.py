@@ -4,7 +4,8 @@ An experiment YAML has ``task`` (``classification``, the default, or ``segmentat
 (the task's data module options: ``PixelClassificationData`` or ``SegmentationData``), ``trainer``
 (Lightning ``Trainer`` options), ``models`` ({name: ``PixelClassifier`` or ``SemanticSegmenter``
 options}; ``distill_from: NAME`` (or a list of names: an ensemble teacher) makes a student of
-that model's checkpoint of the same seed; ``"{seed}"`` in an ``encoder`` path is the run's seed),
+that model's checkpoint of the same seed; ``"{seed}"`` in an ``encoder`` path is the run's seed;
+``data: {...}`` overrides data options for that model only, e.g. ``kd_unlabelled``),
 ``seeds`` and ``pairs`` (``evaluation.paired``). Each run is a recipe
 (``recipes.make_recipe``) parsed and validated by the same parser as ``rsdistill fit``. Every model
 of a seed sees the same split. Finished runs (``<out>/<name>/seed_<k>/scores.json``) are reused, so
@@ -104,6 +105,7 @@ def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
     recipes = {}
     for name, options in config["models"].items():
         options = dict(options)
+        model_data = {**data_options, **options.pop("data", {})}  # e.g. {kd_unlabelled: N} for one student
         teacher = options.pop("distill_from", None)
         if teacher is not None:  # a model name, or a list of them (an ensemble teacher)
             checkpoints = [str(Path(out_dir) / name / f"seed_{seed}" / "last.ckpt") for name in ([teacher] if isinstance(teacher, str) else teacher)]
@@ -111,7 +113,7 @@ def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
         if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
             options["encoder"] = options["encoder"].format(seed=seed)
         run_dir = Path(out_dir) / name / f"seed_{seed}"
-        recipes[name] = make_recipe(model_class, data_class, options, data_options, trainer_options, run_dir, seed)
+        recipes[name] = make_recipe(model_class, data_class, options, model_data, trainer_options, run_dir, seed)
     return recipes
 
 
