@@ -150,6 +150,20 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     small = Scene.read(scene_path, window={"row": 8, "col": 8, "height": 16, "width": 16})
     direct = model(torch.from_numpy(model.preprocessing.cube(small.cube, small.valid))[None]).argmax(1)[0].numpy() + 1
     assert np.array_equal(segment_scene(model, small, tile=16, overlap=8), direct)  # one window: blending changes nothing
+    # strip by strip from the file = every window's probabilities summed over the whole scene at once
+    whole = Scene.read(scene_path)
+    image = torch.from_numpy(model.preprocessing.cube(whole.cube, whole.valid))[None]
+    scores = torch.zeros(3, 40, 36)
+    with torch.no_grad():
+        for window in covering_windows(40, 36, 16, 8):
+            rows, cols = window.slices
+            scores[:, rows, cols] += model(image[:, :, rows, cols])[0].softmax(0)
+    expected = np.where(whole.valid, scores.argmax(0).numpy() + 1, 0)
+    assert main(["map", "--ckpt", str(tmp_path / "run/last.ckpt"), "--scene", str(scene_path), "--out", str(tmp_path / "uniform.tif"),
+                 "--tile", "16", "--overlap", "8", "--blend", "uniform"]) == 0
+    with rasterio.open(tmp_path / "uniform.tif") as ds:
+        assert np.array_equal(ds.read(1), expected)
+    assert np.array_equal(segment_scene(model, whole, tile=16, overlap=8, blend="uniform"), expected)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

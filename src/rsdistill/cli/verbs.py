@@ -113,40 +113,28 @@ def benchmark(args) -> None:
 
 def map(args) -> None:  # noqa: A001 - the verb's name
     from rsdistill.deploy.runtime import OnnxModel
-    from rsdistill.evaluation.figures import true_colour_bands
-    from rsdistill.evaluation.mapping import PatchClassifier, class_colours, map_scene_file, preview_step, segment_scene, write_class_png
+    from rsdistill.evaluation.mapping import PatchClassifier, map_scene_file, segment_scene_file, write_class_png
     from rsdistill.evaluation.tile_scores import classifier_legend
-    from rsdistill.io.geotiff import write_geotiff
     from rsdistill.io.masks import Legend
-    from rsdistill.io.scene import Scene
+    from rsdistill.io.readers import open_scene
     from rsdistill.tasks.classification import PixelClassifier
     from rsdistill.tasks.segmentation import SemanticSegmenter
 
     out = Path(args.out)
     model = _map_model(args.ckpt, args.engine, out)
-    if isinstance(model, SemanticSegmenter):  # sliding windows over the scene in memory
-        scene = Scene.read(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
-        if scene.shape[2] != model.preprocessing.bands:
-            raise InputError(f"{args.scene}: {scene.shape[2]} bands, but {args.ckpt} takes {model.preprocessing.bands}")
+    source = open_scene(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
+    if isinstance(model, SemanticSegmenter):  # blended sliding windows from the file, strip by strip into the GeoTIFF
+        result = segment_scene_file(model, source.with_scene_bad_bands(), out, args.tile, args.overlap, args.blend)
         class_ids, names, legend = list(range(1, len(model.class_names) + 1)), model.class_names, Legend.parse(**model.data_info["legend"])
-        full = segment_scene(model, scene, args.tile, args.overlap, args.blend)
-        write_geotiff(out, full, like=scene, nodata=0, colormap=class_colours(class_ids))
-        step = preview_step(*full.shape)
-        class_map, rgb = full[::step, ::step], scene.cube[::step, ::step][..., true_colour_bands(scene.wavelengths, scene.shape[2])]
-        ids, counts = np.unique(full[full > 0], return_counts=True)
-        counts, timing, shape = dict(zip(ids.tolist(), counts.tolist())), "", full.shape
     elif isinstance(model, (PixelClassifier, OnnxModel)):  # block by block from the file into the GeoTIFF
-        from rsdistill.io.readers import open_scene
-
         classifier = PatchClassifier(model, args.batch_size)
-        source = open_scene(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
         result = map_scene_file(classifier, source, out, args.block)
         class_ids, names, legend = classifier.class_ids, None, classifier_legend(classifier.class_ids)
-        class_map, rgb, step, counts = result["classes"], result["rgb"], result["step"], result["counts"]
-        shape = (source.height, source.width)
-        timing = f" in {result['seconds']:.1f} s ({result['pixels_per_s']:,.0f} px/s)"
     else:
         raise InputError(f"{args.ckpt}: a {type(model).__name__} checkpoint makes no class map; give a classifier or segmentation checkpoint")
+    class_map, rgb, step, counts = result["classes"], result["rgb"], result["step"], result["counts"]
+    shape = (source.height, source.width)
+    timing = f" in {result['seconds']:.1f} s ({result['pixels_per_s']:,.0f} px/s)"
     reference = reference_codes(legend, args.reference, class_ids, shape)[::step, ::step] if args.reference else None
     png = write_class_png(out.with_suffix(".png"), rgb, class_map, class_ids, names, reference, Path(args.scene).name)
     labels = dict(zip(class_ids, names or [f"class {c}" for c in class_ids]))

@@ -7,8 +7,9 @@ whole-scene run gives it; the per-pixel stages (preprocessing and, for BLM, the 
 embedding) run once per pixel of the block, then every valid pixel's patch of them is classified
 (``PatchClassifier``: PyTorch, or an ONNX export through onnxruntime on raw patches). A scene file
 is mapped straight into a tiled GeoTIFF (``map_scene_file``), so memory depends on the block, not on
-the scene. A ``SemanticSegmenter`` segments an in-memory scene in sliding windows
-(``segment_scene``). Maps are uint8 class ids, 0 = nodata; ``write_class_png`` draws scene |
+the scene. A ``SemanticSegmenter`` segments in overlapping, blended sliding windows read one at a
+time, emitted in full-width strips (``segment_strips``): from a file into a GeoTIFF
+(``segment_scene_file``), or an in-memory scene (``segment_scene``). Maps are uint8 class ids, 0 = nodata; ``write_class_png`` draws scene |
 reference | prediction with a legend of class names.
 """
 
@@ -185,32 +186,96 @@ def _window_weight(size: int, blend: str) -> torch.Tensor:
     return hann[:, None] * hann[None, :]
 
 
-def segment_scene(model, scene: Scene, tile: int = 256, overlap: int = 64, blend: str = "cosine") -> np.ndarray:
-    """(H, W) uint8 map of class index + 1 (0 where the scene has no data) from a ``SemanticSegmenter``.
+def segment_strips(model, read, height: int, width: int, tile: int = 256, overlap: int = 64, blend: str = "cosine"):
+    """Yield ``(window, (h, width) uint8 class index + 1 (0 = nodata), (h, width, 3) true-colour raw
+    values)`` for full-width strips of a ``SemanticSegmenter``'s map, top to bottom.
 
-    The scene is cut into ``tile`` windows overlapping by ``overlap`` pixels (the last ones aligned
-    to the edges; a scene smaller than a tile is padded); the class probabilities of overlapping
-    windows are averaged with ``blend`` weights, then the most probable class is taken.
+    ``tile`` windows overlapping by ``overlap`` pixels (the last ones aligned to the edges; a scene
+    smaller than a tile is zero-padded after preprocessing) are read one at a time through
+    ``read(window) -> Scene``; their class probabilities are averaged with ``blend`` weights and
+    the most probable class taken. Rows are emitted as soon as no later window covers them, so
+    memory holds one row of windows' scores, never the scene; the sums are those of a whole-scene
+    pass in the same order, so the map is the same.
     """
     if blend not in BLENDS:
         raise InputError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
     stride = model.net.stride
     if tile % stride or not 0 <= overlap < tile:
         raise InputError(f"tile {tile} must be a multiple of the model's stride {stride} (a ViT's patch size), and overlap in 0..{tile - 1}")
-    height, width = scene.shape[:2]
-    image = torch.from_numpy(model.preprocessing.cube(scene.cube, scene.valid))[None]  # (1, C, H, W)
     padded_h, padded_w = max(height, tile), max(width, tile)
-    image = torch.nn.functional.pad(image, (0, padded_w - width, 0, padded_h - height))
-    weight = _window_weight(tile, blend)
-    scores = torch.zeros(len(model.class_names), padded_h, padded_w)
-    total = torch.zeros(padded_h, padded_w)
-    with torch.no_grad():
-        for window in covering_windows(padded_h, padded_w, tile, tile - overlap):
-            rows, cols = window.slices
-            scores[:, rows, cols] += model(image[:, :, rows, cols])[0].softmax(0) * weight
-            total[rows, cols] += weight
-    classes = (scores / total).argmax(0)[:height, :width].numpy().astype(np.uint8) + 1
-    return np.where(scene.valid, classes, 0).astype(np.uint8)
+    windows = covering_windows(padded_h, padded_w, tile, tile - overlap)
+    starts = sorted({w.row for w in windows})
+    weight, classes = _window_weight(tile, blend), len(model.class_names)
+    rgb_bands = None
+    top = 0  # the first row the accumulators hold
+    scores, total = torch.zeros(classes, 0, padded_w), torch.zeros(0, padded_w)
+    valid, rgb = np.zeros((0, padded_w), bool), np.zeros((0, padded_w, 3), np.float32)
+    for index, row in enumerate(starts):
+        grow = row + tile - (top + total.shape[0])
+        if grow > 0:
+            scores = torch.cat([scores, torch.zeros(classes, grow, padded_w)], 1)
+            total = torch.cat([total, torch.zeros(grow, padded_w)])
+            valid, rgb = np.concatenate([valid, np.zeros((grow, padded_w), bool)]), np.concatenate([rgb, np.zeros((grow, padded_w, 3), np.float32)])
+        for window in (w for w in windows if w.row == row):
+            inside = Window(window.row, window.col, min(tile, height - window.row), min(tile, width - window.col))
+            scene = read(inside)
+            rgb_bands = true_colour_bands(scene.wavelengths, scene.shape[2]) if rgb_bands is None else rgb_bands
+            image = torch.from_numpy(model.preprocessing.cube(scene.cube, scene.valid))[None]
+            image = F.pad(image, (0, tile - inside.width, 0, tile - inside.height))
+            at = (slice(row - top, row - top + tile), slice(window.col, window.col + tile))
+            with torch.no_grad():
+                scores[(slice(None), *at)] += model(image)[0].softmax(0) * weight
+            total[at] += weight
+            rows, cols = slice(row - top, row - top + inside.height), slice(window.col, window.col + inside.width)
+            valid[rows, cols], rgb[rows, cols] = scene.valid, scene.cube[..., rgb_bands]
+        done = starts[index + 1] if index + 1 < len(starts) else padded_h  # no later window reaches above this row
+        emit = min(done, height) - top
+        if emit > 0:
+            mapped = (scores[:, :emit, :width] / total[:emit, :width]).argmax(0).numpy().astype(np.uint8) + 1
+            yield Window(top, 0, emit, width), np.where(valid[:emit, :width], mapped, 0).astype(np.uint8), rgb[:emit, :width]
+        keep = done - top
+        scores, total, valid, rgb, top = scores[:, keep:], total[keep:], valid[keep:], rgb[keep:], done
+
+
+def segment_scene(model, scene: Scene, tile: int = 256, overlap: int = 64, blend: str = "cosine") -> np.ndarray:
+    """(H, W) uint8 map of class index + 1 (0 where the scene has no data) of an in-memory scene
+    from a ``SemanticSegmenter`` (``segment_strips``)."""
+    result = np.zeros(scene.shape[:2], np.uint8)
+    for window, classes, _ in segment_strips(model, scene.crop, *scene.shape[:2], tile, overlap, blend):
+        result[window.slices] = classes
+    return result
+
+
+def segment_scene_file(model, source, out, tile: int = 256, overlap: int = 64, blend: str = "cosine", preview: int = 1024,
+                       progress: bool = True) -> dict:
+    """Segment a scene file (a ``SceneSource``) strip by strip into the GeoTIFF ``out``, as
+    ``map_scene_file`` does for pixel classifiers: memory depends on the tile and the scene's
+    width, not its height. Returns pixel counts, a preview and the time taken."""
+    height, width = source.height, source.width
+    if source.bands != model.preprocessing.bands:
+        raise InputError(f"{source.meta.path}: {source.bands} bands, but the model takes {model.preprocessing.bands}")
+    step = preview_step(height, width, preview)
+    classes_preview = np.zeros((math.ceil(height / step), math.ceil(width / step)), np.uint8)
+    rgb_preview = np.zeros((*classes_preview.shape, 3), np.float32)
+    counts = np.zeros(256, np.int64)
+    start = time.perf_counter()
+
+    def strips():
+        with tqdm(total=height * width, unit="px", unit_scale=True, disable=not progress, desc="map") as bar:
+            for window, classes, rgb in segment_strips(model, source.read, height, width, tile, overlap, blend):
+                counts[:] += np.bincount(classes.ravel(), minlength=256)
+                rows = np.arange(-(-window.row // step) * step, window.row + window.height, step)
+                classes_preview[rows // step] = classes[rows - window.row, ::step]
+                rgb_preview[rows // step] = rgb[rows - window.row, ::step]
+                bar.update(window.height * window.width)
+                yield window, classes
+
+    colours = class_colours(list(range(1, len(model.class_names) + 1)))
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        write_geotiff_windows(out, height, width, strips(), "uint8", source.meta.crs, source.meta.transform, 0, colours, block=256)
+    seconds = time.perf_counter() - start
+    return {"counts": {int(i): int(n) for i, n in enumerate(counts) if i and n}, "classes": classes_preview, "rgb": rgb_preview,
+            "step": step, "seconds": seconds, "pixels_per_s": height * width / max(seconds, 1e-9)}
 
 
 def class_colours(class_ids: list[int]) -> dict[int, tuple[int, int, int, int]]:
