@@ -104,8 +104,7 @@ class StreamedTiles(IterableDataset):
         done = 0
         while True:
             order = np.random.default_rng([self.seed, self.epoch, done]).permutation(len(self.files))
-            total = int(self.counts.sum())
-            low, high = shard * total // shards, (shard + 1) * total // shards
+            low, high = shard * self.candidates // shards, (shard + 1) * self.candidates // shards
             offset = 0
             for file in order:
                 count = int(self.counts[file])
