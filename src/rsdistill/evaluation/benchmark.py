@@ -72,7 +72,8 @@ def load_candidate(path, threads: int) -> Candidate:
             return module(torch.from_numpy(inputs))
 
     params = sum(p.numel() for p in module.parameters())
-    name = f"{path.parent.parent.name}/{path.parent.name}" if path.name == "last.ckpt" else path.name  # runs/<model>/<seed>/last.ckpt
+    folders = path.resolve().parent.parts[-2:]  # runs/<model>/<seed>/last.ckpt -> <model>/<seed>
+    name = "/".join(folders) if path.name == "last.ckpt" else path.name
     return Candidate(name, "pytorch", "fp32", model.kind, model.input_shape, params, _flops(model), run)
 
 

@@ -23,10 +23,11 @@ from rsdistill.models.blm import BLMClassifier
 from rsdistill.models.encoder_classifier import EncoderPixelClassifier
 from rsdistill.models.hybrid_cnn import HybridCNN
 from rsdistill.models.registry import pretrained_backbone
+from rsdistill.models.spectral import SpectralCNN1d, SpectralMLP
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.base import BaseTask
 
-ARCHITECTURES = ("blm", "hybrid_cnn", "encoder")
+ARCHITECTURES = ("blm", "hybrid_cnn", "spectral_mlp", "spectral_cnn1d", "encoder")
 
 
 class PixelClassifier(BaseTask):
@@ -73,6 +74,10 @@ class PixelClassifier(BaseTask):
             self.net: nn.Module = BLMClassifier(data.channels, classes, h.d_model, h.n_layers, h.d_state, h.expand, h.dropout, cuda_kernels=h.cuda_kernels)
         elif h.arch == "hybrid_cnn":
             self.net = HybridCNN(data.channels, classes, dropout=h.dropout)
+        elif h.arch == "spectral_mlp":  # the centre pixel's spectrum only (models.spectral)
+            self.net = SpectralMLP(data.channels, classes, dropout=h.dropout)
+        elif h.arch == "spectral_cnn1d":
+            self.net = SpectralCNN1d(data.channels, classes, dropout=h.dropout)
         elif h.arch == "encoder":
             encoder, data = self._backbone(data.bands)
             self.net = EncoderPixelClassifier(encoder, classes, h.freeze_encoder)
