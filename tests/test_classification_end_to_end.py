@@ -209,3 +209,41 @@ def make_recipe_for(run_dir, data: dict, model: dict) -> dict:
     from rsdistill.tasks.classification import PixelClassifier
 
     return make_recipe(PixelClassifier, PixelClassificationData, model, data, {**TRAINER, "max_epochs": 2}, run_dir, 0)
+
+
+def test_a_grid_is_searched_on_validation_and_only_the_choice_is_tested(tmp_path):
+    grid = {"kd_max_weight": [0.0, 1.0], "kd_temperature": [2.0]}
+    config = {
+        "data": {"synthetic": SYNTHETIC, "train": 0.2, "val": 0.1, "patch_size": 5, "batch_size": 32},
+        "trainer": {**TRAINER, "max_epochs": 2},
+        "models": {"teacher": TINY, "student_kd": {**TINY, "d_model": 4, "distill_from": "teacher", "kd_warmup_epochs": 1, "grid": grid},
+                   "student_of_student": {**TINY, "d_model": 4, "distill_from": "student_kd"}},
+    }
+    records = run_experiment(config, tmp_path, seeds=[0], log=lambda _: None)
+    student = next(r for r in records if r["model"] == "student_kd")
+    labels = ["kd_max_weight_0.0-kd_temperature_2.0", "kd_max_weight_1.0-kd_temperature_2.0"]
+    assert [p["label"] for p in student["grid"]] == labels and student["select"] == "oa"
+    val = [p["val"]["oa"] for p in student["grid"]]
+    assert student["chosen"] == labels[val.index(max(val))]  # the best validation OA, the first on ties
+    chosen = tmp_path / "student_kd" / student["chosen"] / "seed_0"
+    assert student["checkpoint"] == str(chosen / "last.ckpt")
+    for label in labels:  # every point validated, only the chosen one tested
+        with open(tmp_path / "student_kd" / label / "seed_0" / "metrics.csv") as f:
+            rows = list(__import__("csv").DictReader(f))
+        assert any(r.get("val/oa") for r in rows) and any(r.get("test/oa") for r in rows) == (label == student["chosen"])
+    assert load_task(tmp_path / "student_of_student/seed_0/last.ckpt").hparams.teacher_ckpt == student["checkpoint"]
+    table = (tmp_path / "results.md").read_text()
+    assert "Chosen on validation" in table and all(f"| student_kd | {label} |" in table for label in labels)
+    # a search interrupted after its points were validated resumes without fitting them again
+    points = {label: (tmp_path / "student_kd" / label / "seed_0" / "val.json").stat().st_mtime for label in labels}
+    (tmp_path / "student_kd" / "seed_0" / "scores.json").unlink()
+    again = run_experiment(config, tmp_path, seeds=[0], models=["student_kd"], log=lambda _: None)
+    assert again[0]["chosen"] == student["chosen"] and again[0]["oa"] == student["oa"]
+    assert points == {label: (tmp_path / "student_kd" / label / "seed_0" / "val.json").stat().st_mtime for label in labels}
+    for bad, message in [({"kd_max_weight": 0.5}, "kd_max_weight is both set"), ({"grid": {"data": [{}]}}, "grid cannot search 'data'"),
+                         ({"grid": {"lr": []}}, "grid.lr must be a non-empty list")]:
+        options = {**config["models"]["student_kd"], **bad}
+        with pytest.raises(InputError, match=message):
+            run_experiment({**config, "models": {"teacher": TINY, "s": options}}, tmp_path / "bad", seeds=[0], log=lambda _: None)
+    with pytest.raises(InputError, match="select: 'miou' is not a validation score"):
+        run_experiment({**config, "select": "miou"}, tmp_path / "other", seeds=[0], log=lambda _: None)

@@ -5,8 +5,9 @@ An experiment YAML has ``task`` (``classification``, the default, or ``segmentat
 (Lightning ``Trainer`` options), ``models`` ({name: ``PixelClassifier`` or ``SemanticSegmenter``
 options}; ``distill_from: NAME`` (or a list of names: an ensemble teacher) makes a student of
 that model's checkpoint of the same seed; ``"{seed}"`` in an ``encoder`` path is the run's seed;
-``data: {...}`` overrides data options for that model only, e.g. ``kd_unlabelled``),
-``seeds`` and ``pairs`` (``evaluation.paired``). Each run is a recipe
+``data: {...}`` overrides data options for that model only, e.g. ``kd_unlabelled``; ``grid:
+{option: [values]}`` searches options on the validation split, ``evaluation.grid``, by the
+experiment's ``select`` score), ``seeds`` and ``pairs`` (``evaluation.paired``). Each run is a recipe
 (``recipes.make_recipe``) parsed and validated by the same parser as ``rsdistill fit``. Every model
 of a seed sees the same split. Finished runs (``<out>/<name>/seed_<k>/scores.json``) are reused, so
 an interrupted experiment resumes where it stopped; an interrupted run resumes from its ``last.ckpt``.
@@ -33,6 +34,7 @@ from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.cost import forward_flops, latency_ms
+from rsdistill.evaluation.grid import choose, grid_points, grid_table
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.files import write_json
 from rsdistill.models.state_dicts import untrusted_pickle
@@ -41,6 +43,7 @@ from rsdistill.tasks.segmentation import SemanticSegmenter
 
 TASKS = {"classification": (PixelClassifier, PixelClassificationData), "segmentation": (SemanticSegmenter, SegmentationData)}
 REPORTED = {"classification": ("oa", "aa", "kappa"), "segmentation": ("miou", "oa", "mf1")}
+SELECTED = {"classification": "oa", "segmentation": "miou"}  # the validation score a grid is searched on
 
 
 def load_experiment(path, sections=("data", "models")) -> dict:
@@ -67,9 +70,9 @@ def fit_resuming(trainer, model, data, run_dir) -> None:
         release_run_folder(lock)
 
 
-def finished_record(run_dir: Path) -> dict | None:
+def finished_record(run_dir: Path, name: str = "scores.json") -> dict | None:
     """The scores of a run that already finished (an interrupted experiment resumes after it)."""
-    scores_file = run_dir / "scores.json"
+    scores_file = run_dir / name
     return json.loads(scores_file.read_text()) if scores_file.is_file() else None
 
 
@@ -98,32 +101,53 @@ def task_of(config: dict) -> str:
 
 
 def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
-    """{model name: its run's recipe} for one seed (``distill_from`` and ``{seed}`` resolved)."""
+    """{model name: its run's recipe} for one seed (models without a ``grid``)."""
+    return {name: model_recipe(config, out_dir, seed, name, options, Path(out_dir) / name / f"seed_{seed}")
+            for name, options in config["models"].items() if "grid" not in options}
+
+
+def model_recipe(config: dict, out_dir, seed: int, name: str, options: dict, run_dir: Path) -> dict:
+    """One run's recipe: the experiment's data and trainer options, the model's options, with
+    ``distill_from`` made teacher checkpoints of the same seed and ``{seed}`` filled in."""
     model_class, data_class = TASKS[task_of(config)]
     trainer_options = {"deterministic": True, **config.get("trainer", {})}
-    data_options = {**config["data"], "seed": seed}
-    recipes = {}
-    for name, options in config["models"].items():
-        options = dict(options)
-        model_data = {**data_options, **options.pop("data", {})}  # e.g. {kd_unlabelled: N} for one student
-        teacher = options.pop("distill_from", None)
-        if teacher is not None:  # a model name, or a list of them (an ensemble teacher)
-            checkpoints = [str(Path(out_dir) / name / f"seed_{seed}" / "last.ckpt") for name in ([teacher] if isinstance(teacher, str) else teacher)]
-            options["teacher_ckpt"] = checkpoints[0] if isinstance(teacher, str) else checkpoints
-        if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
-            options["encoder"] = options["encoder"].format(seed=seed)
-        run_dir = Path(out_dir) / name / f"seed_{seed}"
-        recipes[name] = make_recipe(model_class, data_class, options, model_data, trainer_options, run_dir, seed)
-    return recipes
+    options = dict(options)
+    model_data = {**config["data"], "seed": seed, **options.pop("data", {})}  # e.g. {kd_unlabelled: N} for one student
+    teacher = options.pop("distill_from", None)
+    if teacher is not None:  # a model name, or a list of them (an ensemble teacher)
+        checkpoints = [teacher_checkpoint(out_dir, t, seed) for t in ([teacher] if isinstance(teacher, str) else teacher)]
+        options["teacher_ckpt"] = checkpoints[0] if isinstance(teacher, str) else checkpoints
+    if "encoder" in options:  # a pretrained backbone per seed, e.g. .../seed_{seed}/encoder.safetensors
+        options["encoder"] = options["encoder"].format(seed=seed)
+    return make_recipe(model_class, data_class, options, model_data, trainer_options, run_dir, seed)
 
 
-def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = (), cost_tile: int = 512) -> dict:
-    """Fit one recipe's model (resuming from its ``last.ckpt`` if present), test it, return its record."""
+def teacher_checkpoint(out_dir, name: str, seed: int) -> str:
+    """The checkpoint of model ``name``'s run of ``seed``: the one its record names once it has
+    finished (a model with a ``grid``: the chosen point's), else where its run writes it."""
+    run_dir = Path(out_dir) / name / f"seed_{seed}"
+    finished = finished_record(run_dir)
+    return finished["checkpoint"] if finished is not None else str(run_dir / LAST_NAME)
+
+
+def fitted(name: str, recipe: dict, seed: int, callbacks: tuple = ()):
+    """(trainer, model, data) of one recipe, fitted (resuming from its ``last.ckpt`` if present)."""
     cli = parse_recipe(recipe, where=f"experiment model {name!r}, seed {seed}")
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     trainer.callbacks.extend(callbacks)
     fit_resuming(trainer, model, data, recipe["run_dir"])
-    trainer.test(model, data, verbose=False)
+    return trainer, model, data
+
+
+def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = (), cost_tile: int = 512) -> dict:
+    """Fit one recipe's model (resuming from its ``last.ckpt`` if present), test it, return its record."""
+    trainer, model, data = fitted(name, recipe, seed, callbacks)
+    return tested(name, seed, recipe, trainer, model, data, cost_tile)
+
+
+def tested(name: str, seed: int, recipe: dict, trainer, model, data, cost_tile: int, ckpt_path: str | None = None) -> dict:
+    """The record of ``model`` (or of the weights of ``ckpt_path``) tested on the data's test split."""
+    trainer.test(model, data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
     record = {"model": name, "seed": seed, "params": model.count_parameters(), "checkpoint": str(Path(recipe["run_dir"]) / LAST_NAME)}
     if isinstance(model, SemanticSegmenter):
         return {**record, **segmentation_record(model, cost_tile)}
@@ -132,6 +156,28 @@ def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = (), cost
         "per_class": model.test_scores["per_class"], "confusion": model.test_scores["confusion"],
         "ms_per_1000_px": inference_ms_per_1000(model, data), "class_ids": data.class_ids,
     }
+
+
+def search_and_test(config: dict, out_dir: Path, seed: int, name: str, cost_tile: int) -> dict:
+    """A ``grid`` model's run of ``seed`` (``evaluation.grid``): every point fitted and validated
+    (each point's ``val.json`` reused when present), the best on validation tested once."""
+    options, metric = config["models"][name], config.get("select", SELECTED[task_of(config)])
+    validated, recipes = [], {}
+    for label, point in grid_points(name, options):
+        run_dir = out_dir / name / label / f"seed_{seed}"
+        recipes[label] = model_recipe(config, out_dir, seed, name, {**{k: v for k, v in options.items() if k != "grid"}, **point}, run_dir)
+        if (record := finished_record(run_dir, "val.json")) is None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            trainer, model, data = fitted(f"{name} ({label})", recipes[label], seed)
+            (scores,) = trainer.validate(model, data, verbose=False)
+            record = {"label": label, "point": point, "val": {k.split("/", 1)[1]: float(v) for k, v in scores.items()}}
+            write_json(run_dir / "val.json", record)
+        validated.append(record)
+    best = choose(validated, metric)
+    cli = parse_recipe(recipes[best["label"]], where=f"experiment model {name!r} ({best['label']}), seed {seed}")
+    checkpoint = str(Path(recipes[best["label"]]["run_dir"]) / LAST_NAME)
+    record = tested(name, seed, recipes[best["label"]], cli.trainer, cli.model, cli.datamodule, cost_tile, ckpt_path=checkpoint)
+    return {**record, "chosen": best["label"], "select": metric, "grid": validated}
 
 
 def segmentation_record(model: SemanticSegmenter, cost_tile: int) -> dict:
@@ -161,25 +207,31 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
     records = []
     task = task_of(config)
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
-        recipes = experiment_recipes(config, out_dir, seed)
-        for name, recipe in recipes.items():
-            run_dir = Path(recipe["run_dir"])
+        for name, options in config["models"].items():  # in declared order: teachers before their students
+            run_dir = out_dir / name / f"seed_{seed}"
             if (finished := finished_record(run_dir)) is not None:
                 records.append(finished)
                 continue
             run_dir.mkdir(parents=True, exist_ok=True)
-            record = fit_and_test(name, recipe, seed, cost_tile=config.get("cost_tile", 512))
+            if "grid" in options:
+                record = search_and_test(config, out_dir, seed, name, config.get("cost_tile", 512))
+            else:
+                record = fit_and_test(name, model_recipe(config, out_dir, seed, name, options, run_dir), seed, cost_tile=config.get("cost_tile", 512))
             write_json(run_dir / "scores.json", record)
             records.append(record)
-            log(f"seed {seed} {name}: " + " ".join(f"{k} {record[k]:.4f}" for k in REPORTED[task]) + f" params {record['params']}")
+            log(f"seed {seed} {name}: " + " ".join(f"{k} {record[k]:.4f}" for k in REPORTED[task]) + f" params {record['params']}"
+                + (f" (chosen on validation: {record['chosen']})" if "chosen" in record else ""))
         # every model of a seed sees the same split; its runs saved it, keep one copy per seed beside the results
-        first_split = Path(next(iter(recipes.values()))["run_dir"]) / "split.json"
+        first_split = Path(records[-1]["checkpoint"]).parent / "split.json"
         if first_split.is_file():
             shutil.copyfile(first_split, out_dir / f"split_seed_{seed}.json")
     summary = summarise(records)
     paired = paired_differences(records, pairs, REPORTED[task])
     write_json(out_dir / "results.json", {"runs": records, "summary": summary, "paired": paired})
-    (out_dir / "results.md").write_text(markdown_table(summary) + "\n" + (f"\nPaired over seeds:\n\n{paired_table(paired)}\n" if paired else ""))
+    metric = next((r["select"] for r in records if "grid" in r), None)  # the validation score grids were searched on
+    grids = f"\nChosen on validation (best val {metric} per seed; the test scores above are the chosen setting's):\n\n{grid_table(records, metric)}\n"
+    (out_dir / "results.md").write_text(markdown_table(summary) + "\n" + (grids if metric else "")
+                                        + (f"\nPaired over seeds:\n\n{paired_table(paired)}\n" if paired else ""))
     return records
 
 
