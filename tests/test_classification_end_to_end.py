@@ -247,3 +247,14 @@ def test_a_grid_is_searched_on_validation_and_only_the_choice_is_tested(tmp_path
             run_experiment({**config, "models": {"teacher": TINY, "s": options}}, tmp_path / "bad", seeds=[0], log=lambda _: None)
     with pytest.raises(InputError, match="select: 'miou' is not a validation score"):
         run_experiment({**config, "select": "miou"}, tmp_path / "other", seeds=[0], log=lambda _: None)
+
+
+def test_pixels_per_epoch_hold_the_steps_fixed_at_any_label_budget():
+    options = {k: v for k, v in SYNTHETIC_PIXELS.items() if k != "seed"}
+    data = PixelClassificationData(**options, max_train_per_class=2, train_pixels_per_epoch=40)
+    pixels = len(data.split.train)
+    drawn = list(data.train_dataloader().sampler)
+    assert pixels == 2 * data.num_classes and len(drawn) == 40 and set(drawn) == set(range(pixels))
+    assert len(data.train_dataloader()) == -(-40 // options["batch_size"])
+    with pytest.raises(InputError, match="train_pixels_per_epoch must be at least 1"):
+        PixelClassificationData(**options, train_pixels_per_epoch=0)

@@ -208,7 +208,9 @@ def test_an_epoch_can_draw_a_fresh_subset_of_the_training_tiles():
     assert len(sampler) == 10 and len(set(first)) == 10 and first != second
     sampler.set_epoch(0)
     assert list(sampler) == first  # depends only on (seed, epoch): a resumed run draws the same tiles
-    assert len(EpochShuffle(5, seed=0, count=10)) == 5
+    repeated = list(EpochShuffle(5, seed=0, count=12))  # more than the items: further permutations
+    assert sorted(repeated[:5]) == sorted(repeated[5:10]) == list(range(5)) and len(repeated) == 12
+    assert repeated[:5] == list(EpochShuffle(5, seed=0)) and list(EpochShuffle(5, seed=0, count=3)) == repeated[:3]
 
 
 def test_unmapped_labelled_pixels_count_against_their_class():

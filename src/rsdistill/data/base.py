@@ -25,7 +25,8 @@ class TiledDataModule(L.LightningDataModule):
     train_tiles_per_epoch: int | None = None
 
     def _loader(self, tiles: Dataset, shuffle: bool) -> DataLoader:
-        sampler = EpochShuffle(len(tiles), self.seed, self.train_tiles_per_epoch) if shuffle else None
+        count = None if self.train_tiles_per_epoch is None else min(self.train_tiles_per_epoch, len(tiles))  # a subset, never repeats
+        sampler = EpochShuffle(len(tiles), self.seed, count) if shuffle else None
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(tiles, batch_size=self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
 

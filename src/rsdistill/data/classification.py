@@ -47,6 +47,9 @@ class PixelClassificationData(L.LightningDataModule):
             0 for "stratified" and "scenes" (separate files).
         max_train_per_class: keep at most this many training pixels per class (seeded), to bound
             training time; the dropped pixels are used by no subset.
+        train_pixels_per_epoch: each epoch draws this many training pixels (repeating the training
+            pixels in fresh orders when there are fewer), so the optimiser steps per epoch do not
+            depend on ``max_train_per_class`` (label-budget curves); default: each pixel once.
         min_class_pixels: with "blocks", drop a class with fewer pixels than this on the train or
             the test side from every subset (listed in the log and in ``split.json``), instead of
             failing when a rare class lands on one side.
@@ -71,6 +74,7 @@ class PixelClassificationData(L.LightningDataModule):
         buffer: int | None = None,
         split_file: str | None = None,
         max_train_per_class: int | None = None,
+        train_pixels_per_epoch: int | None = None,
         min_class_pixels: int | None = None,
         kd_unlabelled: int | None = None,
         patch_size: int = 9,
@@ -84,6 +88,9 @@ class PixelClassificationData(L.LightningDataModule):
         if min_class_pixels is not None and split != "blocks":
             raise InputError(f"min_class_pixels applies to the blocks split, not {split!r}")
         self.patch_size, self.batch_size, self.num_workers = patch_size, batch_size, num_workers
+        if train_pixels_per_epoch is not None and train_pixels_per_epoch < 1:
+            raise InputError(f"train_pixels_per_epoch must be at least 1, got {train_pixels_per_epoch}")
+        self.train_pixels_per_epoch = train_pixels_per_epoch
         self.scenes, assignment = self._load_scenes(images, labels, tile_lists, synthetic, root, read_options or {})
         check_patch_size(patch_size, self.scenes)
         names = [s.path for s in self.scenes]
@@ -179,7 +186,7 @@ class PixelClassificationData(L.LightningDataModule):
         data = self.dataset(subset)
         if len(data) == 0:
             raise InputError(f"the {subset} split is empty")
-        sampler = EpochShuffle(len(data), self.split.seed) if shuffle else None
+        sampler = EpochShuffle(len(data), self.split.seed, self.train_pixels_per_epoch) if shuffle else None
         # An own generator keeps DataLoader from drawing worker seeds from the global RNG, which
         # drives dropout and is saved in checkpoints (exact resume).
         generator = torch.Generator().manual_seed(self.split.seed)
