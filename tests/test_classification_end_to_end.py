@@ -14,6 +14,7 @@ from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
 from rsdistill.data.patches import all_pixel_patches, padded_cube
+from rsdistill.evaluation.curve import run_sweep
 from rsdistill.evaluation.experiment import experiment_recipes, fit_and_test, run_experiment
 from rsdistill.io.scene import Scene
 from rsdistill.tasks.loading import load_task
@@ -258,3 +259,32 @@ def test_pixels_per_epoch_hold_the_steps_fixed_at_any_label_budget():
     assert len(data.train_dataloader()) == -(-40 // options["batch_size"])
     with pytest.raises(InputError, match="train_pixels_per_epoch must be at least 1"):
         PixelClassificationData(**options, train_pixels_per_epoch=0)
+
+
+def test_a_sweep_runs_the_experiment_per_budget_and_draws_the_curve(tmp_path, capsys):
+    import yaml
+
+    config = {
+        "data": {"synthetic": SYNTHETIC, "train": 0.2, "val": 0.1, "patch_size": 5, "batch_size": 16, "train_pixels_per_epoch": 32},
+        "trainer": {**TRAINER, "max_epochs": 1},
+        "models": {"teacher": TINY, "student": {**TINY, "d_model": 4}, "student_kd": {**TINY, "d_model": 4, "distill_from": "teacher"}},
+        "pairs": [["student_kd", "student"]], "seeds": [0, 1],
+        "sweep": {"max_train_per_class": [2, None]},
+    }
+    (tmp_path / "curve.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert main(["experiment", "-c", str(tmp_path / "curve.yaml"), "--out", str(tmp_path / "out")]) == 0
+    curve = json.loads((tmp_path / "out" / "curve.json").read_text())
+    assert [p["value"] for p in curve["points"]] == [2, None] and curve["score"] == "oa"
+    for point, folder in zip(curve["points"], ["max_train_per_class_2", "max_train_per_class_all"]):
+        results = json.loads((tmp_path / "out" / folder / "results.json").read_text())
+        assert point["summary"] == results["summary"] and point["paired"] == results["paired"]
+    split = json.loads((tmp_path / "out" / "max_train_per_class_2" / "split_seed_0.json").read_text())
+    assert len(split["train"]) <= 2 * 4  # the budget reached the data: at most 2 pixels of each class
+    table = (tmp_path / "out" / "curve.md").read_text()
+    assert "| student_kd − student |" in table and "max_train_per_class all" in table and table in capsys.readouterr().out
+    assert (tmp_path / "out" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(InputError, match="sweep.max_train_per_class: the option is also set in data"):
+        run_sweep({**config, "data": {**config["data"], "max_train_per_class": 3}}, tmp_path / "bad", log=lambda _: None)
+    reordered = {"student_kd": config["models"]["student_kd"], "teacher": TINY}
+    with pytest.raises(InputError, match="model 'student_kd': distill_from 'teacher' is declared after it"):
+        run_experiment({**config, "models": reordered, "pairs": []}, tmp_path / "bad", log=lambda _: None)

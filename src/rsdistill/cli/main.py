@@ -183,8 +183,9 @@ def _seeded_experiment_parser(description: str, sections: str) -> ArgumentParser
 def _experiment_parser() -> ArgumentParser:
     parser = _seeded_experiment_parser(
         "Fit and test every model of an experiment YAML over several seeds; write results.json and results.md "
-        "(mean ± std, and the config's pairs compared seed by seed: differences, paired t and Wilcoxon p).",
-        "data, trainer, models, seeds, pairs")
+        "(mean ± std, and the config's pairs compared seed by seed: differences, paired t and Wilcoxon p). "
+        "With sweep: {data option: [values]}, one experiment per value and curve.md/curve.png over them.",
+        "data, trainer, models, seeds, pairs, select, sweep")
     parser.add_argument("--models", type=Optional[list[str]], default=None, help="run and report only these models (default: all)")
     return parser
 

@@ -71,9 +71,15 @@ def pretrain_experiment(args) -> None:
 
 
 def experiment(args) -> None:
+    from rsdistill.evaluation.curve import run_sweep
     from rsdistill.evaluation.experiment import load_experiment, run_experiment
 
-    run_experiment(load_experiment(args.config), args.out, args.seeds, args.models)
+    config = load_experiment(args.config)
+    if "sweep" in config:  # one experiment per value of a data option, and the curve over them
+        run_sweep(config, args.out, args.seeds, args.models)
+        print((Path(args.out) / "curve.md").read_text())
+        return
+    run_experiment(config, args.out, args.seeds, args.models)
     print((Path(args.out) / "results.md").read_text())
 
 

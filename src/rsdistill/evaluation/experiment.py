@@ -192,11 +192,22 @@ def segmentation_record(model: SemanticSegmenter, cost_tile: int) -> dict:
     }
 
 
+def check_teachers(models: dict) -> None:
+    """Every ``distill_from`` names a model declared before its student (models run in declared order)."""
+    for position, (name, options) in enumerate(models.items()):
+        teachers = options.get("distill_from") or []
+        for teacher in [teachers] if isinstance(teachers, str) else teachers:
+            if teacher not in list(models)[:position]:
+                where = "declared after it" if teacher in models else "not one of the experiment's models"
+                raise InputError(f"model {name!r}: distill_from {teacher!r} is {where}; a teacher must be declared before its students")
+
+
 def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models: list[str] | None = None, log=print) -> list[dict]:
     """Fit and test every model (or those named in ``models``) for every seed; write results.json
     and results.md: mean ± std per model and the declared ``pairs`` compared seed by seed."""
     out_dir = Path(out_dir)
     pairs = check_pairs(config.get("pairs"), config["models"])
+    check_teachers(config["models"])
     if models is not None:
         unknown = [name for name in models if name not in config["models"]]
         if unknown:

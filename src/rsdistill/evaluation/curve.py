@@ -1,0 +1,108 @@
+"""Curves over a data option: one experiment per value, e.g. a label-budget curve.
+
+An experiment config with ``sweep: {max_train_per_class: [5, 25, 150, null]}`` runs the whole
+experiment (every model, seed and pair) once per value of that data option, into
+``<out>/<option>_<value>/``, then writes ``<out>/curve.json``, ``curve.md`` (per model: the first
+reported score, mean ± std, at each value; per pair: the paired difference and its Wilcoxon p at
+each value) and ``curve.png`` (score against value, ± std). ``null`` is the option unset (for a
+budget: every training pixel) and is plotted last as "all".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rsdistill.errors import InputError  # noqa: E402
+from rsdistill.files import atomic_write, write_json  # noqa: E402
+
+
+def sweep_of(config: dict) -> tuple[str, list]:
+    """(data option, its values) of an experiment's ``sweep``."""
+    sweep = config["sweep"]
+    if not isinstance(sweep, dict) or len(sweep) != 1:
+        raise InputError(f"sweep: one data option and its values, e.g. {{max_train_per_class: [5, 25, null]}}; got {sweep!r}")
+    (option, values), = sweep.items()
+    if not isinstance(values, list) or not values:
+        raise InputError(f"sweep.{option}: a non-empty list of values, got {values!r}")
+    if option in config.get("data", {}):
+        raise InputError(f"sweep.{option}: the option is also set in data ({config['data'][option]!r}); set it in one place")
+    return option, values
+
+
+def value_label(value) -> str:
+    return "all" if value is None else str(value)
+
+
+def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print) -> dict:
+    """Run the experiment at every value of the swept data option; write and return the curve."""
+    from rsdistill.evaluation.experiment import REPORTED, run_experiment, task_of
+
+    option, values = sweep_of(config)
+    out_dir = Path(out_dir)
+    points = []
+    for value in values:
+        sub_dir = out_dir / f"{option}_{value_label(value)}"
+        log(f"{option} = {value_label(value)}")
+        run_experiment({**{k: v for k, v in config.items() if k != "sweep"}, "data": {**config["data"], option: value}}, sub_dir, seeds, models, log)
+        results = json.loads((sub_dir / "results.json").read_text())
+        points.append({"value": value, "summary": results["summary"], "paired": results["paired"]})
+    score = REPORTED[task_of(config)][0]
+    curve = {"option": option, "score": score, "points": points}
+    write_json(out_dir / "curve.json", curve)
+    (out_dir / "curve.md").write_text(curve_tables(curve))
+    curve_figure(curve, out_dir / "curve.png")
+    return curve
+
+
+def curve_tables(curve: dict) -> str:
+    """Markdown: the score per model and value, then each pair's paired difference per value."""
+    option, score, points = curve["option"], curve["score"], curve["points"]
+    header = " | ".join(f"{option} {value_label(p['value'])}" for p in points)
+    lines = [f"{score} (%), mean ± std over seeds:", "", f"| model | {header} |", "|---|" + "---|" * len(points)]
+    for name in dict.fromkeys(row["model"] for p in points for row in p["summary"]):
+        cells = []
+        for p in points:
+            row = next((r for r in p["summary"] if r["model"] == name), None)
+            cells.append("–" if row is None else f"{100 * row[score]['mean']:.2f} ± {100 * row[score]['std']:.2f}")
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    pairs = list(dict.fromkeys((r["model"], r["reference"]) for p in points for r in p["paired"] if r["metric"] == score))
+    if pairs:
+        lines += ["", f"Paired {score} differences (points; mean ± std over seeds, seeds ahead, Wilcoxon p):", "",
+                  f"| model − reference | {header} |", "|---|" + "---|" * len(points)]
+        for model, reference in pairs:
+            cells = []
+            for p in points:
+                row = next((r for r in p["paired"] if (r["model"], r["reference"], r["metric"]) == (model, reference, score)), None)
+                p_value = "–" if row is None or row["wilcoxon_p"] is None else f"{row['wilcoxon_p']:.3f}"
+                cells.append("–" if row is None else f"{100 * row['mean']:+.2f} ± {100 * row['std']:.2f} ({row['ahead']}/{len(row['seeds'])}, p {p_value})")
+            lines.append(f"| {model} − {reference} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def curve_figure(curve: dict, path) -> Path:
+    """Score against the swept value, one line per model (mean ± std over seeds)."""
+    points, score = curve["points"], curve["score"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    positions = range(len(points))
+    for name in dict.fromkeys(row["model"] for p in points for row in p["summary"]):
+        rows = [next((r for r in p["summary"] if r["model"] == name), None) for p in points]
+        xs = [x for x, r in zip(positions, rows) if r is not None]
+        means = [100 * r[score]["mean"] for r in rows if r is not None]
+        stds = [100 * r[score]["std"] for r in rows if r is not None]
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=name)
+    ax.set_xticks(list(positions), [value_label(p["value"]) for p in points])
+    ax.set_xlabel(curve["option"])
+    ax.set_ylabel(f"test {score} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return path
