@@ -18,6 +18,7 @@ from rsdistill.cli import main
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
+from rsdistill.evaluation.curve import sweep_of
 from rsdistill.evaluation.experiment import experiment_recipes, fit_and_test, load_experiment
 from rsdistill.evaluation.pretrain_experiment import experiment_datasets, pretrain_recipes
 from rsdistill.io import open_scene, write_geotiff
@@ -291,6 +292,9 @@ def test_one_recipe_of_each_task_trains_in_bf16_mixed(name, artefacts, data_dir,
 def test_every_experiment_run_is_a_valid_recipe(config, artefacts, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
     experiment = load_experiment(config, sections=())
+    if "sweep" in experiment:  # the recipes of the first swept value (a misspelt option fails to parse)
+        option, values = sweep_of(experiment)
+        experiment["data"] = {**experiment["data"], option: values[0]}
     if "models" in experiment:
         for options in experiment["models"].values():
             if "encoder" in options:
