@@ -137,7 +137,9 @@ class StreamedTiles(IterableDataset):
                     yield buffer.pop(int(rng.integers(len(buffer))))
                 continue
             file, window = key
-            if file != opened:
+            if file != opened:  # a shard reads its files one after the other: close the one it is done with
+                if entry is not None:
+                    entry.source.release()
                 entry, opened = self.open_file(self.files[file]), file
             cube, valid = entry.read(window)
             if 1 - valid.mean() > self.max_nodata:
@@ -152,6 +154,7 @@ class StreamedTiles(IterableDataset):
                 yield buffer[k]
                 buffer[k] = item
             if taken == quota:  # the quota is read: no tile is read that is not used
+                entry.source.release()
                 while buffer:
                     yield buffer.pop(int(rng.integers(len(buffer))))
                 return

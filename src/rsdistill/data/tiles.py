@@ -150,6 +150,7 @@ class TileData(TiledDataModule):
                 bad |= _bad_bands(entry, target_sensor)
                 if streamed and subset == "images":
                     corpus.append(replace(file, region=entry.region))
+                    entry.source.release()  # the header is all a streamed corpus needs now
                 else:
                     entries[subset].append(entry)
                     self.scene_names.append(entry.name)

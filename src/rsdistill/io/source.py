@@ -39,6 +39,9 @@ class SceneSource:
         """(h, w, B) pixel values of ``window`` as stored in the file."""
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Close what the source keeps open for further reads (it reopens on the next read)."""
+
     def read(self, window: Window | None = None) -> Scene:
         """The whole scene, or the part inside ``window`` (georeferencing shifted to the window);
         a read larger than ``io.limits.max_read_bytes()`` is refused before anything is allocated."""
