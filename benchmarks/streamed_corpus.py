@@ -1,7 +1,7 @@
 """Peak memory and throughput of pretraining tiles read from a growing corpus of scene files.
 
     python benchmarks/streamed_corpus.py [--files 10 100 1000] [--workers 0 1 2] [--tiles 512]
-        [--threads 1] [--work /tmp/streamed_corpus]
+        [--threads 1] [--buffer 256] [--work /tmp/streamed_corpus]
 
 The corpus is copies of the real EnMAP Potsdam tiles (32² px, 224 bands, int16, their band
 metadata, nodata and bad bands), cycled to the file count and written to ``--work`` (never to the
@@ -29,10 +29,11 @@ CHILD = """
 import json, resource, sys, time, torch
 torch.set_num_threads(int(sys.argv[5]))
 from rsdistill.data import TileData
-folder, mode, workers, tiles = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+folder, mode, workers, tiles, buffer = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[6])
 start = time.perf_counter()
 data = TileData(images=[folder + "/scene_*.tif"], stats=folder + "/stats.json", tile_size=16, batch_size=32,
-                num_workers=workers, train_tiles_per_epoch=tiles, streamed=mode == "streamed")
+                num_workers=workers, train_tiles_per_epoch=tiles, streamed=mode == "streamed",
+                **({"shuffle_buffer": buffer} if mode == "streamed" else {}))
 built = time.perf_counter()
 drawn = sum(len(batch["image"]) for batch in data.train_dataloader())
 done = time.perf_counter()
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tiles", type=int, default=512)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--buffer", type=int, default=256, help="shuffle buffer of the streamed rows (tiles)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/streamed_corpus"))
     args = parser.parse_args()
     print("| files | data | workers | build (s) | tiles/s | peak MB main | peak MB worker |")
@@ -67,7 +69,7 @@ def main() -> None:
     for files in args.files:
         folder = corpus(files, args.work)
         for mode, workers in [("streamed", w) for w in args.workers] + [("built", 0)]:
-            done = subprocess.run([sys.executable, "-c", CHILD, str(folder), mode, str(workers), str(args.tiles), str(args.threads)],
+            done = subprocess.run([sys.executable, "-c", CHILD, str(folder), mode, str(workers), str(args.tiles), str(args.threads), str(args.buffer)],
                                   capture_output=True, text=True, check=True)
             r = json.loads(done.stdout.strip().splitlines()[-1])
             worker = f"{r['worker_mb']:.0f}" if workers else ""
