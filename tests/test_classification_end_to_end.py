@@ -50,7 +50,7 @@ def test_experiment_with_kd_student_summary_and_reuse(tmp_path):
         "data": {"synthetic": SYNTHETIC, "train": 0.2, "val": 0.1, "patch_size": 5, "batch_size": 32},
         "trainer": {**TRAINER, "max_epochs": 2},
         "models": {"teacher": TINY, "student_kd": {**TINY, "d_model": 4, "distill_from": "teacher", "kd_warmup_epochs": 1}},
-        "pairs": [["student_kd", "teacher"]],
+        "pairs": [["student_kd", "teacher"]], "diagnose": [["teacher", "student_kd"]],
     }
     records = run_experiment(config, tmp_path, seeds=[0, 1], log=lambda _: None)
     assert [r["model"] for r in records] == ["teacher", "student_kd"] * 2
@@ -62,6 +62,12 @@ def test_experiment_with_kd_student_summary_and_reuse(tmp_path):
     by = {(r["model"], r["seed"]): r for r in records}
     assert paired["oa"]["differences"] == pytest.approx([by["student_kd", s]["oa"] - by["teacher", s]["oa"] for s in (0, 1)])
     assert set(paired) == {"oa", "aa", "kappa"} and "student_kd − teacher" in (tmp_path / "results.md").read_text()
+    diagnosis = results["diagnosis"]  # on the validation pixels of each seed's split
+    assert [(d["teacher"], d["student"], d["seed"], d["subset"]) for d in diagnosis] == [("teacher", "student_kd", s, "val") for s in (0, 1)]
+    for d in diagnosis:  # who is right where: the accuracy gap is what only one of them gets right
+        assert d["teacher_oa"] - d["student_oa"] == pytest.approx(d["teacher_only"] - d["student_only"], abs=1e-6)
+        assert 0 <= d["teacher_ece"] <= 1 and 1 / 4 <= d["teacher_confidence"] <= 1 and d["pixels"] > 0
+    assert "| teacher → student_kd |" in (tmp_path / "results.md").read_text()
     with pytest.raises(InputError, match="pairs: 'student' is not one of the experiment's models"):
         run_experiment({**config, "pairs": [["student", "teacher"]]}, tmp_path, seeds=[0], log=lambda _: None)
     with pytest.raises(InputError, match="--models: 'cnn' is not one of"):
@@ -288,3 +294,16 @@ def test_a_sweep_runs_the_experiment_per_budget_and_draws_the_curve(tmp_path, ca
     reordered = {"student_kd": config["models"]["student_kd"], "teacher": TINY}
     with pytest.raises(InputError, match="model 'student_kd': distill_from 'teacher' is declared after it"):
         run_experiment({**config, "models": reordered, "pairs": []}, tmp_path / "bad", log=lambda _: None)
+
+
+def test_transfer_measures_count_who_is_right_where():
+    from rsdistill.evaluation.kd_diagnosis import transfer_record
+
+    labels = torch.tensor([0, 1, 2, 0])
+    teacher = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 0]), 3).float() * 4  # right on pixels 0, 1, 3
+    student = torch.nn.functional.one_hot(torch.tensor([0, 2, 2, 1]), 3).float() * 4  # right on pixels 0, 2
+    record = transfer_record(teacher, student, labels)
+    assert (record["teacher_oa"], record["student_oa"], record["agreement"]) == (0.75, 0.5, 0.25)
+    assert (record["teacher_only"], record["student_only"]) == (0.5, 0.25)
+    confidence = torch.softmax(torch.tensor([4.0, 0, 0]), 0).max().item()
+    assert record["teacher_confidence"] == pytest.approx(confidence) and record["teacher_ece"] == pytest.approx(abs(confidence - 0.75))

@@ -7,7 +7,8 @@ options}; ``distill_from: NAME`` (or a list of names: an ensemble teacher) makes
 that model's checkpoint of the same seed; ``"{seed}"`` in an ``encoder`` path is the run's seed;
 ``data: {...}`` overrides data options for that model only, e.g. ``kd_unlabelled``; ``grid:
 {option: [values]}`` searches options on the validation split, ``evaluation.grid``, by the
-experiment's ``select`` score), ``seeds`` and ``pairs`` (``evaluation.paired``). Each run is a recipe
+experiment's ``select`` score), ``seeds``, ``pairs`` (``evaluation.paired``) and ``diagnose``
+(teacher/student pairs compared on the validation pixels, ``evaluation.kd_diagnosis``). Each run is a recipe
 (``recipes.make_recipe``) parsed and validated by the same parser as ``rsdistill fit``. Every model
 of a seed sees the same split. Finished runs (``<out>/<name>/seed_<k>/scores.json``) are reused, so
 an interrupted experiment resumes where it stopped; an interrupted run resumes from its ``last.ckpt``.
@@ -35,6 +36,7 @@ from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.cost import forward_flops, latency_ms
 from rsdistill.evaluation.grid import choose, grid_points, grid_table
+from rsdistill.evaluation.kd_diagnosis import diagnose as diagnose_transfer, diagnosis_table
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.files import write_json
 from rsdistill.models.state_dicts import untrusted_pickle
@@ -192,6 +194,20 @@ def segmentation_record(model: SemanticSegmenter, cost_tile: int) -> dict:
     }
 
 
+def diagnosed(config: dict, out_dir: Path, seed: int, teacher: str, student: str, records: dict) -> dict:
+    """``evaluation.kd_diagnosis`` of one seed's teacher and student runs, on the split they were
+    trained with; kept as ``diagnosis_<teacher>.json`` in the student's run folder and reused."""
+    run_dir = Path(records[student, seed]["checkpoint"]).parent
+    if (kept := finished_record(run_dir, f"diagnosis_{teacher}.json")) is not None:
+        return kept
+    recipe = model_recipe(config, out_dir, seed, student, config["models"][student], run_dir)
+    data = TASKS["classification"][1](**recipe["data"]["init_args"])
+    record = {"teacher": teacher, "student": student, "seed": seed,
+              **diagnose_transfer(records[teacher, seed]["checkpoint"], records[student, seed]["checkpoint"], data)}
+    write_json(run_dir / f"diagnosis_{teacher}.json", record)
+    return record
+
+
 def check_teachers(models: dict) -> None:
     """Every ``distill_from`` names a model declared before its student (models run in declared order)."""
     for position, (name, options) in enumerate(models.items()):
@@ -208,12 +224,16 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
     out_dir = Path(out_dir)
     pairs = check_pairs(config.get("pairs"), config["models"])
     check_teachers(config["models"])
+    diagnose = check_pairs(config.get("diagnose"), config["models"], "diagnose")
+    if diagnose and task_of(config) != "classification":
+        raise InputError("diagnose: teacher/student diagnosis is for pixel classifiers")
     if models is not None:
         unknown = [name for name in models if name not in config["models"]]
         if unknown:
             raise InputError(f"--models: {unknown[0]!r} is not one of the experiment's models ({', '.join(config['models'])})")
         config = {**config, "models": {name: config["models"][name] for name in models}}
         pairs = [pair for pair in pairs if set(pair) <= set(models)]
+        diagnose = [pair for pair in diagnose if set(pair) <= set(models)]
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     task = task_of(config)
@@ -238,11 +258,15 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
             shutil.copyfile(first_split, out_dir / f"split_seed_{seed}.json")
     summary = summarise(records)
     paired = paired_differences(records, pairs, REPORTED[task])
-    write_json(out_dir / "results.json", {"runs": records, "summary": summary, "paired": paired})
+    by_run = {(r["model"], r["seed"]): r for r in records}
+    diagnosis = [diagnosed(config, out_dir, seed, teacher, student, by_run)
+                 for teacher, student in diagnose for name, seed in by_run if name == student and (teacher, seed) in by_run]
+    write_json(out_dir / "results.json", {"runs": records, "summary": summary, "paired": paired, "diagnosis": diagnosis})
     metric = next((r["select"] for r in records if "grid" in r), None)  # the validation score grids were searched on
     grids = f"\nChosen on validation (best val {metric} per seed; the test scores above are the chosen setting's):\n\n{grid_table(records, metric)}\n"
     (out_dir / "results.md").write_text(markdown_table(summary) + "\n" + (grids if metric else "")
-                                        + (f"\nPaired over seeds:\n\n{paired_table(paired)}\n" if paired else ""))
+                                        + (f"\nPaired over seeds:\n\n{paired_table(paired)}\n" if paired else "")
+                                        + (f"\nTeacher against student on the validation pixels (%):\n\n{diagnosis_table(diagnosis)}\n" if diagnosis else ""))
     return records
 
 

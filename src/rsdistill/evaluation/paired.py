@@ -18,15 +18,15 @@ from scipy import stats
 from rsdistill.errors import InputError
 
 
-def check_pairs(pairs: list, models) -> list[tuple[str, str]]:
-    """``pairs`` as (model, reference) tuples of declared models, or an error naming the unknown one."""
+def check_pairs(pairs: list, models, key: str = "pairs") -> list[tuple[str, str]]:
+    """``pairs`` (the config's ``key``) as (model, reference) tuples of declared models, or an error naming the unknown one."""
     checked = []
     for pair in pairs or []:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise InputError(f"pairs: each entry is [model, reference], got {pair!r}")
+            raise InputError(f"{key}: each entry is [model, reference], got {pair!r}")
         unknown = [name for name in pair if name not in models]
         if unknown:
-            raise InputError(f"pairs: {unknown[0]!r} is not one of the experiment's models ({', '.join(models)})")
+            raise InputError(f"{key}: {unknown[0]!r} is not one of the experiment's models ({', '.join(models)})")
         checked.append((str(pair[0]), str(pair[1])))
     return checked
 
