@@ -224,6 +224,8 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
     out_dir = Path(out_dir)
     pairs = check_pairs(config.get("pairs"), config["models"])
     check_teachers(config["models"])
+    for name, options in config["models"].items():  # a malformed grid fails before anything trains
+        grid_points(name, options)
     diagnose = check_pairs(config.get("diagnose"), config["models"], "diagnose")
     if diagnose and task_of(config) != "classification":
         raise InputError("diagnose: teacher/student diagnosis is for pixel classifiers")
