@@ -5,7 +5,7 @@ experiment (every model, seed and pair) once per value of that data option, into
 ``<out>/<option>_<value>/``, then writes ``<out>/curve.json``, ``curve.md`` (per model: the first
 reported score, mean ± std, at each value; per pair: the paired difference and its Wilcoxon p at
 each value) and ``curve.png`` (score against value, ± std). ``null`` is the option unset (for a
-budget: every training pixel) and is plotted last as "all".
+budget: every training pixel), labelled "all".
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rsdistill.errors import InputError  # noqa: E402
+from rsdistill.evaluation.experiment import REPORTED, run_experiment, task_of  # noqa: E402
 from rsdistill.files import atomic_write, write_json  # noqa: E402
 
 
@@ -41,8 +42,6 @@ def value_label(value) -> str:
 
 def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print) -> dict:
     """Run the experiment at every value of the swept data option; write and return the curve."""
-    from rsdistill.evaluation.experiment import REPORTED, run_experiment, task_of
-
     option, values = sweep_of(config)
     out_dir = Path(out_dir)
     points = []
