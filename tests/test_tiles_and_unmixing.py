@@ -107,7 +107,7 @@ def test_pretrain_experiment_over_datasets_of_different_band_counts(tmp_path):
         run_pretrain_experiment({**config, "datasets": {"s2": {"models": {}}}}, tmp_path / "bad")
 
 
-def test_train_tiles_per_epoch_caps_an_epoch_with_a_fresh_draw():
+def test_train_tiles_per_epoch_draws_anew_and_repeats_a_small_set():
     data = TileData(synthetic={"sensor": "sentinel2", "height": 32, "width": 32}, tile_size=8, stride=4, batch_size=4,
                     train_tiles_per_epoch=6)
     loader = data.train_dataloader()
@@ -115,3 +115,56 @@ def test_train_tiles_per_epoch_caps_an_epoch_with_a_fresh_draw():
     first = list(loader.sampler)
     loader.sampler.set_epoch(1)
     assert list(loader.sampler) != first
+    data.train_tiles_per_epoch = 2 * len(data.train_set) + 1  # fixed steps for a shrunken set: every tile twice or three times
+    counts = np.bincount(list(data.train_dataloader().sampler), minlength=len(data.train_set))
+    assert counts.min() == 2 and counts.max() == 3
+
+
+def test_max_train_scenes_takes_nested_seeded_subsets(real_file):
+    options = {"tile_lists": ENMAP_LISTS, "root": str(real_file("")), "tile_size": 16, "stride": 8}
+    trained = {}
+    for count, seed in [(2, 0), (4, 0), (2, 1)]:
+        data = TileData(**options, max_train_scenes=count, seed=seed)
+        trained[count, seed] = set(data.info["scenes"]) - {entry.name for entry in data.test_set.entries}
+        assert len(trained[count, seed]) == count and len(data.train_set) == count * 9 and len(data.test_set) == 2 * 4
+    assert trained[2, 0] < trained[4, 0] and trained[2, 0] != trained[2, 1]
+    for bad in (0, 15):
+        with pytest.raises(InputError, match=f"max_train_scenes must be a whole number from 1 to the 14 training scenes, got {bad}"):
+            TileData(**options, max_train_scenes=bad)
+
+
+def test_pretraining_data_budget_curve_chooses_on_validation_and_tests_once(real_file, tmp_path):
+    """A sweep over max_train_scenes of a plain recipe and a grid recipe (a dotted, nested option):
+    the grid is chosen on the probe's validation tiles, only the chosen point is tested."""
+    from rsdistill.evaluation.curve import run_pretrain_sweep
+
+    lists = "enmap_potsdam_specdeepmap/{}_files.csv"
+    tiny = {"embed_dim": 16, "depth": 1, "num_heads": 2, "decoder_embed_dim": 8, "decoder_depth": 1, "decoder_num_heads": 2, "mask_score": "random"}
+    config = {
+        "data": {"tile_lists": ENMAP_LISTS, "root": str(real_file("")), "tile_size": 16, "stride": 8, "batch_size": 4, "train_tiles_per_epoch": 4},
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False},
+        "recipes": {"plain": {**tiny, "loss_weights": {"mse": 1.0}},
+                    "searched": {**tiny, "loss_weights": {"mse": 1.0}, "grid": {"loss_weights.ssim": [0.0, 1.0]}}},
+        "probe": {"tile_lists": {s: lists.format(s) for s in ("train", "validation", "test")}},
+        "pairs": [["searched", "plain"]],
+        "sweep": {"max_train_scenes": [2]},
+        "seeds": [0],
+    }
+    config["probe"]["tile_lists"]["val"] = config["probe"]["tile_lists"].pop("validation")
+    curve = run_pretrain_sweep(config, tmp_path, log=lambda _: None)
+    assert [p["value"] for p in curve["points"]] == [2] and curve["score"] == "probe_oa"
+    assert "| searched − plain |" in (tmp_path / "curve.md").read_text()
+    run = tmp_path / "max_train_scenes_2/searched/seed_0"
+    record = json.loads((run / "scores.json").read_text())
+    assert record["select"] == "probe_oa" and [p["label"] for p in record["grid"]] == ["loss_weights.ssim_0.0", "loss_weights.ssim_1.0"]
+    card = json.loads((run / "encoder.json").read_text())
+    assert card["recipe"]["loss_weights"] == {"mse": 1.0, "ssim": float(record["chosen"].rsplit("_", 1)[1])}
+    assert len(set(card["scenes"])) == 2 + 2  # the budget's two training scenes, the two test tiles
+    for point in record["grid"]:
+        metrics = run.parent / point["label"] / "seed_0" / "metrics.csv"
+        assert (metrics.is_file() and "test/" in metrics.read_text()) == (point["label"] == record["chosen"])
+    assert "Chosen on the probe's validation tiles" in (tmp_path / "max_train_scenes_2/results.md").read_text()
+    with pytest.raises(InputError, match="recipe 'searched': a grid is searched on the probe's validation tiles; give probe.tile_lists.val"):
+        run_pretrain_sweep({**config, "probe": {"tile_lists": ENMAP_LISTS}}, tmp_path / "bad", log=lambda _: None)
+
+

@@ -62,10 +62,15 @@ def quickstart(args) -> None:
 
 
 def pretrain_experiment(args) -> None:
+    from rsdistill.evaluation.curve import run_pretrain_sweep
     from rsdistill.evaluation.experiment import load_experiment
     from rsdistill.evaluation.pretrain_experiment import run_pretrain_experiment
 
     config = load_experiment(args.config, sections=("data", "recipes"))
+    if "sweep" in config:  # one experiment per value of a data option, and the curve of the probe over them
+        run_pretrain_sweep(config, args.out, args.seeds)
+        print((Path(args.out) / "curve.md").read_text())
+        return
     run_pretrain_experiment(config, args.out, args.seeds)
     print((Path(args.out) / "results.md").read_text())
 
@@ -200,7 +205,7 @@ def probe(args) -> None:
 
     encoder = load_encoder(args.encoder, trust_pickle=args.trust_pickle)
     tiles = probe_tiles({"train": args.train_list, "test": args.test_list}, encoder, align=args.align, scale=args.scale)
-    print(f"linear-probe OA {probe_accuracy(encoder.encoder, tiles, args.seed):.4f} ({args.encoder}, test tiles {args.test_list})")
+    print(f"linear-probe OA {probe_accuracy(encoder.encoder, tiles, args.seed)['test']:.4f} ({args.encoder}, test tiles {args.test_list})")
 
 
 def unmixing_eval(args) -> None:

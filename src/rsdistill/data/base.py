@@ -16,7 +16,9 @@ class TiledDataModule(L.LightningDataModule):
     Training order depends only on (seed, epoch) (``EpochShuffle``); an own generator keeps the
     DataLoader from drawing worker seeds from the global RNG, which drives masking, augmentation and
     dropout and is saved in checkpoints (exact resume). No validation set means no validation loop.
-    ``train_tiles_per_epoch``: when set, each epoch trains on that many training tiles drawn anew.
+    ``train_tiles_per_epoch``: when set, each epoch trains on that many training tiles drawn anew
+    (more than the set holds repeats it in fresh orders, which holds the optimiser steps fixed when
+    the training set shrinks, e.g. a data budget).
     """
 
     train_set: Dataset
@@ -25,8 +27,7 @@ class TiledDataModule(L.LightningDataModule):
     train_tiles_per_epoch: int | None = None
 
     def _loader(self, tiles: Dataset, shuffle: bool) -> DataLoader:
-        count = None if self.train_tiles_per_epoch is None else min(self.train_tiles_per_epoch, len(tiles))  # a subset, never repeats
-        sampler = EpochShuffle(len(tiles), self.seed, count) if shuffle else None
+        sampler = EpochShuffle(len(tiles), self.seed, self.train_tiles_per_epoch) if shuffle else None
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(tiles, batch_size=self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
 

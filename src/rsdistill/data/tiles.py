@@ -7,12 +7,15 @@
   {row, col, height, width}, <read option>: ...}`` whose options (``sensor``, ``time_index``, ...)
   override ``read_options`` for those files, whose ``scale`` brings the values to common units
   (e.g. Slovenia's reflectance ×10000 to match EuroSAT's DN) and whose ``window`` takes a region
-  (so one scene can give spatially disjoint training and held-out regions).
+  (so one scene can give spatially disjoint training and held-out regions). ``max_train_scenes``
+  trains on that many of the training scenes only, the first of an order fixed by ``seed`` (so a
+  seed's smaller budgets are subsets of its larger ones: a data-budget curve); the scenes used are
+  in ``info["scenes"]``, hence in every checkpoint and card.
 - Bands: bad bands (union over scenes) are dropped, so EnMAP's 224 bands become 218 as in HyperKD.
   With ``target_sensor`` every scene is first mapped to that sensor's bands by ``band_alignment``
   (scenes from different instruments can then be pooled).
 - Tiles: ``tile_size`` with ``stride``; tiles whose nodata fraction exceeds ``max_nodata`` are
-  skipped; ``train_tiles_per_epoch`` caps an epoch at that many training tiles, drawn anew. Tiles
+  skipped; ``train_tiles_per_epoch`` sets an epoch to that many training tiles, drawn anew. Tiles
   are read window by window when they are used, never held in memory: memory does not grow with
   the number of tiles or their overlap. Building the data reads every tile once (nodata check,
   statistics) and keeps every scene open.
@@ -124,6 +127,7 @@ class TileData(TiledDataModule):
         train_tiles_per_epoch: int | None = None,
         streamed: bool = False,
         shuffle_buffer: int = 256,
+        max_train_scenes: int | None = None,
     ):
         super().__init__()
         self.tile_size, self.batch_size, self.num_workers, self.seed = tile_size, batch_size, num_workers, seed
@@ -134,13 +138,16 @@ class TileData(TiledDataModule):
         if streamed and stats is None:
             raise InputError("streamed: true needs stats: a file written by `rsdistill stats` over the training scenes (a streamed corpus is never read whole)")
         specs = _subset_specs(images, validation, test, tile_lists, synthetic, root)
+        files = {subset: _scene_files(found, root, read_options or {}) for subset, found in specs.items()}
+        if max_train_scenes is not None:
+            files["images"] = _budget(files["images"], max_train_scenes, seed)
         open_file = functools.partial(_open_file, target=target_sensor, method=alignment)
         # every scene is opened once here for its header; a streamed training corpus keeps none
         # open, and of its files only the paths and regions are kept
         entries = {subset: [] for subset in specs}
         corpus, reference, bad, self.scene_names = [], None, None, []
-        for subset, found in specs.items():
-            for file in _scene_files(found, root, read_options or {}):
+        for subset, found in files.items():
+            for file in found:
                 entry = open_file(file)
                 if reference is None:
                     reference, bad = entry, np.zeros(entry.bands, bool)
@@ -263,6 +270,14 @@ def _subset_specs(images, validation, test, tile_lists, synthetic, root) -> dict
     if not specs["images"]:
         raise InputError("give images, tile_lists (with a train list) or synthetic")
     return specs
+
+
+def _budget(files: list, count: int, seed: int) -> list:
+    """The first ``count`` training scenes of an order fixed by ``seed`` (nested over ``count``)."""
+    if not isinstance(count, int) or not 1 <= count <= len(files):
+        raise InputError(f"max_train_scenes must be a whole number from 1 to the {len(files)} training scenes, got {count!r}")
+    order = np.random.default_rng(seed).permutation(len(files))
+    return [files[i] for i in sorted(order[:count])]
 
 
 def _scene_files(specs: list, root, read_options: dict) -> list:

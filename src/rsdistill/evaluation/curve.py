@@ -1,11 +1,13 @@
-"""Curves over a data option: one experiment per value, e.g. a label-budget curve.
+"""Curves over a data option: one experiment per value, e.g. a label- or data-budget curve.
 
 An experiment config with ``sweep: {max_train_per_class: [5, 25, 150, null]}`` runs the whole
 experiment (every model, seed and pair) once per value of that data option, into
-``<out>/<option>_<value>/``, then writes ``<out>/curve.json``, ``curve.md`` (per model: the first
-reported score, mean ± std, at each value; per pair: the paired difference and its Wilcoxon p at
-each value) and ``curve.png`` (score against value, ± std). ``null`` is the option unset (for a
-budget: every training pixel), labelled "all".
+``<out>/<option>_<value>/``, then writes ``<out>/curve.json``, ``curve.md`` (per model: the score,
+mean ± std, at each value; per pair: the paired difference and its Wilcoxon p at each value) and
+``curve.png`` (score against value, ± std). ``null`` is the option unset (for a budget: every
+training pixel or scene), labelled "all". Model experiments (``rsdistill experiment``) plot their
+first reported score; pretraining experiments (``rsdistill pretrain-experiment``, e.g.
+``sweep: {max_train_scenes: [2, 4, 8, null]}``) the linear-probe OA of each recipe.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from rsdistill.errors import InputError  # noqa: E402
 from rsdistill.evaluation.experiment import REPORTED, run_experiment, task_of  # noqa: E402
+from rsdistill.evaluation.pretrain_experiment import run_pretrain_experiment  # noqa: E402
 from rsdistill.files import atomic_write, write_json  # noqa: E402
 
 
@@ -41,18 +44,33 @@ def value_label(value) -> str:
 
 
 def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print) -> dict:
-    """Run the experiment at every value of the swept data option; write and return the curve."""
+    """A model experiment (``evaluation.experiment``) at every value of the swept data option; write and return the curve."""
+    return _curve(config, out_dir, lambda c, out: run_experiment(c, out, seeds, models, log), REPORTED[task_of(config)][0], "model", log)
+
+
+def run_pretrain_sweep(config: dict, out_dir, seeds=None, log=print) -> dict:
+    """A pretraining experiment (``evaluation.pretrain_experiment``) at every value of the swept data
+    option; write and return the curve of each recipe's linear-probe OA."""
+    if "probe" not in config:
+        raise InputError("sweep: a pretraining curve plots the linear-probe OA; give a probe section")
+    return _curve(config, out_dir, lambda c, out: run_pretrain_experiment(c, out, seeds, log), "probe_oa", "recipe", log)
+
+
+def _curve(config: dict, out_dir, run, score: str, key: str, log) -> dict:
+    """``run(config, folder)`` (one experiment writing ``results.json``) at every value of the swept
+    data option; write and return the curve of ``score`` per ``key`` (a summary row's name)."""
     option, values = sweep_of(config)
+    if "datasets" in config:
+        raise InputError("sweep: an experiment with datasets cannot also sweep a data option; run one sweep per dataset")
     out_dir = Path(out_dir)
     points = []
     for value in values:
         sub_dir = out_dir / f"{option}_{value_label(value)}"
         log(f"{option} = {value_label(value)}")
-        run_experiment({**{k: v for k, v in config.items() if k != "sweep"}, "data": {**config["data"], option: value}}, sub_dir, seeds, models, log)
+        run({**{k: v for k, v in config.items() if k != "sweep"}, "data": {**config["data"], option: value}}, sub_dir)
         results = json.loads((sub_dir / "results.json").read_text())
         points.append({"value": value, "summary": results["summary"], "paired": results["paired"]})
-    score = REPORTED[task_of(config)][0]
-    curve = {"option": option, "score": score, "points": points}
+    curve = {"option": option, "score": score, "key": key, "points": points}
     write_json(out_dir / "curve.json", curve)
     (out_dir / "curve.md").write_text(curve_tables(curve))
     curve_figure(curve, out_dir / "curve.png")
@@ -61,13 +79,13 @@ def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print) -> dict
 
 def curve_tables(curve: dict) -> str:
     """Markdown: the score per model and value, then each pair's paired difference per value."""
-    option, score, points = curve["option"], curve["score"], curve["points"]
+    option, score, points, key = curve["option"], curve["score"], curve["points"], curve["key"]
     header = " | ".join(f"{option} {value_label(p['value'])}" for p in points)
-    lines = [f"{score} (%), mean ± std over seeds:", "", f"| model | {header} |", "|---|" + "---|" * len(points)]
-    for name in dict.fromkeys(row["model"] for p in points for row in p["summary"]):
+    lines = [f"{score} (%), mean ± std over seeds:", "", f"| {key} | {header} |", "|---|" + "---|" * len(points)]
+    for name in dict.fromkeys(row[key] for p in points for row in p["summary"]):
         cells = []
         for p in points:
-            row = next((r for r in p["summary"] if r["model"] == name), None)
+            row = next((r for r in p["summary"] if r[key] == name), None)
             cells.append("–" if row is None else f"{100 * row[score]['mean']:.2f} ± {100 * row[score]['std']:.2f}")
         lines.append(f"| {name} | {' | '.join(cells)} |")
     pairs = list(dict.fromkeys((r["model"], r["reference"]) for p in points for r in p["paired"] if r["metric"] == score))
@@ -86,11 +104,11 @@ def curve_tables(curve: dict) -> str:
 
 def curve_figure(curve: dict, path) -> Path:
     """Score against the swept value, one line per model (mean ± std over seeds)."""
-    points, score = curve["points"], curve["score"]
+    points, score, key = curve["points"], curve["score"], curve["key"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     positions = range(len(points))
-    for name in dict.fromkeys(row["model"] for p in points for row in p["summary"]):
-        rows = [next((r for r in p["summary"] if r["model"] == name), None) for p in points]
+    for name in dict.fromkeys(row[key] for p in points for row in p["summary"]):
+        rows = [next((r for r in p["summary"] if r[key] == name), None) for p in points]
         xs = [x for x, r in zip(positions, rows) if r is not None]
         means = [100 * r[score]["mean"] for r in rows if r is not None]
         stds = [100 * r[score]["std"] for r in rows if r is not None]

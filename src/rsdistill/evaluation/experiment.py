@@ -35,7 +35,7 @@ from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.cost import forward_flops, latency_ms
-from rsdistill.evaluation.grid import choose, grid_points, grid_table
+from rsdistill.evaluation.grid import choose, grid_points, grid_table, with_point
 from rsdistill.evaluation.kd_diagnosis import diagnose as diagnose_transfer, diagnosis_table
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.files import write_json
@@ -103,9 +103,13 @@ def task_of(config: dict) -> str:
 
 
 def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
-    """{model name: its run's recipe} for one seed (models without a ``grid``)."""
-    return {name: model_recipe(config, out_dir, seed, name, options, Path(out_dir) / name / f"seed_{seed}")
-            for name, options in config["models"].items() if "grid" not in options}
+    """{run name: its recipe} for one seed; a ``grid`` model gives one run per point ("name (label)")."""
+    recipes = {}
+    for name, options in config["models"].items():
+        for label, point in grid_points(name, options) or [(None, {})]:
+            run_dir = Path(out_dir) / name / (label or "") / f"seed_{seed}"
+            recipes[name if label is None else f"{name} ({label})"] = model_recipe(config, out_dir, seed, name, with_point(options, point), run_dir)
+    return recipes
 
 
 def model_recipe(config: dict, out_dir, seed: int, name: str, options: dict, run_dir: Path) -> dict:
@@ -167,7 +171,7 @@ def search_and_test(config: dict, out_dir: Path, seed: int, name: str, cost_tile
     validated, recipes = [], {}
     for label, point in grid_points(name, options):
         run_dir = out_dir / name / label / f"seed_{seed}"
-        recipes[label] = model_recipe(config, out_dir, seed, name, {**{k: v for k, v in options.items() if k != "grid"}, **point}, run_dir)
+        recipes[label] = model_recipe(config, out_dir, seed, name, with_point(options, point), run_dir)
         if (record := finished_record(run_dir, "val.json")) is None:
             run_dir.mkdir(parents=True, exist_ok=True)
             trainer, model, data = fitted(f"{name} ({label})", recipes[label], seed)

@@ -1,15 +1,18 @@
 """Hyper-parameters chosen on the validation split: a model's ``grid`` in an experiment.
 
 ``grid: {kd_temperature: [2, 4], kd_max_weight: [0.5, 1.0]}`` among a model's options declares the
-settings tried. For each seed every point of the product is fitted and validated; the point with
+settings tried; a dotted key searches a nested option (``distill.weight``, a pretraining recipe's KD weight β). For each seed every point of the product is fitted and validated; the point with
 the best validation score (``select``: ``oa`` for classification, ``miou`` for segmentation; the
 first declared on ties) is then tested, once. Choosing per seed makes the whole procedure (search,
 then fit) what a seed replicates, so a paired comparison with another model stays seed by seed.
 Every point's validation scores are published (``grid_table``), the test scores of the chosen only.
+Pixel classifiers and segmenters (``evaluation.experiment``) are chosen on their validation split,
+pretraining recipes (``evaluation.pretrain_experiment``) on the linear probe's validation tiles.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -30,14 +33,35 @@ def grid_points(name: str, options: dict) -> list[tuple[str, dict]]:
     if not isinstance(grid, dict) or not grid:
         raise InputError(f"model {name!r}: grid is a mapping {{option: [values]}}, got {grid!r}")
     for key, values in grid.items():
-        if key in NOT_SEARCHABLE:
+        if key.split(".")[0] in NOT_SEARCHABLE:
             raise InputError(f"model {name!r}: grid cannot search {key!r} (only the model's own options)")
         if not isinstance(values, list) or not values:
             raise InputError(f"model {name!r}: grid.{key} must be a non-empty list of values, got {values!r}")
-        if key in options:
-            raise InputError(f"model {name!r}: {key} is both set ({options[key]!r}) and searched by grid")
+        if (value := _nested(options, key)) is not None:
+            raise InputError(f"model {name!r}: {key} is both set ({value!r}) and searched by grid")
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     return [("-".join(f"{key}_{value}" for key, value in point.items()), point) for point in points]
+
+
+def with_point(options: dict, point: dict) -> dict:
+    """The model's options without ``grid``, with the point's values set (dotted keys nested)."""
+    out = copy.deepcopy({key: value for key, value in options.items() if key != "grid"})
+    for key, value in point.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _nested(options: dict, key: str):
+    """The value of a (dotted) option, None where unset."""
+    for part in key.split("."):
+        if not isinstance(options, dict) or part not in options:
+            return None
+        options = options[part]
+    return options
 
 
 def choose(validated: list[dict], metric: str) -> dict:

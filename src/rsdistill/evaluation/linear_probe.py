@@ -2,7 +2,7 @@
 
 Each labelled pixel gets the final-layer token of the patch that contains it (tiles are encoded
 whole, no masking). The classifier is trained with the training tiles' labels only and scored on
-the test tiles. Features are standardised with training statistics.
+held-out tiles (validation, to choose between encoders, and test). Features are standardised with training statistics.
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ def pixel_features(encoder: ViTEncoder, tiles: torch.Tensor, labels: np.ndarray)
     return torch.cat(features), torch.cat(targets)
 
 
-def linear_probe_accuracy(train_x, train_y, test_x, test_y, epochs: int = 300, seed: int = 0) -> float:
-    """Overall accuracy of a softmax-regression probe (full-batch Adam, weight decay 1e-4)."""
+def linear_probe_accuracy(train_x, train_y, scored: dict[str, tuple], epochs: int = 300, seed: int = 0) -> dict[str, float]:
+    """Overall accuracy on each of ``scored`` ({name: (features, class ids)}) of one softmax-regression
+    probe trained on (``train_x``, ``train_y``) (full-batch Adam, weight decay 1e-4)."""
     torch.manual_seed(seed)
     classes = torch.unique(train_y)
     index = {int(c): i for i, c in enumerate(classes)}
     y = torch.tensor([index[int(c)] for c in train_y])
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    x, tx = (train_x - mean) / std, (test_x - mean) / std
+    x = (train_x - mean) / std
     probe = torch.nn.Linear(x.shape[1], classes.numel())
     optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2, weight_decay=1e-4)
     for _ in range(epochs):
@@ -44,5 +45,5 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y, epochs: int = 300, s
         F.cross_entropy(probe(x), y).backward()
         optimizer.step()
     with torch.no_grad():
-        predicted = classes[probe(tx).argmax(1)]
-    return float((predicted == test_y).float().mean())
+        return {name: float((classes[probe((features - mean) / std).argmax(1)] == labels).float().mean())
+                for name, (features, labels) in scored.items()}

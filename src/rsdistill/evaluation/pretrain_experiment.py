@@ -3,11 +3,18 @@ tiles and linear-probe OA, as mean ± std (JSON + Markdown), encoders saved with
 
 An experiment YAML has ``data`` (``TileData`` options; the test tiles are the held-out ones),
 ``trainer``, ``recipes`` ({name: ``MAEPretrainer`` options}), ``seeds``, optionally ``probe``
-({"tile_lists": {"train": csv, "test": csv}} of image,mask pairs, e.g. the EnMAP Potsdam lists) and
-optionally ``datasets`` (several scenes or sensors, each with its own ``data`` and ``model``
-overrides; one table row per dataset and recipe). Each run is a recipe in ``rsdistill fit``'s
-dialect, validated by the same parser. Finished runs are reused on a rerun; an interrupted run
-resumes from its ``last.ckpt``.
+({"tile_lists": {"train": csv, "val": csv, "test": csv}} of image,mask pairs, e.g. the EnMAP
+Potsdam lists; ``val`` optional) and optionally:
+- ``datasets``: several scenes or sensors, each with its own ``data`` and ``model`` overrides; one
+  table row per dataset and recipe;
+- a recipe's ``grid`` (``evaluation.grid``, e.g. ``{distill.weight: [0.1, 1, 10]}``): every point
+  pretrained, the one with the best linear-probe OA on the probe's ``val`` tiles scored on the test
+  tiles, once; its encoder goes to ``<recipe>/seed_<k>/`` like any recipe's;
+- ``pairs`` ([[recipe, reference]]): the probe OA compared seed by seed (``evaluation.paired``);
+- ``sweep`` (``evaluation.curve``): the whole experiment per value of a data option, e.g.
+  ``max_train_scenes`` for a data-budget curve.
+Each run is a recipe in ``rsdistill fit``'s dialect, validated by the same parser. Finished runs
+are reused on a rerun; an interrupted run resumes from its ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.experiment import finished_record, fit_resuming, summarise_columns
+from rsdistill.evaluation.grid import choose, grid_points, grid_table, with_point
 from rsdistill.evaluation.figures import reconstruction_figure
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
+from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.files import write_json
 from rsdistill.io.scene import Scene
 from rsdistill.models.registry import PretrainedEncoder
@@ -50,29 +59,50 @@ def probe_tiles(tile_lists: dict, encoder: PretrainedEncoder, root=None, align: 
     return subsets
 
 
-def probe_accuracy(encoder, probe: dict, seed: int = 0) -> float:
+def probe_accuracy(encoder, probe: dict, seed: int = 0, subsets=("test",)) -> dict[str, float]:
+    """Linear-probe OA on each of ``subsets`` of ``probe`` (``probe_tiles``), the probe trained once on its "train" tiles."""
     train_x, train_y = pixel_features(encoder, *probe["train"])
-    test_x, test_y = pixel_features(encoder, *probe["test"])
-    return linear_probe_accuracy(train_x, train_y, test_x, test_y, seed=seed)
+    return linear_probe_accuracy(train_x, train_y, {subset: pixel_features(encoder, *probe[subset]) for subset in subsets}, seed=seed)
 
 
 def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> list[dict]:
     """Every recipe × seed on ``data``, or on each entry of ``datasets`` ({name: {data: TileData
     options over ``data``, model: recipe options over every recipe's}}), e.g. one per sensor."""
     out_dir = Path(out_dir)
+    for name, options in config["recipes"].items():  # a malformed grid, pair or probe fails before anything trains
+        grid_points(name, options)
+        if "grid" in options and "val" not in config.get("probe", {}).get("tile_lists", {}):
+            raise InputError(f"recipe {name!r}: a grid is searched on the probe's validation tiles; give probe.tile_lists.val")
+    pairs = check_pairs(config.get("pairs"), config["recipes"])
+    if pairs and "probe" not in config:
+        raise InputError("pairs compare the linear-probe OA seed by seed; give a probe section")
     records = []
     for dataset, data_options, model_overrides in experiment_datasets(config):
         dataset_dir = out_dir if dataset is None else out_dir / dataset
         for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
             for record in _run_recipes(config, data_options, model_overrides, seed, dataset_dir, log):
                 records.append(record if dataset is None else {"dataset": dataset, **record})
-    columns = [*RECONSTRUCTION, *(["probe_oa"] if "probe" in config else [])]
+    columns = [*RECONSTRUCTION, *probe_columns(config)]
     labelled = [{**r, "recipe": f"{r['dataset']} · {r['recipe']}" if "dataset" in r else r["recipe"]} for r in records]
     summary = summarise_columns(labelled, "recipe", columns)
+    by_model = [{**r, "model": r["recipe"]} for r in labelled]
+    paired = paired_differences(by_model, pairs, ["probe_oa"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "results.json", {"runs": records, "summary": summary})
-    (out_dir / "results.md").write_text(markdown_columns(summary, "recipe", columns) + "\n")
+    write_json(out_dir / "results.json", {"runs": records, "summary": summary, "paired": paired})
+    grids = [r for r in by_model if "grid" in r]
+    (out_dir / "results.md").write_text(
+        markdown_columns(summary, "recipe", columns) + "\n"
+        + (f"\nChosen on the probe's validation tiles (best validation probe OA per seed; the test scores above are the chosen setting's):\n\n"
+           f"{grid_table(grids, 'probe_oa')}\n" if grids else "")
+        + (f"\nPaired over seeds:\n\n{paired_table(paired)}\n" if paired else ""))
     return records
+
+
+def probe_columns(config: dict) -> list[str]:
+    """The probe's scores in a record: test OA, and validation OA where the probe has validation tiles."""
+    if "probe" not in config:
+        return []
+    return ["probe_oa", *(["probe_val_oa"] if "val" in config["probe"]["tile_lists"] else [])]
 
 
 def experiment_datasets(config: dict) -> list[tuple[str | None, dict, dict]]:
@@ -86,39 +116,88 @@ def experiment_datasets(config: dict) -> list[tuple[str | None, dict, dict]]:
     return out
 
 
+def pretrain_recipe(config: dict, data_options: dict, model_options: dict, seed: int, run_dir) -> dict:
+    """One run's recipe (``rsdistill fit``'s dialect) of one seed on one dataset."""
+    return make_recipe(MAEPretrainer, TileData, model_options, {**data_options, "seed": seed}, config.get("trainer", {}), Path(run_dir), seed)
+
+
 def pretrain_recipes(config: dict, data_options: dict, model_overrides: dict, seed: int, out_dir) -> dict[str, dict]:
-    """{recipe name: its run's recipe} for one seed on one dataset."""
-    return {
-        name: make_recipe(MAEPretrainer, TileData, {**options, **model_overrides}, {**data_options, "seed": seed},
-                         config.get("trainer", {}), Path(out_dir) / name / f"seed_{seed}", seed)
-        for name, options in config["recipes"].items()
-    }
+    """{run name: its recipe} of one seed on one dataset; a grid recipe gives one run per point ("name (label)")."""
+    recipes = {}
+    for name, options in config["recipes"].items():
+        options = {**options, **model_overrides}
+        for label, point in grid_points(name, options) or [(None, {})]:
+            run_dir = Path(out_dir) / name / (label or "") / f"seed_{seed}"
+            recipes[name if label is None else f"{name} ({label})"] = pretrain_recipe(config, data_options, with_point(options, point), seed, run_dir)
+    return recipes
 
 
 def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: int, out_dir: Path, log) -> list[dict]:
     """One seed of every recipe on one dataset; finished runs are reused."""
     records = []
-    for name, recipe in pretrain_recipes(config, data_options, model_overrides, seed, out_dir).items():
-        run_dir = Path(recipe["run_dir"])
+    for name, options in config["recipes"].items():
+        run_dir = out_dir / name / f"seed_{seed}"
         if (finished := finished_record(run_dir)) is not None:
             records.append(finished)
             continue
         run_dir.mkdir(parents=True, exist_ok=True)
-        cli = parse_recipe(recipe, where=f"experiment recipe {name!r}, seed {seed}")
-        trainer, task, data = cli.trainer, cli.model, cli.datamodule
-        fit_resuming(trainer, task, data, run_dir)
-        metrics = {k: float(v) for k, v in trainer.test(task, data, verbose=False)[0].items()}
-        record = {"recipe": name, "seed": seed, **{k: metrics[f"test/{k}"] for k in RECONSTRUCTION}}
-        if "probe" in config:
-            encoder = PretrainedEncoder(task.model.encoder, task.preprocessing)
-            probe = probe_tiles(config["probe"]["tile_lists"], encoder, data_options.get("root"))
-            record["probe_oa"] = probe_accuracy(task.model.encoder, probe, seed)
-        task.export(run_dir / "encoder.safetensors", {k: v for k, v in record.items() if k not in ("recipe", "seed")})
-        reconstruction_figure(task, data.test_set.images(3), run_dir / "reconstruction.png")
+        if "grid" in options:
+            record = _searched(config, data_options, {**options, **model_overrides}, name, seed, out_dir)
+        else:
+            recipe = pretrain_recipe(config, data_options, {**options, **model_overrides}, seed, run_dir)
+            record = _scored(config, data_options, name, seed, recipe, run_dir)
         write_json(run_dir / "scores.json", record)
         records.append(record)
-        log(f"{out_dir.name} seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
+        log(f"{out_dir.name} seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float))
+            + (f" (chosen on validation: {record['chosen']})" if "chosen" in record else ""))
     return records
+
+
+def _pretrained(name: str, recipe: dict, seed: int):
+    """(trainer, task, data) of one recipe, fitted (resuming from its ``last.ckpt``; a finished run only reloads)."""
+    cli = parse_recipe(recipe, where=f"experiment recipe {name!r}, seed {seed}")
+    fit_resuming(cli.trainer, cli.model, cli.datamodule, recipe["run_dir"])
+    return cli.trainer, cli.model, cli.datamodule
+
+
+def _probe(config: dict, data_options: dict, task: MAEPretrainer, seed: int, subsets) -> dict[str, float]:
+    """{"probe_oa": test OA, "probe_val_oa": validation OA} of the task's encoder, for the subsets asked."""
+    encoder = PretrainedEncoder(task.model.encoder, task.preprocessing)
+    tiles = probe_tiles({s: config["probe"]["tile_lists"][s] for s in ("train", *subsets)}, encoder, data_options.get("root"))
+    scores = probe_accuracy(task.model.encoder, tiles, seed, subsets)
+    return {"probe_oa" if subset == "test" else f"probe_{subset}_oa": score for subset, score in scores.items()}
+
+
+def _scored(config: dict, data_options: dict, name: str, seed: int, recipe: dict, out_dir: Path, extra: dict | None = None) -> dict:
+    """Fit (or reload) one recipe's run, then score it on the held-out tiles, once: reconstruction
+    metrics and the linear probe; its encoder (with card) and a reconstruction figure go to ``out_dir``."""
+    trainer, task, data = _pretrained(name, recipe, seed)
+    metrics = {k: float(v) for k, v in trainer.test(task, data, verbose=False)[0].items()}
+    record = {"recipe": name, "seed": seed, **{k: metrics[f"test/{k}"] for k in RECONSTRUCTION}}
+    if "probe" in config:
+        record.update(_probe(config, data_options, task, seed, [s for s in ("val", "test") if s in config["probe"]["tile_lists"]]))
+    record.update(extra or {})
+    task.export(out_dir / "encoder.safetensors", {k: v for k, v in record.items() if isinstance(v, float)})
+    reconstruction_figure(task, data.test_set.images(3), out_dir / "reconstruction.png")
+    return record
+
+
+def _searched(config: dict, data_options: dict, options: dict, name: str, seed: int, out_dir: Path) -> dict:
+    """A ``grid`` recipe's run of ``seed`` (``evaluation.grid``): every point pretrained and probed on
+    the validation tiles (each point's ``val.json`` reused), the best scored on the test tiles once."""
+    validated, recipes = [], {}
+    for label, point in grid_points(name, options):
+        run_dir = out_dir / name / label / f"seed_{seed}"
+        recipes[label] = pretrain_recipe(config, data_options, with_point(options, point), seed, run_dir)
+        if (record := finished_record(run_dir, "val.json")) is None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _, task, _ = _pretrained(f"{name} ({label})", recipes[label], seed)
+            record = {"label": label, "point": point, "val": {"probe_oa": _probe(config, data_options, task, seed, ["val"])["probe_val_oa"]}}
+            write_json(run_dir / "val.json", record)
+        validated.append(record)
+    best = choose(validated, "probe_oa")
+    chosen = {"chosen": best["label"], "select": "probe_oa", "grid": validated}
+    return _scored(config, data_options, name, seed, recipes[best["label"]], out_dir / name / f"seed_{seed}", chosen)
 
 
 def markdown_columns(summary: list[dict], key: str, columns: list[str]) -> str:
