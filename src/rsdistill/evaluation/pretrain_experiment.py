@@ -86,7 +86,8 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
     labelled = [{**r, "recipe": f"{r['dataset']} · {r['recipe']}" if "dataset" in r else r["recipe"]} for r in records]
     summary = summarise_columns(labelled, "recipe", columns)
     by_model = [{**r, "model": r["recipe"]} for r in labelled]
-    paired = paired_differences(by_model, pairs, ["probe_oa"])
+    datasets = [d for d, _, _ in experiment_datasets(config) if d is not None]  # pairs compare recipes within each dataset
+    paired = paired_differences(by_model, [(f"{d} · {a}", f"{d} · {b}") for d in datasets for a, b in pairs] or pairs, ["probe_oa"])
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "results.json", {"runs": records, "summary": summary, "paired": paired})
     grids = [r for r in by_model if "grid" in r]
