@@ -4,17 +4,41 @@ in its own process: a non-zero exit, no traceback, at most three lines, the file
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from bad_inputs import CASES
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
-def test_bad_input_is_one_clear_error(case, tmp_path):
-    argv, name = case(tmp_path)
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict:
+    """{case name: (the file it must name, the finished process, or the error making the case)}.
+    Cases are made one after another, then run a process per core at once: each spends most of its
+    seconds importing torch and Lightning."""
+    made = {}
+    for case in CASES:
+        try:
+            made[case.__name__] = case(tmp_path_factory.mktemp(case.__name__))
+        except Exception as error:  # reported by that case's test, not by every test of the module
+            made[case.__name__] = error
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "rsdistill", *argv], capture_output=True, text=True, errors="replace", timeout=120, env=env)
+
+    def run(argv):
+        return subprocess.run([sys.executable, "-m", "rsdistill", *argv], capture_output=True, text=True, errors="replace", timeout=120, env=env)
+
+    runnable = {name: value for name, value in made.items() if not isinstance(value, Exception)}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = dict(zip(runnable, pool.map(run, [argv for argv, _ in runnable.values()])))
+    return {name: value if isinstance(value, Exception) else (value[1], results[name]) for name, value in made.items()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
+def test_bad_input_is_one_clear_error(case, outcomes):
+    outcome = outcomes[case.__name__]
+    if isinstance(outcome, Exception):
+        raise outcome
+    name, result = outcome
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0, result.stdout[-500:]
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
