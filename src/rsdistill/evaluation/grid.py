@@ -1,9 +1,10 @@
 """Hyper-parameters chosen on the validation split: a model's ``grid`` in an experiment.
 
 ``grid: {kd_temperature: [2, 4], kd_max_weight: [0.5, 1.0]}`` among a model's options declares the
-settings tried; a dotted key searches a nested option (``distill.weight``, a pretraining recipe's KD weight β). For each seed every point of the product is fitted and validated; the point with
-the best validation score (``select``: ``oa`` for classification, ``miou`` for segmentation; the
-first declared on ties) is then tested, once. Choosing per seed makes the whole procedure (search,
+settings tried; a dotted key searches a nested option (``distill.weight``: a pretraining recipe's
+KD weight β). For each seed every point of the product is fitted and validated; the point with the
+best validation score (``select``: ``oa`` for classification, ``miou`` for segmentation; the first
+declared on ties) is then tested, once. Choosing per seed makes the whole procedure (search,
 then fit) what a seed replicates, so a paired comparison with another model stays seed by seed.
 Every point's validation scores are published (``grid_table``), the test scores of the chosen only.
 Pixel classifiers and segmenters (``evaluation.experiment``) are chosen on their validation split,
