@@ -35,7 +35,7 @@ from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.cost import forward_flops, latency_ms
-from rsdistill.evaluation.grid import choose, grid_points, grid_table, with_point
+from rsdistill.evaluation.grid import choose, grid_points, grid_table, run_dir_of, with_point
 from rsdistill.evaluation.kd_diagnosis import diagnose as diagnose_transfer, diagnosis_table
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.files import write_json
@@ -107,7 +107,7 @@ def experiment_recipes(config: dict, out_dir, seed: int) -> dict[str, dict]:
     recipes = {}
     for name, options in config["models"].items():
         for label, point in grid_points(name, options) or [(None, {})]:
-            run_dir = Path(out_dir) / name / (label or "") / f"seed_{seed}"
+            run_dir = run_dir_of(out_dir, name, label, seed)
             recipes[name if label is None else f"{name} ({label})"] = model_recipe(config, out_dir, seed, name, with_point(options, point), run_dir)
     return recipes
 
@@ -131,7 +131,7 @@ def model_recipe(config: dict, out_dir, seed: int, name: str, options: dict, run
 def teacher_checkpoint(out_dir, name: str, seed: int) -> str:
     """The checkpoint of model ``name``'s run of ``seed``: the one its record names once it has
     finished (a model with a ``grid``: the chosen point's), else where its run writes it."""
-    run_dir = Path(out_dir) / name / f"seed_{seed}"
+    run_dir = run_dir_of(out_dir, name, None, seed)
     finished = finished_record(run_dir)
     return finished["checkpoint"] if finished is not None else str(run_dir / LAST_NAME)
 
@@ -170,7 +170,7 @@ def search_and_test(config: dict, out_dir: Path, seed: int, name: str, cost_tile
     options, metric = config["models"][name], config.get("select", SELECTED[task_of(config)])
     validated, recipes = [], {}
     for label, point in grid_points(name, options):
-        run_dir = out_dir / name / label / f"seed_{seed}"
+        run_dir = run_dir_of(out_dir, name, label, seed)
         recipes[label] = model_recipe(config, out_dir, seed, name, with_point(options, point), run_dir)
         if (record := finished_record(run_dir, "val.json")) is None:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +245,7 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
     task = task_of(config)
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
         for name, options in config["models"].items():  # in declared order: teachers before their students
-            run_dir = out_dir / name / f"seed_{seed}"
+            run_dir = run_dir_of(out_dir, name, None, seed)
             if (finished := finished_record(run_dir)) is not None:
                 records.append(finished)
                 continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +43,12 @@ def grid_points(name: str, options: dict) -> list[tuple[str, dict]]:
             raise InputError(f"model {name!r}: {key} is both set ({value!r}) and searched by grid")
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     return [("-".join(f"{key}_{value}" for key, value in point.items()), point) for point in points]
+
+
+def run_dir_of(out_dir, name: str, label: str | None, seed: int) -> Path:
+    """Where a run of ``seed`` lives: ``<out>/<name>/seed_<k>``, or ``<out>/<name>/<label>/seed_<k>``
+    for one grid point (the chosen point's record goes to the former)."""
+    return Path(out_dir) / name / (label or "") / f"seed_{seed}"
 
 
 def with_point(options: dict, point: dict) -> dict:

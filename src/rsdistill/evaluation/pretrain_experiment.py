@@ -28,7 +28,7 @@ from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.experiment import finished_record, fit_resuming, summarise_columns
-from rsdistill.evaluation.grid import choose, grid_points, grid_table, with_point
+from rsdistill.evaluation.grid import choose, grid_points, grid_table, run_dir_of, with_point
 from rsdistill.evaluation.figures import reconstruction_figure
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
@@ -76,8 +76,8 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
     pairs = check_pairs(config.get("pairs"), config["recipes"])
     if pairs and "probe" not in config:
         raise InputError("pairs compare the linear-probe OA seed by seed; give a probe section")
-    records = []
-    for dataset, data_options, model_overrides in experiment_datasets(config):
+    records, datasets = [], experiment_datasets(config)
+    for dataset, data_options, model_overrides in datasets:
         dataset_dir = out_dir if dataset is None else out_dir / dataset
         for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
             for record in _run_recipes(config, data_options, model_overrides, seed, dataset_dir, log):
@@ -86,8 +86,8 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
     labelled = [{**r, "recipe": f"{r['dataset']} · {r['recipe']}" if "dataset" in r else r["recipe"]} for r in records]
     summary = summarise_columns(labelled, "recipe", columns)
     by_model = [{**r, "model": r["recipe"]} for r in labelled]
-    datasets = [d for d, _, _ in experiment_datasets(config) if d is not None]  # pairs compare recipes within each dataset
-    paired = paired_differences(by_model, [(f"{d} · {a}", f"{d} · {b}") for d in datasets for a, b in pairs] or pairs, ["probe_oa"])
+    named = [d for d, _, _ in datasets if d is not None]  # pairs compare recipes within each dataset
+    paired = paired_differences(by_model, [(f"{d} · {a}", f"{d} · {b}") for d in named for a, b in pairs] or pairs, ["probe_oa"])
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "results.json", {"runs": records, "summary": summary, "paired": paired})
     grids = [r for r in by_model if "grid" in r]
@@ -128,7 +128,7 @@ def pretrain_recipes(config: dict, data_options: dict, model_overrides: dict, se
     for name, options in config["recipes"].items():
         options = {**options, **model_overrides}
         for label, point in grid_points(name, options) or [(None, {})]:
-            run_dir = Path(out_dir) / name / (label or "") / f"seed_{seed}"
+            run_dir = run_dir_of(out_dir, name, label, seed)
             recipes[name if label is None else f"{name} ({label})"] = pretrain_recipe(config, data_options, with_point(options, point), seed, run_dir)
     return recipes
 
@@ -137,7 +137,7 @@ def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: 
     """One seed of every recipe on one dataset; finished runs are reused."""
     records = []
     for name, options in config["recipes"].items():
-        run_dir = out_dir / name / f"seed_{seed}"
+        run_dir = run_dir_of(out_dir, name, None, seed)
         if (finished := finished_record(run_dir)) is not None:
             records.append(finished)
             continue
@@ -188,7 +188,7 @@ def _searched(config: dict, data_options: dict, options: dict, name: str, seed: 
     the validation tiles (each point's ``val.json`` reused), the best scored on the test tiles once."""
     validated, recipes = [], {}
     for label, point in grid_points(name, options):
-        run_dir = out_dir / name / label / f"seed_{seed}"
+        run_dir = run_dir_of(out_dir, name, label, seed)
         recipes[label] = pretrain_recipe(config, data_options, with_point(options, point), seed, run_dir)
         if (record := finished_record(run_dir, "val.json")) is None:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def _searched(config: dict, data_options: dict, options: dict, name: str, seed: 
         validated.append(record)
     best = choose(validated, "probe_oa")
     chosen = {"chosen": best["label"], "select": "probe_oa", "grid": validated}
-    return _scored(config, data_options, name, seed, recipes[best["label"]], out_dir / name / f"seed_{seed}", chosen)
+    return _scored(config, data_options, name, seed, recipes[best["label"]], run_dir_of(out_dir, name, None, seed), chosen)
 
 
 def markdown_columns(summary: list[dict], key: str, columns: list[str]) -> str:
