@@ -6,7 +6,10 @@
 Each round times every (model, backend) once, interleaved (A B C A B C ...), for inference (no
 grad, batches of 256) and one training step (forward + backward + AdamW, batch 128) on random
 224-band 9×9 patches; the table gives the median (min–max) ms per 1,000 pixels and the speed-up
-over mambapy's scan computed per round. Same weights in every backend.
+over mambapy's scan computed per round. Same weights in every backend. Each round also times an
+fp32 matmul (2048², the machine's practical FLOP rate on the same threads): the "% of matmul"
+column is a model's inference FLOP rate (``evaluation.cost.forward_flops``, scan included) over
+that round's matmul rate, median over rounds.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 
 import torch
 
+from rsdistill.evaluation.cost import forward_flops
 from rsdistill.evaluation.experiment import load_experiment
 from rsdistill.models.selective_scan import set_scan_backend
 from rsdistill.preprocessing import Preprocessing
@@ -54,6 +58,15 @@ def train_ms(model, patches, labels, optimiser) -> float:
     return 1e6 * (time.perf_counter() - start) / patches.shape[0]
 
 
+def matmul_gflops(size: int = 2048, repeats: int = 4) -> float:
+    """fp32 GFLOP/s of ``repeats`` (size × size) @ (size × size) products on torch's threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return repeats * 2 * size**3 / (time.perf_counter() - start) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/blm_kd/enmap_tiles.yaml")
@@ -81,22 +94,28 @@ def main() -> None:
             use_backend(model, backend)
         infer_ms(model, patches[:256]), train_ms(model, patches[:128], labels[:128], optimiser)
     times = {(n, b, mode): [] for n, b, _, _ in cases for mode in ("infer", "train")}
+    matmul = []
     for _ in range(args.rounds):
+        matmul.append(matmul_gflops())
         for name, backend, model, optimiser in cases:
             if backend != "-":
                 use_backend(model, backend)
             times[name, backend, "infer"].append(infer_ms(model, patches))
             times[name, backend, "train"].append(train_ms(model, patches, labels, optimiser))
-    print(f"{args.bands} bands, 9×9 patches, {args.pixels} pixels, {args.threads} threads, {args.rounds} interleaved rounds\n")
-    print("| model | scan | params | inference ms / 1000 px | × vs mambapy | training ms / 1000 px | × vs mambapy |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"{args.bands} bands, 9×9 patches, {args.pixels} pixels, {args.threads} threads, {args.rounds} interleaved rounds; "
+          f"fp32 matmul {statistics.median(matmul):.1f} ({min(matmul):.1f}–{max(matmul):.1f}) GFLOP/s\n")
+    print("| model | scan | params | MFLOPs / px | inference ms / 1000 px | × vs mambapy | % of matmul | training ms / 1000 px | × vs mambapy |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, backend, model, _ in cases:
-        row = [name, backend, f"{sum(p.numel() for p in model.parameters()):,}"]
+        flops = forward_flops(model, patches[:1])
+        row = [name, backend, f"{sum(p.numel() for p in model.parameters()):,}", f"{flops / 1e6:.2f}"]
         for mode in ("infer", "train"):
             values = times[name, backend, mode]
             row.append(f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})")
             base = times.get((name, "mambapy", mode))
             row.append(f"{statistics.median(b / v for b, v in zip(base, values)):.2f}" if base else "")
+            if mode == "infer":  # v µs per pixel: flops / v FLOPs per µs = flops / v / 1e3 GFLOP/s
+                row.append(f"{statistics.median(100 * flops / v / 1e3 / g for v, g in zip(values, matmul)):.1f}")
         print("| " + " | ".join(row) + " |")
 
 
