@@ -112,8 +112,15 @@ def mae_recipe(folder: Path, run_dir: Path, epochs: int, ddp: bool, kill_at: tup
 def fit(recipe: dict, path: Path, *extra: str) -> subprocess.CompletedProcess:
     path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "rsdistill", "fit", "-c", str(path), *extra], cwd=path.parent, env=env,
-                          capture_output=True, text=True, timeout=600, start_new_session=True)
+    with subprocess.Popen([sys.executable, "-m", "rsdistill", "fit", "-c", str(path), *extra], cwd=path.parent, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as job:
+        try:
+            out, err = job.communicate(timeout=600)
+        except subprocess.TimeoutExpired:  # kill the whole job (both ranks, their workers), not only the launcher
+            os.killpg(job.pid, signal.SIGKILL)
+            out, err = job.communicate()
+            pytest.fail(f"rsdistill fit -c {path.name} did not finish in 600 s; its stderr ends:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(job.args, job.returncode, out, err)
 
 
 def rows(run_dir: Path) -> list[dict]:
