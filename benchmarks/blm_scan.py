@@ -106,8 +106,9 @@ def main() -> None:
           f"fp32 matmul {statistics.median(matmul):.1f} ({min(matmul):.1f}–{max(matmul):.1f}) GFLOP/s\n")
     print("| model | scan | params | MFLOPs / px | inference ms / 1000 px | × vs mambapy | % of matmul | training ms / 1000 px | × vs mambapy |")
     print("|---|---|---|---|---|---|---|---|---|")
+    flops_of = {name: forward_flops(model, patches[:1]) for name, _, model, _ in cases}  # once per model: backends compute the same
     for name, backend, model, _ in cases:
-        flops = forward_flops(model, patches[:1])
+        flops = flops_of[name]
         row = [name, backend, f"{sum(p.numel() for p in model.parameters()):,}", f"{flops / 1e6:.2f}"]
         for mode in ("infer", "train"):
             values = times[name, backend, mode]
