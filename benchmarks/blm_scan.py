@@ -1,12 +1,14 @@
-"""Selective-scan backends of the BLM-KD models: mambapy's parallel scan vs the fused numba scan
-(and the PyTorch loop used for export), with the HybridSN CNN as a yardstick.
+"""Selective-scan backends of the BLM-KD models: the code before issue 16 (mambapy's parallel scan,
+the input standardised into a copy) vs the fused numba scan (and the PyTorch loop used for export),
+both with the standardisation folded into the spectral 1×1 convolution, and the HybridSN CNN as a
+yardstick.
 
     python benchmarks/blm_scan.py [--config configs/blm_kd/enmap_tiles.yaml] [--threads 2] [--rounds 7]
 
 Each round times every (model, backend) once, interleaved (A B C A B C ...), for inference (no
 grad, batches of 256) and one training step (forward + backward + AdamW, batch 128) on random
 224-band 9×9 patches; the table gives the median (min–max) ms per 1,000 pixels and the speed-up
-over mambapy's scan computed per round. Same weights in every backend. Each round also times an
+over ``before`` computed per round. Same weights in every backend. Each round also times an
 fp32 matmul (2048², the machine's practical FLOP rate on the same threads): the "% of matmul"
 column is a model's inference FLOP rate (``evaluation.cost.forward_flops``, scan included) over
 that round's matmul rate, median over rounds.
@@ -28,32 +30,37 @@ from rsdistill.tasks.classification import PixelClassifier
 
 
 def use_backend(model: torch.nn.Module, backend: str) -> None:
-    """``mambapy`` restores mambapy's own parallel scan; otherwise a ``SelectiveScan`` backend."""
+    """``before`` restores mambapy's own parallel scan; otherwise a ``SelectiveScan`` backend."""
     for block in model.modules():
         if type(block).__name__ == "MambaBlock":
-            if backend == "mambapy":
+            if backend == "before":
                 block.__dict__.pop("selective_scan", None)
             else:
                 block.__dict__["selective_scan"] = block.scan
-    if backend != "mambapy":
+    if backend != "before":
         set_scan_backend(model, backend)
 
 
-def infer_ms(model, patches) -> float:
+def logits(model, chunk: torch.Tensor, backend: str) -> torch.Tensor:
+    """``before``: the input standardised into a copy, then the net (the forward before issue 16)."""
+    return model.net(model.input_preprocessing(chunk)) if backend == "before" else model(chunk)
+
+
+def infer_ms(model, patches, backend: str) -> float:
     model.eval()
     start = time.perf_counter()
     with torch.no_grad():
         for chunk in patches.split(256):
-            model(chunk)
+            logits(model, chunk, backend)
     return 1e6 * (time.perf_counter() - start) / patches.shape[0]
 
 
-def train_ms(model, patches, labels, optimiser) -> float:
+def train_ms(model, patches, labels, optimiser, backend: str) -> float:
     model.train()
     start = time.perf_counter()
     for chunk, target in zip(patches.split(128), labels.split(128)):
         optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(model(chunk), target).backward()
+        torch.nn.functional.cross_entropy(logits(model, chunk, backend), target).backward()
         optimiser.step()
     return 1e6 * (time.perf_counter() - start) / patches.shape[0]
 
@@ -87,12 +94,12 @@ def main() -> None:
                    if k not in ("distill_from", "kd_temperature", "kd_warmup_epochs", "lr")}
         model = PixelClassifier(info, **options)
         optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        backends = ["mambapy", "numba", "torch"] if options.get("arch") == "blm" else ["-"]
+        backends = ["before", "numba", "torch"] if options.get("arch") == "blm" else ["-"]
         cases += [(name, backend, model, optimiser) for backend in backends]
     for name, backend, model, optimiser in cases:  # warm-up: numba compiles, allocators settle
         if backend != "-":
             use_backend(model, backend)
-        infer_ms(model, patches[:256]), train_ms(model, patches[:128], labels[:128], optimiser)
+        infer_ms(model, patches[:256], backend), train_ms(model, patches[:128], labels[:128], optimiser, backend)
     times = {(n, b, mode): [] for n, b, _, _ in cases for mode in ("infer", "train")}
     matmul = []
     for _ in range(args.rounds):
@@ -100,11 +107,11 @@ def main() -> None:
         for name, backend, model, optimiser in cases:
             if backend != "-":
                 use_backend(model, backend)
-            times[name, backend, "infer"].append(infer_ms(model, patches))
-            times[name, backend, "train"].append(train_ms(model, patches, labels, optimiser))
+            times[name, backend, "infer"].append(infer_ms(model, patches, backend))
+            times[name, backend, "train"].append(train_ms(model, patches, labels, optimiser, backend))
     print(f"{args.bands} bands, 9×9 patches, {args.pixels} pixels, {args.threads} threads, {args.rounds} interleaved rounds; "
           f"fp32 matmul {statistics.median(matmul):.1f} ({min(matmul):.1f}–{max(matmul):.1f}) GFLOP/s\n")
-    print("| model | scan | params | MFLOPs / px | inference ms / 1000 px | × vs mambapy | % of matmul | training ms / 1000 px | × vs mambapy |")
+    print("| model | scan | params | MFLOPs / px | inference ms / 1000 px | × vs before | % of matmul | training ms / 1000 px | × vs before |")
     print("|---|---|---|---|---|---|---|---|---|")
     flops_of = {name: forward_flops(model, patches[:1]) for name, _, model, _ in cases}  # once per model: backends compute the same
     for name, backend, model, _ in cases:
@@ -113,7 +120,7 @@ def main() -> None:
         for mode in ("infer", "train"):
             values = times[name, backend, mode]
             row.append(f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})")
-            base = times.get((name, "mambapy", mode))
+            base = times.get((name, "before", mode))
             row.append(f"{statistics.median(b / v for b, v in zip(base, values)):.2f}" if base else "")
             if mode == "infer":  # v µs per pixel: flops / v FLOPs per µs = flops / v / 1e3 GFLOP/s
                 row.append(f"{statistics.median(100 * flops / v / 1e3 / g for v, g in zip(values, matmul)):.1f}")

@@ -1,10 +1,13 @@
-"""The fused selective scan computes mambapy's function: outputs and gradients to 1e-5 (fp32)."""
+"""The BLM classifier's fast paths compute the same function: the fused selective scan mambapy's
+(outputs and gradients to 1e-5, fp32), and the preprocessing folded into the spectral 1×1
+convolution the standardised copy it replaces."""
 
 import pytest
 import torch
 from mambapy.mamba import Mamba, MambaConfig
 
 from rsdistill.models.blm import BLMClassifier
+from rsdistill.preprocessing import Preprocessing
 from rsdistill.models.selective_scan import SelectiveScan, install_scan, set_scan_backend
 
 
@@ -60,3 +63,22 @@ def test_install_scan_is_idempotent_and_rejects_unknown_backends():
     assert [m.backend for m in mamba.modules() if isinstance(m, SelectiveScan)] == ["numba"]
     with pytest.raises(ValueError, match="unknown selective-scan backend"):
         set_scan_backend(mamba, "fast")
+
+
+def test_preprocessing_folded_into_the_spectral_convolution_is_the_same_function():
+    g = torch.Generator().manual_seed(0)
+    raw = torch.rand(6, 5, 9, 9, generator=g) * 9000  # raw values far from 0, as 16-bit reflectance
+    alignment = torch.rand(4, 5, generator=g)  # 5 raw bands -> 4 aligned, of which 3 kept
+    preprocessing = Preprocessing.create(5, [2500.0, 3000.0, 1000.0], [800.0, 500.0, 300.0], kept=[0, 2, 3], alignment=alignment, scale=0.5)
+    model = BLMClassifier(bands=3, classes=4, d_model=8, n_layers=1, d_state=8).eval()
+    standardised = model(preprocessing(raw))
+    standardised.sum().backward()
+    expected_grad, model.encoder.spectral[0].weight.grad = model.encoder.spectral[0].weight.grad, None
+    folded = model(raw, affine=preprocessing.affine(raw))
+    folded.sum().backward()
+    torch.testing.assert_close(folded, standardised, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model.encoder.spectral[0].weight.grad, expected_grad, atol=1e-3, rtol=1e-4)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the folded stage stays fp32 under autocast
+        assert model.pixelwise(raw, preprocessing.affine(raw)).dtype == torch.float32
+        half = model(raw, affine=preprocessing.affine(raw)).float()
+    assert (half - standardised).abs().max() < 0.1

@@ -105,11 +105,14 @@ class Preprocessing:
             cache[key] = out
         return cache[key]
 
+    def _check(self, raw: torch.Tensor) -> None:
+        if raw.shape[1] != self.bands:
+            raise InputError(f"the model takes {self.bands} raw bands, the input has {raw.shape[1]}")
+
     def __call__(self, raw: torch.Tensor, valid: torch.Tensor | None = None, alignment: torch.Tensor | None = None) -> torch.Tensor:
         """raw (N, bands, ...) -> (N, channels, ...) normalised; ``valid`` (N, ...) zeroes invalid
         pixels; ``alignment`` (T, bands): a trained matrix used in place of the stored one."""
-        if raw.shape[1] != self.bands:
-            raise InputError(f"the model takes {self.bands} raw bands, the input has {raw.shape[1]}")
+        self._check(raw)
         t = self._tensors(raw)
         x = raw * self.scale if self.scale != 1.0 else raw
         alignment = t.get("alignment") if alignment is None else alignment
@@ -119,6 +122,18 @@ class Preprocessing:
             x = x.index_select(1, t["kept"])
         x = self.standardise(x)
         return x if valid is None else torch.where(valid[:, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+    def affine(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 1-4 as one affine map per pixel, for a model whose first layer is linear in the
+        spectrum (it folds them into that layer and reads the raw input once): model input =
+        matrix @ raw + offset, matrix (channels, bands), offset (channels,), in ``raw``'s dtype and
+        device. No validity mask: the caller's input has no invalid pixels (as ``__call__`` without one)."""
+        self._check(raw)
+        t = self._tensors(raw)
+        matrix = t["alignment"] * self.scale if "alignment" in t else torch.diag(torch.full((self.bands,), self.scale, dtype=raw.dtype, device=raw.device))
+        if "kept" in t:
+            matrix = matrix.index_select(0, t["kept"])
+        return matrix / t["std"][:, None], -t["mean"] / t["std"]
 
     def standardise(self, x: torch.Tensor, channel_axis: int = 1) -> torch.Tensor:
         """Values in the model's units -> model input ((x − mean) / std only), channels on ``channel_axis``."""

@@ -79,10 +79,11 @@ class PatchClassifier:
             return torch.cat(batches)
         net = self.model.net
         with torch.no_grad():
-            stage = self.model.input_preprocessing(padded[None])
-            head = net
-            if hasattr(net, "pixelwise"):
-                stage, head = net.pixelwise(stage), net.from_pixelwise
+            raw, preprocessing = padded[None], self.model.input_preprocessing
+            if hasattr(net, "pixelwise"):  # as the classifier's forward: the preprocessing folded in
+                stage, head = net.pixelwise(raw, preprocessing.affine(raw)), net.from_pixelwise
+            else:
+                stage, head = preprocessing(raw), net
             pixels = stage[0].permute(1, 2, 0).contiguous()  # (H, W, C): patches gathered channels-last
             return torch.cat([head(channels_last_patches(pixels, r, c, self.patch_size)).argmax(1)
                               for r, c in zip(rows.split(self.batch_size), cols.split(self.batch_size))])

@@ -16,6 +16,7 @@ checkpoint runs any way.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from mambapy.mamba import Mamba, MambaConfig
 from torch import nn
 
@@ -68,13 +69,26 @@ class BLMClassifier(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, classes)
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        return self.from_pixelwise(self.pixelwise(patches))
+    def forward(self, patches: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        return self.from_pixelwise(self.pixelwise(patches, affine))
 
-    def pixelwise(self, images: torch.Tensor) -> torch.Tensor:
+    def pixelwise(self, images: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """(N, B, H, W) -> (N, d, H, W): the stage that sees one pixel at a time (the spectral 1×1
-        embedding), so that a scene map computes it once per pixel instead of once per patch."""
-        return self.encoder.spectral(images)
+        embedding), so that a scene map computes it once per pixel instead of once per patch.
+
+        ``affine`` (matrix (B, R), offset (B,)): the input's preprocessing (``Preprocessing.affine``);
+        ``images`` are then the R raw bands, and the preprocessing is folded into the 1×1
+        convolution (W·(M x + c) + b = (W M) x + (W c + b)): the same function, but the raw cube is
+        read once instead of being standardised into a copy first (for the student, about half
+        its inference time went into that copy)."""
+        if affine is None:
+            return self.encoder.spectral(images)
+        conv, matrix, offset = self.encoder.spectral[0], *affine
+        weight = conv.weight.flatten(1)  # (d, B)
+        with torch.autocast(images.device.type, enabled=False):  # fp32 under bf16/16-mixed: the two terms
+            # are each large for raw values far from the band means, and their difference is the input
+            folded = F.conv2d(images.float(), (weight.float() @ matrix.float())[..., None, None], conv.bias.float() + weight.float() @ offset.float())
+        return self.encoder.spectral[1:](folded)
 
     def from_pixelwise(self, embedded: torch.Tensor) -> torch.Tensor:
         """(N, d, p, p) patches of ``pixelwise`` output -> (N, K) logits."""

@@ -118,7 +118,10 @@ class PixelClassifier(BaseTask):
         return LogitDistiller(members[0] if len(members) == 1 else EnsembleTeacher(members), h.kd_temperature, h.kd_warmup_epochs, h.kd_max_weight)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """patches: (N, B, p, p) raw values -> (N, K) logits."""
+        """patches: (N, B, p, p) raw values -> (N, K) logits. A net with a per-pixel first stage
+        (``pixelwise``) takes the preprocessing folded into it."""
+        if hasattr(self.net, "pixelwise"):
+            return self.net(patches, affine=self.input_preprocessing.affine(patches))
         return self.net(self.input_preprocessing(patches))
 
     def training_step(self, batch, batch_idx):
