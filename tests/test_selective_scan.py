@@ -2,6 +2,9 @@
 (outputs and gradients to 1e-5, fp32), and the preprocessing folded into the spectral 1×1
 convolution the standardised copy it replaces."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from mambapy.mamba import Mamba, MambaConfig
@@ -82,3 +85,14 @@ def test_preprocessing_folded_into_the_spectral_convolution_is_the_same_function
         assert model.pixelwise(raw, preprocessing.affine(raw)).dtype == torch.float32
         half = model(raw, affine=preprocessing.affine(raw)).float()
     assert (half - standardised).abs().max() < 0.1
+
+
+def test_the_numba_scan_leaves_torch_threads_as_set():
+    """numba's OpenMP pool, when the first scan starts it, set torch's threads to all cores: a run
+    asked for 1 thread used 2 from its first BLM forward on. In a fresh process (the pool starts once)."""
+    code = ("import torch; torch.set_num_threads(1); from rsdistill.models.blm import BLMClassifier; "
+            "model = BLMClassifier(bands=4, classes=2, d_model=4, n_layers=1, d_state=4, scan='numba'); "
+            "model(torch.randn(2, 4, 9, 9)); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "1"

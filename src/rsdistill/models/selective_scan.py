@@ -160,8 +160,12 @@ class _NumbaScan(torch.autograd.Function):
 
 def scan_numba(x, delta, A, B, C, D):
     """The fused CPU scan (same arguments and result as ``scan_torch``); threads follow torch's."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    return _NumbaScan.apply(x, delta, A, B, C, D)
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    y = _NumbaScan.apply(x, delta, A, B, C, D)
+    if torch.get_num_threads() != threads:  # numba's OpenMP layer, when it starts, sets the process's
+        torch.set_num_threads(threads)  # OpenMP threads to NUMBA_NUM_THREADS (all cores), torch's included
+    return y
 
 
 def resolve_backend(backend: str, tensor: torch.Tensor) -> str:
