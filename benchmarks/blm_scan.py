@@ -1,14 +1,14 @@
-"""Selective-scan backends of the BLM-KD models: the code before issue 16 (mambapy's parallel scan,
-the input standardised into a copy) vs the fused numba scan (and the PyTorch loop used for export),
-both with the standardisation folded into the spectral 1×1 convolution, and the HybridSN CNN as a
-yardstick.
+"""The BLM-KD models' forward as it was before issue 16 (mambapy's parallel scan, the input
+standardised into a copy: ``mambapy+copy``) against the fused numba scan with the same copy
+(``numba+copy``), and with the standardisation folded into the spectral 1×1 convolution as now
+(``numba``; ``torch``: the PyTorch loop used for export), with the HybridSN CNN as a yardstick.
 
     python benchmarks/blm_scan.py [--config configs/blm_kd/enmap_tiles.yaml] [--threads 2] [--rounds 7]
 
-Each round times every (model, backend) once, interleaved (A B C A B C ...), for inference (no
+Each round times every (model, variant) once, interleaved (A B C A B C ...), for inference (no
 grad, batches of 256) and one training step (forward + backward + AdamW, batch 128) on random
 224-band 9×9 patches; the table gives the median (min–max) ms per 1,000 pixels and the speed-up
-over ``before`` computed per round. Same weights in every backend. Each round also times an
+over ``mambapy+copy`` computed per round. Same weights in every variant. Each round also times an
 fp32 matmul (2048², the machine's practical FLOP rate on the same threads): the "% of matmul"
 column is a model's inference FLOP rate (``evaluation.cost.forward_flops``, scan included) over
 that round's matmul rate, median over rounds.
@@ -29,38 +29,42 @@ from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.classification import PixelClassifier
 
 
-def use_backend(model: torch.nn.Module, backend: str) -> None:
-    """``before`` restores mambapy's own parallel scan; otherwise a ``SelectiveScan`` backend."""
+BEFORE = "mambapy+copy"
+
+
+def use_backend(model: torch.nn.Module, variant: str) -> None:
+    """``mambapy…`` restores mambapy's own parallel scan; otherwise a ``SelectiveScan`` backend."""
+    backend = variant.removesuffix("+copy")
     for block in model.modules():
         if type(block).__name__ == "MambaBlock":
-            if backend == "before":
+            if backend == "mambapy":
                 block.__dict__.pop("selective_scan", None)
             else:
                 block.__dict__["selective_scan"] = block.scan
-    if backend != "before":
+    if backend != "mambapy":
         set_scan_backend(model, backend)
 
 
-def logits(model, chunk: torch.Tensor, backend: str) -> torch.Tensor:
-    """``before``: the input standardised into a copy, then the net (the forward before issue 16)."""
-    return model.net(model.input_preprocessing(chunk)) if backend == "before" else model(chunk)
+def logits(model, chunk: torch.Tensor, variant: str) -> torch.Tensor:
+    """``…+copy``: the input standardised into a copy, then the net (the forward before issue 16)."""
+    return model.net(model.input_preprocessing(chunk)) if variant.endswith("+copy") else model(chunk)
 
 
-def infer_ms(model, patches, backend: str) -> float:
+def infer_ms(model, patches, variant: str) -> float:
     model.eval()
     start = time.perf_counter()
     with torch.no_grad():
         for chunk in patches.split(256):
-            logits(model, chunk, backend)
+            logits(model, chunk, variant)
     return 1e6 * (time.perf_counter() - start) / patches.shape[0]
 
 
-def train_ms(model, patches, labels, optimiser, backend: str) -> float:
+def train_ms(model, patches, labels, optimiser, variant: str) -> float:
     model.train()
     start = time.perf_counter()
     for chunk, target in zip(patches.split(128), labels.split(128)):
         optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(logits(model, chunk, backend), target).backward()
+        torch.nn.functional.cross_entropy(logits(model, chunk, variant), target).backward()
         optimiser.step()
     return 1e6 * (time.perf_counter() - start) / patches.shape[0]
 
@@ -94,33 +98,33 @@ def main() -> None:
                    if k not in ("distill_from", "kd_temperature", "kd_warmup_epochs", "lr")}
         model = PixelClassifier(info, **options)
         optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        backends = ["before", "numba", "torch"] if options.get("arch") == "blm" else ["-"]
-        cases += [(name, backend, model, optimiser) for backend in backends]
-    for name, backend, model, optimiser in cases:  # warm-up: numba compiles, allocators settle
-        if backend != "-":
-            use_backend(model, backend)
-        infer_ms(model, patches[:256], backend), train_ms(model, patches[:128], labels[:128], optimiser, backend)
+        variants = [BEFORE, "numba+copy", "numba", "torch"] if options.get("arch") == "blm" else ["-"]
+        cases += [(name, variant, model, optimiser) for variant in variants]
+    for name, variant, model, optimiser in cases:  # warm-up: numba compiles, allocators settle
+        if variant != "-":
+            use_backend(model, variant)
+        infer_ms(model, patches[:256], variant), train_ms(model, patches[:128], labels[:128], optimiser, variant)
     times = {(n, b, mode): [] for n, b, _, _ in cases for mode in ("infer", "train")}
     matmul = []
     for _ in range(args.rounds):
         matmul.append(matmul_gflops())
-        for name, backend, model, optimiser in cases:
-            if backend != "-":
-                use_backend(model, backend)
-            times[name, backend, "infer"].append(infer_ms(model, patches, backend))
-            times[name, backend, "train"].append(train_ms(model, patches, labels, optimiser, backend))
+        for name, variant, model, optimiser in cases:
+            if variant != "-":
+                use_backend(model, variant)
+            times[name, variant, "infer"].append(infer_ms(model, patches, variant))
+            times[name, variant, "train"].append(train_ms(model, patches, labels, optimiser, variant))
     print(f"{args.bands} bands, 9×9 patches, {args.pixels} pixels, {args.threads} threads, {args.rounds} interleaved rounds; "
           f"fp32 matmul {statistics.median(matmul):.1f} ({min(matmul):.1f}–{max(matmul):.1f}) GFLOP/s\n")
-    print("| model | scan | params | MFLOPs / px | inference ms / 1000 px | × vs before | % of matmul | training ms / 1000 px | × vs before |")
+    print("| model | variant | params | MFLOPs / px | inference ms / 1000 px | × vs before | % of matmul | training ms / 1000 px | × vs before |")
     print("|---|---|---|---|---|---|---|---|---|")
-    flops_of = {name: forward_flops(model, patches[:1]) for name, _, model, _ in cases}  # once per model: backends compute the same
-    for name, backend, model, _ in cases:
+    flops_of = {name: forward_flops(model, patches[:1]) for name, _, model, _ in cases}  # once per model: variants compute the same
+    for name, variant, model, _ in cases:
         flops = flops_of[name]
-        row = [name, backend, f"{sum(p.numel() for p in model.parameters()):,}", f"{flops / 1e6:.2f}"]
+        row = [name, variant, f"{sum(p.numel() for p in model.parameters()):,}", f"{flops / 1e6:.2f}"]
         for mode in ("infer", "train"):
-            values = times[name, backend, mode]
+            values = times[name, variant, mode]
             row.append(f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})")
-            base = times.get((name, "before", mode))
+            base = times.get((name, BEFORE, mode))
             row.append(f"{statistics.median(b / v for b, v in zip(base, values)):.2f}" if base else "")
             if mode == "infer":  # v µs per pixel: flops / v FLOPs per µs = flops / v / 1e3 GFLOP/s
                 row.append(f"{statistics.median(100 * flops / v / 1e3 / g for v, g in zip(values, matmul)):.1f}")

@@ -77,13 +77,13 @@ def test_preprocessing_folded_into_the_spectral_convolution_is_the_same_function
     standardised = model(preprocessing(raw))
     standardised.sum().backward()
     expected_grad, model.encoder.spectral[0].weight.grad = model.encoder.spectral[0].weight.grad, None
-    folded = model(raw, affine=preprocessing.affine(raw))
+    folded = model(raw, preprocessing=preprocessing)
     folded.sum().backward()
     torch.testing.assert_close(folded, standardised, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(model.encoder.spectral[0].weight.grad, expected_grad, atol=1e-3, rtol=1e-4)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the folded stage stays fp32 under autocast
-        assert model.pixelwise(raw, preprocessing.affine(raw)).dtype == torch.float32
-        half = model(raw, affine=preprocessing.affine(raw)).float()
+        assert model.pixelwise(raw, preprocessing).dtype == torch.float32
+        half = model(raw, preprocessing=preprocessing).float()
     assert (half - standardised).abs().max() < 0.1
 
 

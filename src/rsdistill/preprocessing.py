@@ -123,17 +123,23 @@ class Preprocessing:
         x = self.standardise(x)
         return x if valid is None else torch.where(valid[:, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
 
-    def affine(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Steps 1-4 as one affine map per pixel, for a model whose first layer is linear in the
-        spectrum (it folds them into that layer and reads the raw input once): model input =
-        matrix @ raw + offset, matrix (channels, bands), offset (channels,), in ``raw``'s dtype and
-        device. No validity mask: the caller's input has no invalid pixels (as ``__call__`` without one)."""
+    def fold(self, weight: torch.Tensor, bias: torch.Tensor, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A linear layer on the model input, ``weight`` (out, channels) and ``bias`` (out,), as one
+        linear layer on the raw bands (steps 1-4 folded in): (out, bands) and (out,), so that a model
+        whose first layer is linear in the spectrum reads its raw input once instead of a
+        standardised copy. W·((s·K·A·x − μ) / σ) + b = ((W / σ)·K·A·s)·x + (b − (W / σ)·μ), with K the
+        kept-band selection and A the alignment. No validity mask: ``raw`` (N, bands, ...), the input
+        it will be applied to (its band count is checked), has no invalid pixels."""
         self._check(raw)
-        t = self._tensors(raw)
-        matrix = t["alignment"] * self.scale if "alignment" in t else torch.diag(torch.full((self.bands,), self.scale, dtype=raw.dtype, device=raw.device))
-        if "kept" in t:
-            matrix = matrix.index_select(0, t["kept"])
-        return matrix / t["std"][:, None], -t["mean"] / t["std"]
+        t = self._tensors(weight)
+        weight = weight / t["std"]
+        bias = bias - weight @ t["mean"]
+        if "kept" in t:  # columns of the dropped bands are 0
+            aligned = len(self.alignment) if self.alignment is not None else self.bands
+            weight = weight.new_zeros(weight.shape[0], aligned).index_copy(1, t["kept"], weight)
+        if "alignment" in t:
+            weight = weight @ t["alignment"]
+        return weight * self.scale, bias
 
     def standardise(self, x: torch.Tensor, channel_axis: int = 1) -> torch.Tensor:
         """Values in the model's units -> model input ((x − mean) / std only), channels on ``channel_axis``."""

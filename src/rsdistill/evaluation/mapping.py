@@ -81,7 +81,7 @@ class PatchClassifier:
         with torch.no_grad():
             raw, preprocessing = padded[None], self.model.input_preprocessing
             if hasattr(net, "pixelwise"):  # as the classifier's forward: the preprocessing folded in
-                stage, head = net.pixelwise(raw, preprocessing.affine(raw)), net.from_pixelwise
+                stage, head = net.pixelwise(raw, preprocessing), net.from_pixelwise
             else:
                 stage, head = preprocessing(raw), net
             pixels = stage[0].permute(1, 2, 0).contiguous()  # (H, W, C): patches gathered channels-last

@@ -21,6 +21,7 @@ from mambapy.mamba import Mamba, MambaConfig
 from torch import nn
 
 from rsdistill.models.selective_scan import install_scan
+from rsdistill.preprocessing import Preprocessing
 
 
 class ByteLatentEncoder(nn.Module):
@@ -69,25 +70,23 @@ class BLMClassifier(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, classes)
 
-    def forward(self, patches: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        return self.from_pixelwise(self.pixelwise(patches, affine))
+    def forward(self, patches: torch.Tensor, preprocessing: Preprocessing | None = None) -> torch.Tensor:
+        return self.from_pixelwise(self.pixelwise(patches, preprocessing))
 
-    def pixelwise(self, images: torch.Tensor, affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def pixelwise(self, images: torch.Tensor, preprocessing: Preprocessing | None = None) -> torch.Tensor:
         """(N, B, H, W) -> (N, d, H, W): the stage that sees one pixel at a time (the spectral 1×1
         embedding), so that a scene map computes it once per pixel instead of once per patch.
 
-        ``affine`` (matrix (B, R), offset (B,)): the input's preprocessing (``Preprocessing.affine``);
-        ``images`` are then the R raw bands, and the preprocessing is folded into the 1×1
-        convolution (W·(M x + c) + b = (W M) x + (W c + b)): the same function, but the raw cube is
-        read once instead of being standardised into a copy first (for the student, about half
-        its inference time went into that copy)."""
-        if affine is None:
+        ``preprocessing``: ``images`` are then raw bands, and their preprocessing is folded into the
+        1×1 convolution (``Preprocessing.fold``): the same function, but the raw input is read once
+        instead of being standardised into a copy first."""
+        if preprocessing is None:
             return self.encoder.spectral(images)
-        conv, matrix, offset = self.encoder.spectral[0], *affine
-        weight = conv.weight.flatten(1)  # (d, B)
-        with torch.autocast(images.device.type, enabled=False):  # fp32 under bf16/16-mixed: the two terms
-            # are each large for raw values far from the band means, and their difference is the input
-            folded = F.conv2d(images.float(), (weight.float() @ matrix.float())[..., None, None], conv.bias.float() + weight.float() @ offset.float())
+        conv = self.encoder.spectral[0]
+        with torch.autocast(images.device.type, enabled=False):  # fp32 under bf16/16-mixed: the folded
+            # terms are each large for raw values far from the band means; their difference is the input
+            weight, bias = preprocessing.fold(conv.weight.flatten(1).float(), conv.bias.float(), images)
+            folded = F.conv2d(images.float(), weight[..., None, None], bias)
         return self.encoder.spectral[1:](folded)
 
     def from_pixelwise(self, embedded: torch.Tensor) -> torch.Tensor:

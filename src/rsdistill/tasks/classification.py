@@ -121,7 +121,7 @@ class PixelClassifier(BaseTask):
         """patches: (N, B, p, p) raw values -> (N, K) logits. A net with a per-pixel first stage
         (``pixelwise``) takes the preprocessing folded into it."""
         if hasattr(self.net, "pixelwise"):
-            return self.net(patches, affine=self.input_preprocessing.affine(patches))
+            return self.net(patches, preprocessing=self.input_preprocessing)
         return self.net(self.input_preprocessing(patches))
 
     def training_step(self, batch, batch_idx):
