@@ -86,7 +86,11 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--inference-only", action="store_true",
+                        help="no training steps between the inference timings (as in map or evaluation, where the "
+                             "allocator never holds a training step's buffers)")
     args = parser.parse_args()
+    modes = ("infer",) if args.inference_only else ("infer", "train")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     patches = torch.randn(args.pixels, args.bands, 9, 9)
@@ -103,7 +107,9 @@ def main() -> None:
     for name, variant, model, optimiser in cases:  # warm-up: numba compiles, allocators settle
         if variant != "-":
             use_backend(model, variant)
-        infer_ms(model, patches[:256], variant), train_ms(model, patches[:128], labels[:128], optimiser, variant)
+        infer_ms(model, patches[:256], variant)
+        if "train" in modes:
+            train_ms(model, patches[:128], labels[:128], optimiser, variant)
     times = {(n, b, mode): [] for n, b, _, _ in cases for mode in ("infer", "train")}
     matmul = []
     for _ in range(args.rounds):
@@ -112,16 +118,18 @@ def main() -> None:
             if variant != "-":
                 use_backend(model, variant)
             times[name, variant, "infer"].append(infer_ms(model, patches, variant))
-            times[name, variant, "train"].append(train_ms(model, patches, labels, optimiser, variant))
+            if "train" in modes:
+                times[name, variant, "train"].append(train_ms(model, patches, labels, optimiser, variant))
     print(f"{args.bands} bands, 9×9 patches, {args.pixels} pixels, {args.threads} threads, {args.rounds} interleaved rounds; "
           f"fp32 matmul {statistics.median(matmul):.1f} ({min(matmul):.1f}–{max(matmul):.1f}) GFLOP/s\n")
-    print("| model | variant | params | MFLOPs / px | inference ms / 1000 px | × vs before | % of matmul | training ms / 1000 px | × vs before |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    training = " training ms / 1000 px | × vs before |" if "train" in modes else ""
+    print("| model | variant | params | MFLOPs / px | inference ms / 1000 px | × vs before | % of matmul |" + training)
+    print("|---|---|---|---|---|---|---|" + "---|---|" * ("train" in modes))
     flops_of = {name: forward_flops(model, patches[:1]) for name, _, model, _ in cases}  # once per model: variants compute the same
     for name, variant, model, _ in cases:
         flops = flops_of[name]
         row = [name, variant, f"{sum(p.numel() for p in model.parameters()):,}", f"{flops / 1e6:.2f}"]
-        for mode in ("infer", "train"):
+        for mode in modes:
             values = times[name, variant, mode]
             row.append(f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})")
             base = times.get((name, BEFORE, mode))
