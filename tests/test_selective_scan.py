@@ -10,8 +10,8 @@ import torch
 from mambapy.mamba import Mamba, MambaConfig
 
 from rsdistill.models.blm import BLMClassifier
-from rsdistill.preprocessing import Preprocessing
 from rsdistill.models.selective_scan import SelectiveScan, install_scan, set_scan_backend
+from rsdistill.preprocessing import Preprocessing
 
 
 def _inputs(n=5, steps=9, channels=6, states=7, seed=0):
