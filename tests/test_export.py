@@ -52,6 +52,29 @@ def test_reduced_precision_exports_agree_with_fp32(blm_run, tmp_path, precision)
     assert report["argmax_agreement"] >= 0.9 and abs(report["onnx_oa"] - report["torch_oa"]) <= 0.1
 
 
+@pytest.mark.parametrize("scheme", ["static", "dynamic"])
+def test_int8_keeps_the_layer_that_reads_raw_values_in_float(blm_run, tmp_path, scheme):
+    """The BLM's preprocessing is folded into its first layer, which reads raw values: one int8 scale
+    over the raw range erased the band differences (argmax agreement 0 on real EnMAP tiles)."""
+    import onnx
+
+    ckpt, recipe = blm_run
+    out = tmp_path / f"blm_{scheme}.onnx"
+    assert main(["export", str(ckpt), "--precision", "int8", "--int8", scheme, "--data", str(recipe),
+                 "--calibration", "32", "--samples", "0", "--out", str(out)]) == 0
+    readers = [node for node in onnx.load(out).graph.node if "input" in node.input]
+    assert {node.op_type for node in readers} <= {"Conv", "Shape"}, [node.op_type for node in readers]
+
+
+def test_an_export_that_disagrees_with_pytorch_fails_and_is_removed(blm_run, tmp_path, capsys):
+    ckpt, recipe = blm_run
+    out = tmp_path / "blm.onnx"
+    assert main(["export", str(ckpt), "--data", str(recipe), "--samples", "16", "--min-agreement", "1.01", "--out", str(out)]) != 0
+    assert not out.exists() and out.with_suffix(".parity.json").exists()
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argmax_agreement 1.000" in error and "below --min-agreement 1.01" in error and str(out) in error
+
+
 def test_benchmark_times_checkpoint_and_export_side_by_side(blm_run, tmp_path):
     ckpt, recipe = blm_run
     onnx_file = tmp_path / "blm.onnx"

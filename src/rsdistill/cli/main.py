@@ -103,6 +103,9 @@ def _export_parser() -> ArgumentParser:
     parser.add_argument("--samples", type=int, default=1024, help="inputs for the parity check (0: no check)")
     parser.add_argument("--subset", default="val", choices=["val", "test"], help="the data's subset the parity check runs on")
     parser.add_argument("--threads", type=Optional[int], default=None, help="onnxruntime threads in the parity check")
+    parser.add_argument("--min_agreement", "--min-agreement", type=float, default=0.9,
+                        help="the export fails (and its file is removed) when argmax agreement with PyTorch (encoders: "
+                        "the lowest feature cosine) on the parity inputs is below this")
     parser.add_argument("--out", default=None, help="the ONNX file (default: <checkpoint stem>.<precision>.onnx beside it)")
     return parser
 

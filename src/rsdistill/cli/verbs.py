@@ -90,7 +90,8 @@ def experiment(args) -> None:
 
 def export(args) -> None:
     from rsdistill.deploy.onnx_export import deployable, export_onnx, int8_scheme
-    from rsdistill.deploy.parity import markdown, parity_report, recipe_datamodule, validation_batches
+    from rsdistill.deploy.parity import markdown, parity_failure, parity_report, recipe_datamodule, validation_batches
+    from rsdistill.errors import InputError
     from rsdistill.files import write_json
 
     ckpt = Path(args.ckpt)
@@ -108,6 +109,10 @@ def export(args) -> None:
         write_json(out.with_suffix(".parity.json"), report)
         out.with_suffix(".parity.md").write_text(markdown(report))
         print(markdown(report))
+        failure = parity_failure(report, args.min_agreement)
+        if failure:  # nothing left to deploy by mistake; the report stays
+            out.unlink()
+            raise InputError(f"{out}: {failure}; the file is removed, its parity report kept")
 
 
 def benchmark(args) -> None:

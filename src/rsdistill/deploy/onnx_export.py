@@ -136,6 +136,20 @@ def export_fp32(model: Deployable, path) -> Path:
     return Path(path)
 
 
+def raw_input_nodes(path: Path) -> list[str]:
+    """The nodes of the ONNX model at ``path`` that read its input, which stay float32 at every
+    precision. They see raw values: where a model's preprocessing is folded into its first linear
+    layer (``Preprocessing.fold``), that layer takes e.g. reflectance × 10⁴ and its folded bias
+    cancels terms as large, so one int8 (or fp16) scale over the raw range would erase the
+    band-to-band differences the model classifies on; elsewhere these are the standardisation's
+    element-wise nodes."""
+    import onnx
+
+    graph = onnx.load(path).graph
+    inputs = {tensor.name for tensor in graph.input}
+    return [node.name for node in graph.node if inputs & set(node.input)]
+
+
 class _Calibration:
     """onnxruntime's ``CalibrationDataReader`` protocol over batches of raw inputs."""
 
@@ -173,15 +187,17 @@ def export_onnx(model: Deployable, path, precision: str = "fp32", calibration: l
             # ConstantOfShape (the scan's zero state) stays float32: converted, its value attribute
             # and output type disagree and onnxruntime refuses the model
             blocked = [*float16.DEFAULT_OP_BLOCK_LIST, "ConstantOfShape"]
-            onnx.save(float16.convert_float_to_float16(onnx.load(fp32), keep_io_types=True, op_block_list=blocked), converted)
+            onnx.save(float16.convert_float_to_float16(onnx.load(fp32), keep_io_types=True, op_block_list=blocked,
+                                                       node_block_list=raw_input_nodes(fp32)), converted)
         elif scheme is not None:  # shape inference and graph folding first, as onnxruntime advises
             prepared = Path(folder) / "prepared.onnx"
             quant_pre_process(str(fp32), str(prepared))
         if scheme == "dynamic":
-            quantize_dynamic(prepared, converted, weight_type=QuantType.QInt8)
+            quantize_dynamic(prepared, converted, weight_type=QuantType.QInt8, nodes_to_exclude=raw_input_nodes(prepared))
         elif scheme == "static":
             quantize_static(prepared, converted, _Calibration(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=raw_input_nodes(prepared))
         elif precision == "fp32":
             converted = fp32
         card = {**model.card, "precision": precision, **({"int8_scheme": scheme} if scheme else {}),

@@ -101,6 +101,15 @@ def parity_report(model: Deployable, onnx_path, batches, threads: int | None = N
     return report
 
 
+def parity_failure(report: dict, min_agreement: float) -> str | None:
+    """Why the export does not compute the model's function, or None: argmax agreement with
+    PyTorch (for encoders, the lowest cosine similarity of features) below ``min_agreement``."""
+    key = "min_cosine" if "min_cosine" in report else "argmax_agreement"
+    if report[key] >= min_agreement:
+        return None
+    return f"{key} {report[key]:.3f} with PyTorch on {report['inputs']} inputs, below --min-agreement {min_agreement}"
+
+
 def markdown(report: dict) -> str:
     rows = [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in report.items()]
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
