@@ -1,16 +1,17 @@
 """The BLM classifier's fast paths compute the same function: the fused selective scan mambapy's
-(outputs and gradients to 1e-5, fp32), and the preprocessing folded into the spectral 1×1
-convolution the standardised copy it replaces."""
+(outputs and gradients to 1e-5, fp32), mamba-ssm's CUDA kernel called in its documented layout, and
+the preprocessing folded into the spectral 1×1 convolution the standardised copy it replaces."""
 
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
 from mambapy.mamba import Mamba, MambaConfig
 
 from rsdistill.models.blm import BLMClassifier
-from rsdistill.models.selective_scan import SelectiveScan, install_scan, set_scan_backend
+from rsdistill.models.selective_scan import SelectiveScan, install_scan, mamba_ssm_kernel, resolve_backend, set_scan_backend
 from rsdistill.preprocessing import Preprocessing
 
 
@@ -40,6 +41,57 @@ def test_scan_matches_mambapy_forward_and_gradients(backend):
     torch.testing.assert_close(output, reference, atol=1e-5, rtol=1e-5)
     for name, grad, ref in zip(("x", "delta", "A", "B", "C", "D"), grads, ref_grads):
         torch.testing.assert_close(grad, ref, atol=1e-5, rtol=1e-5, msg=f"gradient of {name}")
+
+
+def _kernel_as_documented(u, delta, A, B, C, D):
+    """A stand-in for ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` with the layout and
+    dtypes of its docstring and CUDA checks (u, Δ: (N, E, L); A: (E, S); B, C: (N, S, L); D: (E,);
+    u, Δ, B, C of one dtype, A and D float32 -> (N, E, L)), computed by mambapy."""
+    n, e, steps = u.shape
+    assert delta.shape == u.shape and A.shape[0] == e and B.shape == C.shape == (n, A.shape[1], steps)
+    assert u.dtype == delta.dtype == B.dtype == C.dtype and A.dtype == D.dtype == torch.float32
+    return _mambapy_scan(*(t.transpose(1, 2) for t in (u, delta)), A, *(t.transpose(1, 2) for t in (B, C)), D).transpose(1, 2)
+
+
+@pytest.fixture
+def mamba_ssm_installed(monkeypatch):
+    module = types.ModuleType("mamba_ssm.ops.selective_scan_interface")
+    module.selective_scan_fn = _kernel_as_documented
+    for name in ("mamba_ssm", "mamba_ssm.ops"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    mamba_ssm_kernel.cache_clear()
+    yield
+    mamba_ssm_kernel.cache_clear()
+
+
+def test_mamba_ssm_kernel_is_called_in_its_layout(mamba_ssm_installed):
+    inputs = _inputs()
+    reference = _mambapy_scan(*inputs)
+    torch.testing.assert_close(SelectiveScan("mamba_ssm")(*inputs), reference, atol=1e-5, rtol=1e-5)
+    x, delta, A, B, C, D = inputs  # as under bf16 autocast: x, B, C bf16, Δ float32
+    mixed = SelectiveScan("mamba_ssm")(x.bfloat16(), delta, A, B.bfloat16(), C.bfloat16(), D)
+    assert mixed.dtype == torch.bfloat16
+    torch.testing.assert_close(mixed.float(), reference, atol=0.1, rtol=0.05)
+
+
+def test_auto_takes_the_mamba_ssm_kernel_for_cuda_tensors_only_where_installed(monkeypatch):
+    on_cuda = types.SimpleNamespace(device=torch.device("cuda", 0))  # no CUDA needed to resolve
+    monkeypatch.setitem(sys.modules, "mamba_ssm", None)  # not installed
+    mamba_ssm_kernel.cache_clear()
+    try:
+        assert resolve_backend("auto", on_cuda) == "torch"
+        with pytest.raises(ValueError, match="pip install mamba-ssm"):
+            SelectiveScan("mamba_ssm")
+    finally:
+        mamba_ssm_kernel.cache_clear()
+
+
+def test_auto_resolution_with_mamba_ssm_installed(mamba_ssm_installed):
+    on_cuda = types.SimpleNamespace(device=torch.device("cuda", 0))
+    assert resolve_backend("auto", on_cuda) == "mamba_ssm"
+    assert resolve_backend("auto", on_cuda, cuda_kernels=False) == "torch"
+    assert resolve_backend("auto", torch.empty(0)) == "numba"
 
 
 def test_blm_keeps_mambapy_parameters_and_outputs():

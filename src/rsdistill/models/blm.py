@@ -7,10 +7,9 @@ tokens), then a selective state-space model (Mamba) runs over the sequence and a
 classifies the pooled output.
 
 Mamba's layers come from ``mambapy``; its selective scan is replaced by ``models.selective_scan``
-(``scan``: a fused numba loop on CPU, a PyTorch loop for export and other devices). With
-``mamba-ssm`` installed on a CUDA machine, ``cuda_kernels=True`` makes mambapy call its fused
-selective-scan kernel (``MambaConfig.use_cuda``). The parameter names stay mambapy's, so the same
-checkpoint runs any way.
+(``scan``: a fused numba loop on CPU, ``mamba-ssm``'s fused kernel on CUDA where it is installed
+and ``cuda_kernels``, a PyTorch loop for export and other devices). The parameter names stay
+mambapy's, so the same checkpoint runs any way, on any device.
 """
 
 from __future__ import annotations
@@ -59,14 +58,14 @@ class BLMClassifier(nn.Module):
         expand: int = 2,
         dropout: float = 0.1,
         token_stride: int = 3,
-        cuda_kernels: bool = False,
+        cuda_kernels: bool = True,
         scan: str = "auto",
     ):
         super().__init__()
         self.encoder = ByteLatentEncoder(bands, d_model, dropout, token_stride)
-        config = MambaConfig(d_model=d_model, n_layers=n_layers, d_state=d_state, expand_factor=expand, use_cuda=cuda_kernels)
+        config = MambaConfig(d_model=d_model, n_layers=n_layers, d_state=d_state, expand_factor=expand)
         self.mamba = Mamba(config)
-        install_scan(self.mamba, scan)
+        install_scan(self.mamba, scan, cuda_kernels)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, classes)
 

@@ -17,21 +17,25 @@ pads L to a power of two (9 -> 16 for a 9×9 patch): memory traffic dominates on
 - ``torch``: a loop over the L steps in PyTorch with an (N, E, S) state: any device and dtype,
   exports to ONNX (the exporter traces the loop), autograd as usual.
 
-``auto`` takes ``numba`` for CPU tensors outside tracing/export, else ``torch``. On CUDA with
-``mamba-ssm`` installed, ``BLMClassifier(cuda_kernels=True)`` uses its fused kernel instead
-(``mambapy``'s ``use_cuda``), which bypasses this module. All backends compute the same function
-with the same weights (``tests/test_selective_scan.py`` checks outputs and gradients against
-``mambapy`` to 1e-5).
+- ``mamba_ssm``: the fused CUDA kernel of ``mamba-ssm`` (``selective_scan_fn``, forward and
+  backward), where that package is installed; float32 inputs, as the numba scan.
+
+``auto`` takes ``mamba_ssm`` for CUDA tensors where it is installed, ``numba`` for CPU tensors,
+``torch`` otherwise and under tracing/export (``cuda_kernels=False`` leaves out ``mamba_ssm``).
+All backends compute the same function with the same weights (``tests/test_selective_scan.py``
+checks outputs and gradients against ``mambapy`` to 1e-5, and the ``mamba_ssm`` call's layout
+against the kernel's documented one), so a checkpoint trained with any runs with any other.
 """
 
 from __future__ import annotations
 
+import functools
 
 import numpy as np
 import torch
 from torch import nn
 
-BACKENDS = ("auto", "numba", "torch")
+BACKENDS = ("auto", "numba", "torch", "mamba_ssm")
 
 try:
     import numba
@@ -168,38 +172,67 @@ def scan_numba(x, delta, A, B, C, D):
     return y
 
 
-def resolve_backend(backend: str, tensor: torch.Tensor) -> str:
-    """The backend that runs for ``tensor``: ``auto`` -> ``numba`` on CPU outside tracing, else ``torch``."""
+@functools.cache
+def mamba_ssm_kernel():
+    """``mamba-ssm``'s fused selective scan (CUDA only: ``pip install mamba-ssm`` on a CUDA
+    machine), or None where it is not installed."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except ImportError:
+        return None
+    return selective_scan_fn
+
+
+def scan_mamba_ssm(x, delta, A, B, C, D):
+    """The scan by ``mamba-ssm``'s kernel (same arguments and result as ``scan_torch``). The kernel
+    takes channels before steps, u, Δ: (N, E, L), B, C: (N, S, L), with u, Δ, B, C of one dtype and
+    A, D in float32; here all float32 (under bf16 autocast Δ arrives in float32 and x, B, C in
+    bf16), the result in x's dtype."""
+    u, delta, B, C = (t.float().transpose(1, 2) for t in (x, delta, B, C))
+    y = mamba_ssm_kernel()(u, delta, A.float(), B, C, D.float())  # (N, E, L)
+    return y.transpose(1, 2).to(x.dtype)
+
+
+def resolve_backend(backend: str, tensor: torch.Tensor, cuda_kernels: bool = True) -> str:
+    """The backend that runs for ``tensor``: ``auto`` -> ``mamba_ssm`` for CUDA tensors where it is
+    installed (and ``cuda_kernels``), ``numba`` for CPU tensors, else ``torch``; ``torch`` whenever
+    the model is being traced or exported."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown selective-scan backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "numba" and numba is None:
         raise ValueError("the numba selective scan needs the numba package (pip install numba)")
+    if backend == "mamba_ssm" and mamba_ssm_kernel() is None:
+        raise ValueError("the mamba_ssm selective scan needs the mamba-ssm package on a CUDA machine (pip install mamba-ssm)")
     if backend != "auto":
         return backend
-    tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-    return "numba" if numba is not None and tensor.device.type == "cpu" and not tracing else "torch"
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return "torch"
+    if tensor.device.type == "cuda" and cuda_kernels and mamba_ssm_kernel() is not None:
+        return "mamba_ssm"
+    return "numba" if numba is not None and tensor.device.type == "cpu" else "torch"
 
 
 class SelectiveScan(nn.Module):
     """The scan as a parameter-free module, so that a ``mambapy`` block can hold it in place of its
     own ``selective_scan`` method (``install_scan``) and a model can switch backends (``backend``)."""
 
-    def __init__(self, backend: str = "auto"):
+    def __init__(self, backend: str = "auto", cuda_kernels: bool = True):
         super().__init__()
         resolve_backend(backend, torch.empty(0))
-        self.backend = backend
+        self.backend, self.cuda_kernels = backend, cuda_kernels
 
     def forward(self, x, delta, A, B, C, D):
-        if resolve_backend(self.backend, x) == "numba":
-            return scan_numba(x, delta, A, B, C, D)
-        return scan_torch(x, delta, A, B, C, D)
+        return SCANS[resolve_backend(self.backend, x, self.cuda_kernels)](x, delta, A, B, C, D)
 
     def extra_repr(self) -> str:
-        return f"backend={self.backend!r}"
+        return f"backend={self.backend!r}, cuda_kernels={self.cuda_kernels}"
 
 
-def install_scan(mamba: nn.Module, backend: str = "auto") -> None:
-    """Make every ``mambapy`` block of ``mamba`` scan with ``SelectiveScan(backend)``.
+SCANS = {"numba": scan_numba, "torch": scan_torch, "mamba_ssm": scan_mamba_ssm}
+
+
+def install_scan(mamba: nn.Module, backend: str = "auto", cuda_kernels: bool = True) -> None:
+    """Make every ``mambapy`` block of ``mamba`` scan with ``SelectiveScan(backend, cuda_kernels)``.
 
     ``MambaBlock.ssm`` calls ``self.selective_scan`` (its parallel mode); the scan is registered as
     the block's parameter-free submodule ``scan`` and bound over that method in the instance, so the
@@ -207,7 +240,7 @@ def install_scan(mamba: nn.Module, backend: str = "auto") -> None:
     for block in list(mamba.modules()):
         if type(block).__name__ == "MambaBlock":
             block.config.pscan = True  # route MambaBlock.ssm through selective_scan
-            block.scan = SelectiveScan(backend)
+            block.scan = SelectiveScan(backend, cuda_kernels)
             block.__dict__["selective_scan"] = block.scan
 
 

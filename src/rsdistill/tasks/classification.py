@@ -37,6 +37,8 @@ class PixelClassifier(BaseTask):
     encoder: with ``arch: encoder``, a pretrained encoder (any ``load_encoder`` format) read once
     when the task is first built; its architecture and preprocessing are then kept in
     ``encoder_card``, so a checkpoint rebuilds it without the file.
+    cuda_kernels: with ``arch: blm``, CUDA tensors are scanned by ``mamba-ssm``'s fused kernel where
+    it is installed (``models.selective_scan``); the same function, so the checkpoint runs anywhere.
     """
 
     def __init__(
@@ -55,7 +57,7 @@ class PixelClassifier(BaseTask):
         kd_temperature: float = 4.0,
         kd_warmup_epochs: float = 5.0,
         kd_max_weight: float = 1.0,
-        cuda_kernels: bool = False,
+        cuda_kernels: bool = True,
         encoder: str | None = None,
         encoder_card: dict | None = None,
         freeze_encoder: bool = False,
