@@ -87,6 +87,8 @@ def test_benchmark_times_checkpoint_and_export_side_by_side(blm_run, tmp_path):
     assert torch_row["params"] == onnx_row["params"] > 0 and torch_row["gflops"] == onnx_row["gflops"] > 0  # counted on the same network
     assert all(0 < r["min"] <= r["median"] <= r["max"] for r in (torch_row, onnx_row))
     assert "| blm" in out.with_suffix(".md").read_text()
+    options = OnnxModel(onnx_file).session.get_session_options()  # idle onnxruntime threads must not
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # busy the next timing's cores
     memory = _child_memory(onnx_file, 1, 40)
     assert memory["peak_mb"] > memory["pass_mb"] >= 0
 
