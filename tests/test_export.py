@@ -110,6 +110,26 @@ def test_segmenter_exports_static_int8_with_calibration(tmp_path):
         assert report["metric"] == "miou" and report["argmax_agreement"] >= (0.999 if precision == "fp32" else 0.8), report
 
 
+def test_segmenter_on_a_vit_made_for_another_tile_size_exports_fp16(tmp_path):
+    """The ViT regenerates its sin-cos position code for a tile size it was not made for; a float64
+    code cast inside the graph left a Cast that fp16 conversion retyped, and onnxruntime refused the
+    file (UPerNet on the Mask-CDKD student, 256² Dubai tiles)."""
+    from rsdistill.models.registry import save_encoder
+    from rsdistill.models.vit import ViTEncoder
+    from rsdistill.preprocessing import Preprocessing
+    from rsdistill.tasks.segmentation import SemanticSegmenter
+
+    torch.manual_seed(0)
+    save_encoder(ViTEncoder(3, 32, 4, 64, 4, 4), tmp_path / "vit.safetensors", Preprocessing.create(3, [100.0] * 3, [50.0] * 3))
+    info = {**tile_info(3, tile_size=64), "class_names": ["a", "b", "c"]}
+    model = deployable(SemanticSegmenter(info, encoder=str(tmp_path / "vit.safetensors"), channels=8))
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(100, 50, size=(1, 3, 64, 64)).astype(np.float32), rng.integers(0, 3, (1, 64, 64)))]
+    out = export_onnx(model, tmp_path / "seg_fp16.onnx", "fp16")
+    report = parity_report(model, out, batches)
+    assert report["argmax_agreement"] >= 0.99 and report["max_abs_diff"] < 0.05, report
+
+
 def test_encoder_export_gives_the_features(tmp_path):
     from rsdistill.tasks.pretrain import MAEPretrainer
 

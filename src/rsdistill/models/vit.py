@@ -46,7 +46,9 @@ def sincos_position_embedding(dim: int, grid_h: int, grid_w: int, style: str = "
         parts = [_sincos_1d(spatial, cols), _sincos_1d(spatial, rows), _sincos_1d(dim - 2 * spatial, np.zeros(rows.size))]
     else:
         raise ValueError(f"unknown position style {style!r}; choose one of {', '.join(POSITION_STYLES)}")
-    return torch.from_numpy(np.concatenate(parts, axis=1)).float()
+    # rounded to float32 here, not by a cast in the model: in an ONNX graph that cast of a large
+    # constant stays a Cast node, which fp16 conversion retypes into a model onnxruntime refuses
+    return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
 
 
 class PatchEmbed(nn.Module):
