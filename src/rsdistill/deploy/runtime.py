@@ -39,7 +39,7 @@ class OnnxModel:
         self.path, self.card = Path(path), read_card(path)
         options = ort.SessionOptions()
         # no busy-waiting of the worker threads after a run: they kept the cores busy into whatever
-        # ran next (PyTorch in benchmark's interleaved rounds: 1.6-1.9× slower), for no gain alone
+        # ran next (PyTorch right after it 1.5× slower, benchmarks/ort_spinning.py), for no gain alone
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             options.intra_op_num_threads = threads
