@@ -15,20 +15,16 @@ import argparse
 import dataclasses
 import statistics
 
-import onnxruntime as ort
 import torch
 
+from rsdistill.deploy.runtime import OnnxModel
 from rsdistill.evaluation.benchmark import _time_once, inputs_for, load_candidate
 
 
 def with_spinning(candidate, threads: int, spinning: bool):
     """``candidate`` (an ONNX export) in a session whose worker threads spin after a run or not."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    model = candidate.run
-    model.session = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
-    return dataclasses.replace(candidate, name=f"ORT, spinning {'on' if spinning else 'off'}", run=model)
+    session = OnnxModel(candidate.run.path, threads, spinning)
+    return dataclasses.replace(candidate, name=f"ORT, spinning {'on' if spinning else 'off'}", run=session)
 
 
 def main() -> None:

@@ -31,16 +31,18 @@ def read_card(path) -> dict:
 
 
 class OnnxModel:
-    """An exported model in an onnxruntime session on the CPU with ``threads`` intra-op threads."""
+    """An exported model in an onnxruntime session on the CPU with ``threads`` intra-op threads.
 
-    def __init__(self, path, threads: int | None = None):
+    ``spinning``: whether the worker threads busy-wait after a run (onnxruntime's default). Off: they
+    kept the cores busy into whatever ran next (PyTorch right after it 1.5× slower,
+    ``benchmarks/ort_spinning.py``), for no gain alone."""
+
+    def __init__(self, path, threads: int | None = None, spinning: bool = False):
         import onnxruntime as ort
 
         self.path, self.card = Path(path), read_card(path)
         options = ort.SessionOptions()
-        # no busy-waiting of the worker threads after a run: they kept the cores busy into whatever
-        # ran next (PyTorch right after it 1.5× slower, benchmarks/ort_spinning.py), for no gain alone
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
