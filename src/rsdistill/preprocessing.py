@@ -172,10 +172,32 @@ class Preprocessing:
             raise InputError(f"{name}: its preprocessing names neither a sensor nor wavelengths; cannot align other bands to it")
         return Sensor.from_wavelengths(name, np.asarray(self.wavelengths))
 
-    def aligned_from(self, source: Sensor, method: str = "mean", scale: float = 1.0, name: str = "model") -> Preprocessing:
+    def aligned_from(self, source: Sensor, method: str = "mean", scale: float = 1.0, name: str = "model",
+                     uncovered: str = "error") -> Preprocessing:
         """The same model input computed from another sensor's raw bands: (T, S) band alignment of
-        ``source`` onto the model-input channels, then this standardisation (HyperKD's teacher input)."""
+        ``source`` onto the model-input channels, then this standardisation (HyperKD's teacher input).
+        ``uncovered="zero"``: a channel the source does not cover gets a zero row (``absent_channels``)
+        instead of an error, for a model that masks it."""
         if self.alignment is not None:
             raise InputError(f"{name}: its preprocessing already aligns bands; align from its own raw bands instead")
-        weights = band_alignment(source, self.input_sensor(name), method)
+        weights = band_alignment(source, self.input_sensor(name), method, uncovered)
         return replace(self, bands=len(source), kept=None, scale=float(scale), alignment=tuple(tuple(map(float, r)) for r in weights))
+
+    def aligned_from_preprocessing(self, data: Preprocessing, method: str = "mean", scale: float = 1.0, name: str = "model",
+                                   uncovered: str = "error") -> Preprocessing:
+        """The same model input computed from the raw bands of ``data`` (a task's preprocessing): the
+        alignment from ``data``'s model-input channels (by their wavelengths) composed with ``data``'s
+        own raw -> channel map (its alignment and kept bands); ``scale`` from ``data``'s units on."""
+        onto = self.aligned_from(data.input_sensor("the data"), method, scale * data.scale, name, uncovered)
+        raw_map = np.asarray(data.alignment) if data.alignment is not None else np.eye(data.bands)
+        if data.kept is not None:
+            raw_map = raw_map[list(data.kept)]
+        combined = np.asarray(onto.alignment) @ raw_map  # (T, channels) @ (channels, bands)
+        return replace(onto, bands=data.bands, alignment=tuple(tuple(map(float, r)) for r in combined))
+
+    @property
+    def absent_channels(self) -> tuple[int, ...]:
+        """Model-input channels that the raw bands do not provide (zero rows of the alignment)."""
+        if self.alignment is None:
+            return ()
+        return tuple(t for t, row in enumerate(self.alignment) if not any(row))

@@ -1,14 +1,21 @@
 """Encoders on disk and in memory: one registry for every encoder rsdistill builds or loads.
 
 - ``build_encoder(architecture)`` makes an encoder from the ``architecture`` record of a card
-  (``{"name": "vit" | "sam" | "sam_mmoa", ...constructor arguments}``); every encoder carries that
-  record as ``config`` (sam_mmoa: Mask-CDKD's teacher, a SAM encoder with its adapters).
+  (``{"name": "vit" | "sam" | "sam_mmoa" | "galileo", ...constructor arguments}``); every encoder
+  carries that record as ``config`` (sam_mmoa: Mask-CDKD's teacher, a SAM encoder with its adapters).
 - ``save_encoder`` writes safetensors weights + a JSON card (architecture, preprocessing, recipe,
   metrics, scenes), both atomically.
-- ``load_encoder(path)`` dispatches on the format: an rsdistill card next to the weights, a SAM
-  checkpoint (``models.sam_checkpoints``), or a Prithvi-EO-1.0 or MAE/timm checkpoint in its
-  official layout (``models.vit_checkpoints``). It returns a ``PretrainedEncoder``: the encoder
-  with its ``Preprocessing``, which takes raw scene values and returns features.
+- ``load_encoder(path or name)`` dispatches on the format: an rsdistill card next to the weights,
+  a Galileo checkpoint folder (``models.galileo_checkpoints``), a SAM checkpoint
+  (``models.sam_checkpoints``), or a Prithvi-EO-1.0 or MAE/timm checkpoint in its official layout
+  (``models.vit_checkpoints``); a name of the pretrained-weights table (``models.pretrained``,
+  e.g. ``galileo-nano``) is looked up where weights are kept and checked against its sha256. It
+  returns a ``PretrainedEncoder``: the encoder with its ``Preprocessing``, which takes raw scene
+  values and returns features.
+- Every encoder has ``forward_features(x, layers) -> [(N, D, h, w)]``, ``bands``, ``patch_size``,
+  ``embed_dim`` and ``depth``; the roles (probe, UPerNet, pixel classifier, HyperKD teacher) use
+  only these. An encoder whose input comes in band groups (Galileo) also has ``for_channels``:
+  fed from a sensor that lacks some of its channels, it masks the groups they belong to.
 
 Pickled checkpoints are never unpickled beyond plain tensors (``models.state_dicts``).
 """
@@ -25,6 +32,7 @@ from torch import nn
 
 from rsdistill.errors import InputError
 from rsdistill.files import atomic_write, write_json
+from rsdistill.models.galileo import GalileoEncoder
 from rsdistill.models.state_dicts import load_strict, read_state_dict
 from rsdistill.models.mmoa import MMoAEncoder
 from rsdistill.models.sam import SAMImageEncoder
@@ -33,7 +41,8 @@ from rsdistill.preprocessing import Preprocessing
 
 CARD_SUFFIX = ".json"
 CARD_FORMAT = "rsdistill-encoder/2"
-ENCODERS = {"vit": ViTEncoder, "sam": SAMImageEncoder, "sam_mmoa": MMoAEncoder.build}
+ENCODERS = {"vit": ViTEncoder, "sam": SAMImageEncoder, "sam_mmoa": MMoAEncoder.build, "galileo": GalileoEncoder}
+ALIGNMENTS = ("mean", "srf", "nearest")
 
 
 def build_encoder(architecture: dict) -> nn.Module:
@@ -76,6 +85,27 @@ class PretrainedEncoder(nn.Module):
         x = F.pad(x, (0, (-x.shape[3]) % p, 0, (-x.shape[2]) % p))
         return self.encoder.forward_features(x, layers)
 
+    def for_sensor(self, source, align: str = "srf", scale: float = 1.0) -> PretrainedEncoder:
+        """This encoder fed from another sensor's raw bands: ``source`` (a ``Sensor`` or the
+        ``Preprocessing`` of a task's data) aggregated into the encoder's bands by ``align``
+        (``mean``, ``srf``, ``nearest``), ``scale`` from the source's units to the encoder's. An
+        encoder with band groups (Galileo) masks every group the source does not fully cover; any
+        other encoder needs all of its bands covered."""
+        name = self.card.get("path", "encoder")
+        grouped = hasattr(self.encoder, "for_channels")
+        uncovered = "zero" if grouped else "error"
+        if isinstance(source, Preprocessing):
+            aligned = self.preprocessing.aligned_from_preprocessing(source, align, scale, name, uncovered)
+        else:
+            aligned = self.preprocessing.aligned_from(source, align, scale, name, uncovered)
+        encoder = self.encoder
+        if grouped:
+            absent = set(aligned.absent_channels)
+            encoder = self.encoder.for_channels([c not in absent for c in range(aligned.channels)], getattr(source, "name", "the data"))
+        card = {**self.card, "input": {"alignment": align, "scale": scale, "absent_channels": sorted(absent) if grouped else [],
+                                        **({"live_groups": list(encoder.groups)} if grouped else {})}}
+        return PretrainedEncoder(encoder, aligned, card)
+
     def for_scene(self, scene, align: str | None = None, scale: float = 1.0) -> PretrainedEncoder:
         """This encoder for the bands of ``scene`` (a ``Scene``): as it is when the band count
         matches, or with ``align`` (``mean``, ``srf``, ``nearest``) the scene's bands aggregated
@@ -84,8 +114,7 @@ class PretrainedEncoder(nn.Module):
             if scene.shape[2] != self.preprocessing.bands:
                 raise InputError(f"{scene.path}: {scene.shape[2]} bands, but the encoder takes {self.preprocessing.bands} raw bands (pass an alignment to aggregate them)")
             return self
-        aligned = self.preprocessing.aligned_from(scene.sensor(), align, scale, self.card.get("path", "encoder"))
-        return PretrainedEncoder(self.encoder, aligned, self.card)
+        return self.for_sensor(scene.sensor(), align, scale)
 
     def scene_features(self, scene, align: str | None = None, scale: float = 1.0, layers=None) -> list[torch.Tensor]:
         """Features of a whole ``Scene``: [(D, ⌈H/p⌉, ⌈W/p⌉) per layer]."""
@@ -134,15 +163,31 @@ def _preprocessing_of_v1_card(card: dict, where) -> dict:
                                 wavelengths=card.get("wavelengths"), sensor=card.get("sensor")).to_dict()
 
 
-def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None) -> PretrainedEncoder:
+def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None, **options) -> PretrainedEncoder:
     """Any encoder rsdistill can read, with its preprocessing and card.
 
-    An rsdistill encoder is recognised by its JSON card next to the weights; anything else is read
-    as a SAM checkpoint (recognised by its keys) or a Prithvi-EO-1.0 or MAE/timm checkpoint
-    (``num_heads`` is not stored in those; default dim // 64).
+    ``path``: a file or folder, or a name of the pretrained-weights table (``rsdistill weights``).
+    An rsdistill encoder is recognised by its JSON card next to the weights, a Galileo checkpoint
+    by its folder (config.json + encoder.pt); anything else is read as a SAM checkpoint (recognised
+    by its keys) or a Prithvi-EO-1.0 or MAE/timm checkpoint (``num_heads`` is not stored in those;
+    default dim // 64). ``options`` are Galileo's (patch_size, month, gsd_m, normalisation).
     """
+    from rsdistill.models import pretrained
+
     path = Path(path)
-    if path.with_suffix(CARD_SUFFIX).is_file():
+    if not path.exists() and str(path).lower() in pretrained.WEIGHTS:
+        named = pretrained.entry(str(path))
+        folder = pretrained.locate(named.name)
+        path = folder if named.format == "galileo" else folder / named.main
+    if options and not (path.is_dir() or path.name == "encoder.pt"):
+        raise InputError(f"{path}: options {sorted(options)} apply to Galileo encoders only")
+    if path.is_dir() or path.name == "encoder.pt":
+        from rsdistill.models.galileo_checkpoints import OPTIONS, load_galileo_folder
+
+        if set(options) - set(OPTIONS):
+            raise InputError(f"{path}: unknown Galileo options {sorted(set(options) - set(OPTIONS))}; known: {', '.join(OPTIONS)}")
+        encoder, card = load_galileo_folder(path if path.is_dir() else path.parent, **options)
+    elif path.with_suffix(CARD_SUFFIX).is_file():
         card = read_card(path)
         encoder = build_encoder(card["architecture"])
         load_strict(path, encoder, read_state_dict(path, trust_pickle), f"a {card['architecture'].get('name', 'vit')} encoder")

@@ -12,8 +12,11 @@ cube is ``W @ source_spectrum`` per pixel. Methods are different ways to fill th
 - ``nearest``: the single valid source band whose centre is closest to the target centre.
 
 Bad (invalid) source bands always get zero weight. A target band that no valid source band covers
-(no source centre inside its edges) is an error naming the band: a silent zero row would feed the
-teacher a black channel.
+is an error naming the band: a silent zero row would feed the teacher a black channel. Covered
+means a valid source centre inside the target band's edges (``mean``, ``nearest``) or, for
+``srf``, a valid source band whose edges overlap the target's (a broad camera band covers the
+narrow Sentinel-2 band inside it). With ``uncovered="zero"`` such a band gets a zero row instead,
+for a model that masks what its input lacks (Galileo's band groups); ``uncovered_bands`` lists them.
 """
 
 from __future__ import annotations
@@ -29,21 +32,25 @@ _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 _SRF_CUTOFF = 0.01
 
 
-def band_alignment(source: str | Sensor, target: str | Sensor, method: str = "mean") -> np.ndarray:
+def band_alignment(source: str | Sensor, target: str | Sensor, method: str = "mean", uncovered: str = "error") -> np.ndarray:
     """Linear map from ``source`` bands to ``target`` bands.
 
     Returns:
-        (T, S) float32 matrix, each row non-negative and summing to 1; columns of invalid source
-        bands are zero.
+        (T, S) float32 matrix, each row non-negative and summing to 1 (a zero row for a target band
+        the source does not cover, with ``uncovered="zero"``); columns of invalid source bands are zero.
     """
     source, target = get_sensor(source), get_sensor(target)
     if method not in ALIGNMENT_METHODS:
         raise InputError(f"unknown alignment method {method!r}; choose one of {', '.join(ALIGNMENT_METHODS)}")
+    if uncovered not in ("error", "zero"):
+        raise InputError(f"uncovered must be error or zero, got {uncovered!r}")
     centres, valid = source.centers, source.valid
     weights = np.zeros((len(target), len(source)), dtype=np.float64)
     for t, band in enumerate(target.bands):
         inside = valid & (centres >= band.lower) & (centres <= band.upper)
-        if not inside.any():
+        if not _covers(source, band, method).any():
+            if uncovered == "zero":
+                continue
             flagged = np.flatnonzero(~valid & (centres >= band.lower) & (centres <= band.upper))
             why = f"bands {flagged.tolist()} lie inside but are flagged bad" if flagged.size else _coverage(source)
             raise InputError(
@@ -60,7 +67,23 @@ def band_alignment(source: str | Sensor, target: str | Sensor, method: str = "me
             response = np.where(valid, np.exp(-((centres - band.center) ** 2) / (2 * sigma2)), 0.0)
             response[response < _SRF_CUTOFF * response.max()] = 0.0
             weights[t] = response
-    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+    sums = weights.sum(axis=1, keepdims=True)
+    return (weights / np.where(sums > 0, sums, 1.0)).astype(np.float32)
+
+
+def _covers(source: Sensor, band, method: str) -> np.ndarray:
+    """(S,) the valid source bands that cover target ``band`` (see the module docstring)."""
+    lower = np.array([b.lower for b in source.bands])
+    upper = np.array([b.upper for b in source.bands])
+    if method == "srf":
+        return source.valid & (lower < band.upper) & (upper > band.lower)
+    return source.valid & (source.centers >= band.lower) & (source.centers <= band.upper)
+
+
+def uncovered_bands(source: str | Sensor, target: str | Sensor, method: str = "mean") -> list[str]:
+    """Names of the target bands no valid source band covers."""
+    source, target = get_sensor(source), get_sensor(target)
+    return [band.name for band in target.bands if not _covers(source, band, method).any()]
 
 
 def _coverage(sensor: Sensor) -> str:
