@@ -8,7 +8,8 @@ from rsdistill.spectral.sensors import Sensor
 
 def test_registry_band_counts():
     counts = {name: len(get_sensor(name)) for name in sensor_names()}
-    assert counts == {"aviris": 224, "enmap": 224, "hls": 6, "hls_l30": 10, "rgb": 3, "rosis": 103, "sentinel2": 13, "sentinel2_eurosat": 13}
+    assert counts == {"aviris": 224, "enmap": 224, "hls": 6, "hls_l30": 10, "rgb": 3, "rosis": 103, "sentinel2": 13, "sentinel2_eurosat": 13,
+                      "sentinel2_galileo": 10}
     rosis = get_sensor("rosis").centers
     assert rosis[0] == pytest.approx(430) and rosis[-1] == pytest.approx(860)
     assert get_sensor("Prithvi") is get_sensor("hls")
@@ -59,3 +60,16 @@ def test_unknown_sensor_and_method():
         get_sensor("landsat9")
     with pytest.raises(InputError, match="unknown alignment method"):
         band_alignment("enmap", "hls", "cubic")
+
+
+def test_uncovered_target_bands_get_zero_rows_when_asked():
+    """A camera's broad red band overlaps B5 (697-711 nm) but nothing covers NIR or SWIR: srf gives
+    those rows zero weight with uncovered="zero" (and an error by default)."""
+    weights = band_alignment("rgb", "sentinel2_galileo", "srf", uncovered="zero")
+    names = [b.name for b in get_sensor("sentinel2_galileo").bands]
+    covered = [n for n, row in zip(names, weights) if row.any()]
+    assert covered == ["B02", "B03", "B04", "B05"]
+    np.testing.assert_allclose(weights[:4].sum(axis=1), 1.0, rtol=1e-6)
+    assert weights[names.index("B04"), 0] > 0.9  # B04 (665 nm) is mostly the camera's red (650 nm)
+    with pytest.raises(InputError, match="B06"):
+        band_alignment("rgb", "sentinel2_galileo", "srf")

@@ -22,6 +22,7 @@ from rsdistill.evaluation.curve import sweep_of
 from rsdistill.evaluation.experiment import experiment_recipes, fit_and_test, load_experiment
 from rsdistill.evaluation.pretrain_experiment import experiment_datasets, pretrain_recipes
 from rsdistill.io import open_scene, write_geotiff
+from rsdistill.models.pretrained import WEIGHTS
 from rsdistill.models.registry import load_encoder, save_encoder
 from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.vit import ViTEncoder
@@ -250,8 +251,11 @@ def encoder_artefact(path: str, artefacts: dict) -> str:
 
 
 def needs(recipe: Path, artefacts: dict) -> list[str]:
-    """Overrides pointing a recipe's inputs made by another recipe at the test's artefacts."""
+    """Overrides pointing a recipe's inputs made by another recipe at the test's artefacts; named
+    pretrained weights (galileo-nano) are the real ones, found under the data root."""
     model = load_recipe(recipe).get("model", {}).get("init_args", {})
+    if model.get("encoder") in WEIGHTS or (model.get("distill") or {}).get("teacher") in WEIGHTS:
+        return []
     if "teacher_ckpt" in model:
         return ["--model.init_args.teacher_ckpt", str(artefacts["teacher_ckpt"])]
     if "distill" in model:

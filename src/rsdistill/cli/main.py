@@ -26,6 +26,15 @@ def _info_parser() -> ArgumentParser:
     return parser
 
 
+def _weights_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="List the pretrained weights rsdistill knows by name (load_encoder(NAME), encoder: NAME "
+                            "in recipes): input bands, licence, source, and where each is found here ($RSDISTILL_WEIGHTS, the "
+                            "user cache, the data root's weights/), every file checked against its sha256.")
+    parser.add_argument("--download", default=None, help="fetch this entry's files from their source into the user cache "
+                        "(each checked against its sha256 where the publisher gives one)")
+    return parser
+
+
 def _sensors_parser() -> ArgumentParser:
     return ArgumentParser(description="List the registered sensors and their bands.")
 
@@ -139,7 +148,10 @@ def _score_tiles_parser() -> ArgumentParser:
 def _probe_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Linear probe: freeze a pretrained encoder, train a linear classifier on the "
                             "labelled pixels of the training tiles, report overall accuracy on the test tiles.")
-    parser.add_argument("--encoder", required=True, help="encoder.safetensors (its .json card next to it) or a Prithvi checkpoint")
+    parser.add_argument("--encoder", required=True, help="encoder.safetensors (its .json card next to it), a Prithvi checkpoint, "
+                        "a Galileo folder or a weights name (rsdistill weights, e.g. galileo-nano)")
+    parser.add_argument("--encoder_options", "--encoder-options", type=Optional[dict], default=None,
+                        help="load options of a Galileo encoder, e.g. '{patch_size: 1, gsd_m: 30}'")
     parser.add_argument("--align", choices=["mean", "srf", "nearest"], default=None,
                         help="aggregate the probe tiles into the encoder's bands (an encoder of another sensor, e.g. a HyperKD teacher)")
     parser.add_argument("--scale", type=float, default=1.0, help="with --align: factor from the tiles' units to the encoder's")
@@ -203,6 +215,7 @@ def _pretrain_experiment_parser() -> ArgumentParser:
 VERBS = {
     "info": (_info_parser, "describe a scene or label file"),
     "sensors": (_sensors_parser, "list the registered sensors"),
+    "weights": (_weights_parser, "pretrained weights by name, and whether they are here"),
     "align": (_align_parser, "band alignment between two sensors"),
     "stats": (_stats_parser, "per-band mean/std for normalisation"),
     "map": (_map_parser, "whole-scene class map as GeoTIFF + PNG"),

@@ -26,6 +26,28 @@ def sensors(args) -> None:
               f"{int((~sensor.valid).sum())} flagged bad  {sensor.description}")
 
 
+def weights(args) -> None:
+    from rsdistill.models import pretrained
+
+    if args.download:
+        print(f"{args.download}: {pretrained.download(args.download)}")
+        return
+    print(f"{'name':<20} {'params':>8} {'patch':>5}  {'licence':<13} {'bands':<44} here")
+    for entry in pretrained.WEIGHTS.values():
+        folder = pretrained.present(entry.name)
+        if folder is not None:
+            try:
+                pretrained.locate(entry.name)
+                here = str(folder)
+            except InputError as error:
+                here = f"BROKEN: {error}"
+        else:
+            here = "not here (--download)"
+        bands = ",".join(entry.bands)
+        print(f"{entry.name:<20} {entry.params:>8} {entry.patch_size:>5}  {entry.licence:<13} {bands[:44]:<44} {here}")
+    print("\nlooked up in: " + ", ".join(str(root) for root in pretrained.search_roots()))
+
+
 def _sensor_or_scene(name: str) -> Sensor:
     if Path(name).is_file():
         source = open_scene(name)
@@ -205,11 +227,16 @@ def score_tiles(args) -> None:
 
 
 def probe(args) -> None:
+    from rsdistill.data.paths import read_tile_list, resolve
     from rsdistill.evaluation.pretrain_experiment import probe_accuracy, probe_tiles
+    from rsdistill.io.scene import Scene
     from rsdistill.models.registry import load_encoder
 
-    encoder = load_encoder(args.encoder, trust_pickle=args.trust_pickle)
+    encoder = load_encoder(args.encoder, trust_pickle=args.trust_pickle, **(args.encoder_options or {}))
     tiles = probe_tiles({"train": args.train_list, "test": args.test_list}, encoder, align=args.align, scale=args.scale)
+    if args.align is not None:  # the encoder as the tiles' sensor feeds it (an encoder with band groups masks the uncovered ones)
+        first = Scene.read(read_tile_list(resolve(args.train_list))[0][0])
+        encoder = encoder.for_scene(first, args.align, args.scale)
     print(f"linear-probe OA {probe_accuracy(encoder.encoder, tiles, args.seed)['test']:.4f} ({args.encoder}, test tiles {args.test_list})")
 
 

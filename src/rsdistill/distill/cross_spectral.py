@@ -36,7 +36,10 @@ DEFAULT_LAYER = 8  # HyperKD distils layer 8 of student and teacher
 class CrossSpectralOptions:
     """The ``distill`` section of a recipe.
 
-    teacher: any encoder ``models.registry.load_encoder`` reads (an rsdistill card, Prithvi-EO-1.0).
+    teacher: any encoder ``models.registry.load_encoder`` reads (an rsdistill card, Prithvi-EO-1.0,
+    a Galileo folder) or a weights name (``galileo-nano``); teacher_options: its load options
+    (Galileo: patch_size, month, gsd_m, normalisation). A teacher with band groups (Galileo) masks
+    the groups the student's bands do not cover.
     alignment: ``mean`` | ``srf`` | ``nearest`` | ``learnable``.
     layers: [[student_layer, teacher_layer], ...]; default [[8, 8]] clipped to the depths present.
     loss: ``kl`` | ``mse`` | ``cosine``; weight: β in λ·(MSE + (1 − SSIM)) + β·KD.
@@ -52,6 +55,7 @@ class CrossSpectralOptions:
     scale: float = 1.0
     num_heads: int | None = None
     trust_pickle: bool = False
+    teacher_options: dict | None = None
 
     def __post_init__(self):
         if self.alignment not in (*ALIGNMENT_METHODS, "learnable"):
@@ -97,15 +101,15 @@ class CrossSpectralDistiller(Distiller):
     def __init__(self, options: CrossSpectralOptions, student: Preprocessing, student_depth: int, student_dim: int, img_size: int):
         if student.wavelengths is None:
             raise InputError("cross-spectral distillation needs the student's wavelengths (from the scenes or a sensor)")
-        teacher = load_encoder(options.teacher, trust_pickle=options.trust_pickle, num_heads=options.num_heads)
+        teacher = load_encoder(options.teacher, trust_pickle=options.trust_pickle, num_heads=options.num_heads, **(options.teacher_options or {}))
+        method = "mean" if options.alignment == "learnable" else options.alignment
+        teacher = teacher.for_sensor(Sensor.from_wavelengths("student", student.wavelengths), method, options.scale)
         super().__init__(teacher.encoder)
         self.options, self.student = options, student
         if img_size % self.teacher.patch_size:
             raise InputError(f"tile size {img_size} is not a multiple of the teacher's patch size {self.teacher.patch_size}")
-        self.load_report = teacher.card.get("load_report", {})
-        method = "mean" if options.alignment == "learnable" else options.alignment
-        self.teacher_preprocessing = teacher.preprocessing.aligned_from(
-            Sensor.from_wavelengths("student", student.wavelengths), method, options.scale, str(options.teacher))
+        self.load_report = {**teacher.card.get("load_report", {}), "input": teacher.card["input"]}
+        self.teacher_preprocessing = teacher.preprocessing
         weights = torch.tensor(self.teacher_preprocessing.alignment, dtype=torch.float32)
         if options.alignment == "learnable":
             self.alignment = nn.Parameter(weights)
@@ -124,16 +128,14 @@ class CrossSpectralDistiller(Distiller):
 
     def teacher_tokens(self, images: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int]) -> dict[int, torch.Tensor]:
         """{teacher layer: (N, grid_h · grid_w, D_T)} patch tokens on the student's patch grid."""
+        layers = tuple(dict.fromkeys(t for _, t in self.pairs))
         with torch.set_grad_enabled(self.options.alignment == "learnable" and torch.is_grad_enabled()):
-            _, layers = self.teacher(self.teacher_input(images, valid), tuple(t for _, t in self.pairs))
-        n, side_h, side_w = images.shape[0], images.shape[2] // self.teacher.patch_size, images.shape[3] // self.teacher.patch_size
+            maps = self.teacher.forward_features(self.teacher_input(images, valid), layers)  # [(N, D_T, side_h, side_w)]
         tokens = {}
-        for layer, x in layers.items():
-            patches = x[:, 1:]
-            if (side_h, side_w) != grid:
-                maps = patches.transpose(1, 2).reshape(n, -1, side_h, side_w)
-                patches = F.interpolate(maps, size=grid, mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
-            tokens[layer] = patches
+        for layer, x in zip(layers, maps):
+            if tuple(x.shape[2:]) != tuple(grid):
+                x = F.interpolate(x, size=grid, mode="bilinear", align_corners=False)
+            tokens[layer] = x.flatten(2).transpose(1, 2)
         return tokens
 
     def forward(self, images, valid, student_layers: dict[int, torch.Tensor], ids_keep: torch.Tensor, grid) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Linear probe: a frozen encoder's pixel features, a linear classifier, overall accuracy.
 
-Each labelled pixel gets the final-layer token of the patch that contains it (tiles are encoded
-whole, no masking). The classifier is trained with the training tiles' labels only and scored on
+Each labelled pixel gets the final-layer feature (``forward_features``) of the patch that contains
+it (tiles are encoded whole, no masking; a side that is not a multiple of the patch size is padded
+with 0, the band mean). The classifier is trained with the training tiles' labels only and scored on
 held-out tiles (validation, to choose between encoders, and test). Features are standardised with training statistics.
 """
 
@@ -11,18 +12,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rsdistill.models.vit import ViTEncoder
+from torch import nn
 
 
-def pixel_features(encoder: ViTEncoder, tiles: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def pixel_features(encoder: nn.Module, tiles: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """tiles (T, C, H, W) normalised, labels (T, H, W) -> features (P, D) and class ids (P,) of labelled pixels."""
     encoder.eval()
     p = encoder.patch_size
     features, targets = [], []
     with torch.no_grad():
         for tile, label in zip(tiles, labels):
-            tokens, _ = encoder(tile[None])  # (1, 1 + L, D)
-            grid = tokens[0, 1:].reshape(tile.shape[1] // p, tile.shape[2] // p, -1)
+            padded = F.pad(tile[None], (0, (-tile.shape[2]) % p, 0, (-tile.shape[1]) % p))
+            grid = encoder.forward_features(padded)[0][0].permute(1, 2, 0)  # (h, w, D)
             rows, cols = np.nonzero(label > 0)
             features.append(grid[rows // p, cols // p])
             targets.append(torch.as_tensor(label[rows, cols], dtype=torch.long))

@@ -1,10 +1,11 @@
-"""A pretrained ``ViTEncoder`` (MAE, HyperKD student) as the backbone of pixel classification.
+"""A pretrained encoder (MAE, HyperKD student, Galileo) as the backbone of pixel classification.
 
 The classifier feeds it patches already prepared with the encoder's own ``Preprocessing`` (its kept
 bands and pretraining statistics: ``PixelClassifier`` with ``arch: encoder``). Patches whose side is
 not a multiple of the encoder's patch size are padded with 0, the band mean after normalisation.
-The logits come from the token of the encoder patch that contains the centre pixel (as in the
-linear probe).
+The logits come from the feature of the encoder patch that contains the centre pixel (as in the
+linear probe); with Galileo at patch size 1 that is the centre pixel's own token, seen in the
+context of the whole patch.
 """
 
 from __future__ import annotations
@@ -26,6 +27,6 @@ class EncoderPixelClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size, step = x.shape[-1], self.encoder.patch_size
         x = F.pad(x, (0, (-size) % step, 0, (-size) % step))
-        tokens, _ = self.encoder(x)  # (N, 1 + L, D)
-        centre, grid_w = (size // 2) // step, x.shape[-1] // step
-        return self.head(tokens[:, 1 + centre * grid_w + centre])
+        features = self.encoder.forward_features(x)[0]  # (N, D, h, w)
+        centre = (size // 2) // step
+        return self.head(features[:, :, centre, centre])

@@ -90,7 +90,7 @@ WEIGHTS: dict[str, WeightsEntry] = {e.name: e for e in (
     WeightsEntry("sam-vit-b", "sam", "sam_vit_b",
                  _files(("sam_vit_b_01ec64.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth", None)),
                  "sam_vit_b_01ec64.pth", "facebookresearch/segment-anything (Kirillov et al. 2023); no sha256 published", "Apache-2.0", "rgb",
-                 ("Red", "Green", "Blue"), "RGB 0-255, SAM's pixel mean/std", 16, "91 M (image encoder 86 M)"),
+                 ("Red", "Green", "Blue"), "RGB 0-255, SAM's pixel mean/std", 16, "91 M"),
     WeightsEntry("mae-vit-base", "mae", "mae_vit_base",
                  _files(("mae_pretrain_vit_base.pth", "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth", None)),
                  "mae_pretrain_vit_base.pth", "facebookresearch/mae (He et al. 2022); no sha256 published", "CC-BY-NC-4.0", "rgb",

@@ -38,6 +38,7 @@ from rsdistill.models.mmoa import MMoAEncoder
 from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
+from rsdistill.spectral.sensors import get_sensor
 
 CARD_SUFFIX = ".json"
 CARD_FORMAT = "rsdistill-encoder/2"
@@ -205,17 +206,35 @@ def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None,
     return PretrainedEncoder(encoder, preprocessing, card)
 
 
-def pretrained_backbone(path, card: dict | None) -> tuple[nn.Module, Preprocessing, dict]:
+def pretrained_backbone(path, card: dict | None, options: dict | None = None, source=None) -> tuple[nn.Module, Preprocessing, dict]:
     """A pretrained encoder as a task's backbone, and the card the task keeps in its checkpoint.
 
-    On first build the encoder is read from ``path``; afterwards ``card`` (its architecture and
-    preprocessing, saved with the task) rebuilds it, and the weights come with the task's
-    checkpoint, so the file is needed no more.
+    On first build the encoder is read from ``path`` (a file, folder or weights name) with
+    ``options``: ``load_encoder``'s (Galileo: patch_size, month, gsd_m, normalisation) plus
+    ``align`` (``mean``, ``srf``, ``nearest``) and ``scale``, which feed it from ``source`` (the
+    ``Preprocessing`` of the task's data) by band alignment, and ``sensor``: the registered sensor
+    of the data's bands where the data carries no wavelengths (``rgb`` for photos). Afterwards
+    ``card`` (its architecture and preprocessing, saved with the task) rebuilds it, and the weights
+    come with the task's checkpoint, so the file is needed no more.
     """
     if card is not None:
         return build_encoder(card["architecture"]), Preprocessing.from_dict(card["preprocessing"], "encoder_card"), card
     if path is None:
-        raise InputError("a pretrained backbone needs encoder: the path of a pretrained encoder (e.g. encoder.safetensors)")
-    pretrained = load_encoder(path)
-    card = {"architecture": _architecture(pretrained.encoder), "preprocessing": pretrained.preprocessing.to_dict()}
+        raise InputError("a pretrained backbone needs encoder: the path of a pretrained encoder (e.g. encoder.safetensors) or a weights name (rsdistill weights)")
+    options = dict(options or {})
+    align, scale, sensor = options.pop("align", None), float(options.pop("scale", 1.0)), options.pop("sensor", None)
+    if align is not None and align not in ALIGNMENTS:
+        raise InputError(f"encoder_options.align: one of {', '.join(ALIGNMENTS)}, got {align!r}")
+    pretrained = load_encoder(path, **options)
+    if align is not None:
+        if sensor is not None:
+            bands = source.bands if isinstance(source, Preprocessing) else None
+            source = get_sensor(sensor)
+            if bands is not None and bands != len(source):
+                raise InputError(f"encoder_options.sensor {sensor!r} has {len(source)} bands, the data {bands}")
+        if source is None:
+            raise InputError(f"{path}: encoder_options.align needs the data's bands to align from")
+        pretrained = pretrained.for_sensor(source, align, scale)
+    card = {"architecture": _architecture(pretrained.encoder), "preprocessing": pretrained.preprocessing.to_dict(),
+            **{k: pretrained.card[k] for k in ("load_report", "input", "path") if k in pretrained.card}}
     return pretrained.encoder, pretrained.preprocessing, card

@@ -34,9 +34,12 @@ class PixelClassifier(BaseTask):
     """Raw patches (N, B, p, p) around pixels -> (N, K) logits over the data's classes.
 
     data_info: ``PixelClassificationData.info`` (preprocessing, class_ids, patch_size).
-    encoder: with ``arch: encoder``, a pretrained encoder (any ``load_encoder`` format) read once
-    when the task is first built; its architecture and preprocessing are then kept in
-    ``encoder_card``, so a checkpoint rebuilds it without the file.
+    encoder: with ``arch: encoder``, a pretrained encoder (any ``load_encoder`` path, or a weights
+    name such as ``galileo-nano``) read once when the task is first built; its architecture and
+    preprocessing are then kept in ``encoder_card``, so a checkpoint rebuilds it without the file.
+    encoder_options: its load options and ``align``/``scale`` to feed it the scenes' raw bands by
+    band alignment (``models.registry.pretrained_backbone``), e.g. Galileo at patch size 1 on
+    EnMAP: ``{patch_size: 1, gsd_m: 30, align: srf}``.
     cuda_kernels: with ``arch: blm``, CUDA tensors are scanned by ``mamba-ssm``'s fused kernel where
     it is installed (``models.selective_scan``); the same function, so the checkpoint runs anywhere.
     """
@@ -61,6 +64,7 @@ class PixelClassifier(BaseTask):
         encoder: str | None = None,
         encoder_card: dict | None = None,
         freeze_encoder: bool = False,
+        encoder_options: dict | None = None,
     ):
         super().__init__()
 
@@ -90,9 +94,10 @@ class PixelClassifier(BaseTask):
     def _backbone(self, raw_bands: int) -> tuple[nn.Module, Preprocessing]:
         """The pretrained encoder and its preprocessing: from the file on first build, else from ``encoder_card``."""
         h = self.hparams
-        encoder, preprocessing, self.hparams["encoder_card"] = pretrained_backbone(h.encoder, h.encoder_card)
+        encoder, preprocessing, self.hparams["encoder_card"] = pretrained_backbone(h.encoder, h.encoder_card, h.encoder_options, self.preprocessing)
         if preprocessing.bands != raw_bands:
-            raise InputError(f"{h.encoder}: the encoder takes {preprocessing.bands} raw bands but the classification scenes have {raw_bands}")
+            raise InputError(f"{h.encoder}: the encoder takes {preprocessing.bands} raw bands but the classification scenes have {raw_bands} "
+                             f"(encoder_options.align feeds it by band alignment)")
         return encoder, preprocessing
 
     def configure_metrics(self) -> None:

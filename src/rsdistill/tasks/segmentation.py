@@ -1,8 +1,10 @@
 """``SemanticSegmenter``: dense class scores from image/mask tiles, UPerNet on any encoder or a CNN baseline.
 
 ``arch: upernet`` (default): UPerNet on an encoder that is a pretrained one (``encoder``: any
-``load_encoder`` path; its architecture and preprocessing are copied into ``encoder_card``, so a
-checkpoint rebuilds it without the file) or, with ``backbone``, a randomly initialised ViT of that
+``load_encoder`` path or weights name; its architecture and preprocessing are copied into
+``encoder_card``, so a checkpoint rebuilds it without the file; ``encoder_options``: its load
+options and ``align``/``scale`` to feed it the images' bands, e.g. Galileo on RGB tiles: only its
+RGB group is live) or, with ``backbone``, a randomly initialised ViT of that
 shape on the data's bands. Frozen by default (``freeze_encoder``), as Mask-CDKD evaluates its
 students; the neck and head always train. ``arch: unet`` or ``specdeepmap_cnn``: a convolutional
 baseline (``models.segmentation_cnn``, options in ``cnn``) trained end to end on the data's bands.
@@ -53,6 +55,7 @@ class SemanticSegmenter(BaseTask):
         cnn: dict | None = None,
         encoder: str | None = None,
         encoder_card: dict | None = None,
+        encoder_options: dict | None = None,
         backbone: dict | None = None,
         freeze_encoder: bool = True,
         layers: list[int] | None = None,
@@ -82,12 +85,13 @@ class SemanticSegmenter(BaseTask):
         if (h.encoder is None) == (h.backbone is None) and h.encoder_card is None:
             raise InputError("give either encoder (a pretrained encoder's path) or backbone (the shape of a new ViT), not both or neither")
         if h.encoder_card is not None or h.encoder is not None:
-            encoder, preprocessing, self.hparams["encoder_card"] = pretrained_backbone(h.encoder, h.encoder_card)
+            encoder, preprocessing, self.hparams["encoder_card"] = pretrained_backbone(h.encoder, h.encoder_card, h.encoder_options, self.preprocessing)
         else:
             preprocessing = self.preprocessing
             encoder = ViTEncoder(preprocessing.channels, self.data_info["tile_size"], **h.backbone)
         if preprocessing.bands != self.preprocessing.bands:
-            raise InputError(f"{h.encoder}: the encoder takes {preprocessing.bands} raw bands but the images have {self.preprocessing.bands}")
+            raise InputError(f"{h.encoder}: the encoder takes {preprocessing.bands} raw bands but the images have {self.preprocessing.bands} "
+                             f"(encoder_options.align feeds it by band alignment)")
         self.input_preprocessing = preprocessing
         self.net = UPerNet(encoder, len(self.class_names), tuple(h.layers) if h.layers else None, h.channels, h.dropout, h.freeze_encoder)
 
