@@ -27,6 +27,7 @@ import torch
 from rsdistill.errors import InputError
 
 PIXEL_BATCH = 256
+NAMED_TILE = 64  # pretrained weights by name are timed on one chip of 64 x 64 px
 
 
 @dataclass
@@ -48,9 +49,13 @@ class Candidate:
 
 
 def load_candidate(path, threads: int) -> Candidate:
-    """A checkpoint (PyTorch, fp32) or an ONNX export (onnxruntime on ``threads`` threads)."""
+    """A checkpoint (PyTorch, fp32), an ONNX export (onnxruntime on ``threads`` threads), or
+    pretrained weights by name, ``NAME`` or ``NAME:pP`` for patch size P (Galileo), on raw 64² chips."""
     from rsdistill.deploy.onnx_export import deployable
+    from rsdistill.models.pretrained import WEIGHTS
 
+    if not Path(path).exists() and str(path).split(":")[0].lower() in WEIGHTS:
+        return _named_candidate(str(path))
     path = Path(path)
     if path.suffix == ".onnx":
         from rsdistill.deploy.runtime import OnnxModel
@@ -75,6 +80,24 @@ def load_candidate(path, threads: int) -> Candidate:
     folders = path.resolve().parent.parts[-2:]  # runs/<model>/<seed>/last.ckpt -> <model>/<seed>
     name = "/".join(folders) if path.name == "last.ckpt" else path.name
     return Candidate(name, "pytorch", "fp32", model.kind, model.input_shape, params, _flops(model), run)
+
+
+def _named_candidate(spec: str) -> Candidate:
+    from rsdistill.evaluation.cost import forward_flops
+    from rsdistill.models.registry import load_encoder
+
+    name, _, patch = spec.partition(":")
+    if patch and not (patch.startswith("p") and patch[1:].isdigit()):
+        raise InputError(f"{spec}: a weights name with a patch size is NAME:pP, e.g. galileo-nano:p4")
+    encoder = load_encoder(name, **({"patch_size": int(patch[1:])} if patch else {})).eval()
+    shape = (encoder.preprocessing.bands, NAMED_TILE, NAMED_TILE)
+
+    def run(inputs: np.ndarray):
+        with torch.no_grad():
+            return encoder(torch.from_numpy(inputs))
+
+    params = sum(p.numel() for p in encoder.parameters())
+    return Candidate(spec, "pytorch", "fp32", "encoder", shape, params, forward_flops(encoder, torch.randn(1, *shape)), run)
 
 
 def _flops(model) -> int:
