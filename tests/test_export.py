@@ -150,3 +150,24 @@ def test_files_that_are_not_rsdistill_exports_are_one_line_errors(tmp_path):
     with pytest.raises(InputError, match="no such ONNX file"):
         OnnxModel(tmp_path / "missing.onnx")
     assert main(["export", str(tmp_path / "missing.ckpt")]) == 2
+
+
+def test_a_run_of_a_base_recipe_exports_from_its_own_folder(tmp_path, monkeypatch):
+    """Its saved config.yaml kept the relative ``base:`` of the recipe, so ``export --data`` of the
+    run's config failed away from the recipe's folder; the saved config now stands alone."""
+    import yaml
+
+    from rsdistill.recipes import load_recipe
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    base = classifier_recipe("unused", 1)
+    (recipes / "base.yaml").write_text(yaml.safe_dump(base))
+    (recipes / "child.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "run_dir": str(tmp_path / "run"),
+                                                         "trainer": {"limit_train_batches": 2, "limit_val_batches": 1}}))
+    assert main(["fit", "-c", str(recipes / "child.yaml")]) == 0
+    saved = tmp_path / "run/config.yaml"
+    assert yaml.safe_load(saved.read_text()).get("base") is None
+    monkeypatch.chdir(tmp_path / "run")
+    load_recipe(saved)
+    assert main(["export", "last.ckpt", "--data", "config.yaml", "--samples", "32", "--out", str(tmp_path / "x.onnx")]) == 0

@@ -1,6 +1,7 @@
 """Killed runs resume exactly, one run folder holds one run, and untrusted pickles are refused."""
 
 import csv
+import json
 import os
 import pathlib
 import signal
@@ -137,3 +138,48 @@ def test_a_recipes_own_callbacks_are_kept_beside_the_runs_checkpoint(tmp_path):
     recipe["trainer"]["callbacks"].append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"dirpath": str(tmp_path / "mine")}})
     callbacks = parse_recipe(recipe).trainer.callbacks
     assert [c.dirpath for c in callbacks if isinstance(c, ModelCheckpoint)] == [str(tmp_path / "mine")]  # the recipe's own, alone
+
+
+def test_a_run_folder_is_reused_only_for_the_settings_it_ran(tmp_path, capsys):
+    """The stale-result bug: ``quickstart --epochs 2`` after an earlier run in the same folder
+    returned the earlier table silently. Now the folder remembers its settings."""
+    from rsdistill.cli import main
+    from rsdistill.runs import SETTINGS_NAME
+
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--epochs", "1", "--out", str(out)]) == 0
+    settings = json.loads((out / "teacher/seed_0" / SETTINGS_NAME).read_text())
+    assert settings["trainer"]["max_epochs"] == 1 and settings["seed"] == 0
+    capsys.readouterr()
+    assert main(["quickstart", "--epochs", "1", "--out", str(out)]) == 0  # the same settings: reused
+    assert main(["quickstart", "--epochs", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trainer.max_epochs: 1 -> 2" in err and "--overwrite true" in err
+    assert main(["quickstart", "--epochs", "2", "--out", str(out), "--overwrite", "true"]) == 0
+    assert json.loads((out / "student/seed_0" / SETTINGS_NAME).read_text())["trainer"]["max_epochs"] == 2
+    assert torch.load(out / "student/seed_0/last.ckpt", weights_only=True)["epoch"] == 1  # two epochs ran, 0 and 1
+
+
+def test_a_folder_of_unrecorded_settings_is_not_reused_silently(tmp_path):
+    from rsdistill.errors import InputError
+    from rsdistill.runs import claim_settings
+
+    run = tmp_path / "model/seed_0"
+    run.mkdir(parents=True)
+    (run / "scores.json").write_text("{}")
+    with pytest.raises(InputError, match="settings not recorded"):
+        claim_settings(run, {"seed": 0})
+    claim_settings(run, {"seed": 0}, overwrite=True)
+    assert not (run / "scores.json").exists() and (run / "settings.json").is_file()
+
+
+def test_written_files_get_the_users_normal_mode(tmp_path):
+    """``map.tif``, ``stats.json`` and checkpoints were created 0600 (the temporary file's mode)."""
+    from rsdistill.files import write_json
+
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "stats.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -26,6 +26,7 @@ def atomic_write(path, write: Callable[[str], None]) -> Path:
     except OSError as error:
         raise InputError(f"{path}: cannot write here ({error.strerror or error})") from None
     os.close(handle)
+    os.chmod(partial, 0o666 & ~_umask())  # mkstemp makes 0600; a result gets the user's normal mode
     try:
         write(partial)
         os.replace(partial, path)
@@ -33,6 +34,12 @@ def atomic_write(path, write: Callable[[str], None]) -> Path:
         if os.path.exists(partial):
             os.remove(partial)
     return path
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_json(path, doc, indent: int | None = 1) -> Path:

@@ -114,6 +114,12 @@ class RecipeCLI(LightningCLI):
         parser.add_argument("--overwrite", type=bool, default=False, help="start a new run in a run_dir that holds one (its last.ckpt and metrics.csv are removed)")
         parser.link_arguments("data.info", "model.init_args.data_info", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        """The bases are merged by now (``expand_bases``): the config saved in the run folder stands
+        alone, with no ``base`` left pointing at a file relative to where the recipe was."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        config["base"] = None
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
         run_dir = config.get("run_dir")

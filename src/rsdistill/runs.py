@@ -12,12 +12,17 @@ and a log that keeps every epoch's row across a resume.
 - ``claim_run_folder``: a lock file holding the owner's PID; a second run into a folder a live run
   holds is refused, a stale lock (dead process) is taken over and said; a folder holding a run
   (``last.ckpt``) is continued only with an explicit resume, or restarted with ``overwrite``.
+- ``claim_settings``: an experiment's run folder remembers what ran (``settings.json``: the run's
+  declared options, data, trainer and seed). A finished or interrupted run is reused only when they
+  match; otherwise the first differing setting is named, and ``overwrite`` clears the folder.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -32,6 +37,7 @@ from rsdistill.files import atomic_write
 
 LOCK_NAME = ".lock"
 LAST_NAME = "last.ckpt"
+SETTINGS_NAME = "settings.json"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -142,3 +148,38 @@ def claim_run_folder(run_dir, ckpt_path: str | None, overwrite: bool = False) ->
 def release_run_folder(lock: Path) -> None:
     if lock.is_file() and lock.read_text().split()[:1] == [str(os.getpid())]:
         lock.unlink()
+
+
+def first_difference(old, new, where: str = "") -> str | None:
+    """The first setting that differs between two JSON documents, as ``key.path: old -> new``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{where}.{key}" if where else str(key)
+            if key not in old or key not in new:
+                return f"{path}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
+            found = first_difference(old[key], new[key], path)
+            if found:
+                return found
+        return None
+    return None if old == new else f"{where or 'settings'}: {old!r} -> {new!r}"
+
+
+def claim_settings(run_dir, settings: dict, overwrite: bool = False) -> None:
+    """Record ``settings`` (JSON-able) as what ``run_dir`` runs; refuse a folder that holds a run of
+    other or unrecorded settings unless ``overwrite`` (then the folder is cleared)."""
+    run_dir = Path(run_dir)
+    settings = json.loads(json.dumps(settings))  # tuples as lists, keys as strings: as read back
+    path = run_dir / SETTINGS_NAME
+    holds_run = run_dir.is_dir() and any(run_dir.iterdir())
+    if path.is_file():
+        difference = first_difference(json.loads(path.read_text()), settings)
+    else:
+        difference = "settings not recorded (a run from before runs kept them)" if holds_run else None
+    if difference is not None:
+        if not overwrite:
+            raise InputError(f"{run_dir}: holds a run with other settings ({difference}); rerun with --overwrite true "
+                             f"to replace it, or give another --out")
+        shutil.rmtree(run_dir)
+    if difference is not None or not path.is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=1)))

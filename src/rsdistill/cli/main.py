@@ -68,6 +68,8 @@ def _quickstart_parser() -> ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--out", default="runs/quickstart", help="where checkpoints, split and results go")
+    parser.add_argument("--overwrite", type=bool, default=False, help="replace runs in --out made with other settings "
+                        "(without it, a run folder is reused only for the same settings and refused otherwise)")
     return parser
 
 
@@ -123,7 +125,8 @@ def _benchmark_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Params, FLOPs (attention and selective scans counted), latency and peak memory of "
                             "checkpoints (PyTorch) and ONNX exports (onnxruntime), timed in interleaved rounds at fixed threads "
                             "(median and min–max); per 1,000 pixels for pixel classifiers, per tile otherwise.")
-    parser.add_argument("models", nargs="+", help="checkpoints (.ckpt, encoder .safetensors) and/or ONNX files from rsdistill export")
+    parser.add_argument("models", nargs="+", help="checkpoints (.ckpt, encoder .safetensors), ONNX files from rsdistill export, "
+                        "and/or pretrained weights by name (NAME or NAME:pP for patch size P, e.g. galileo-nano:p4; one 64² chip a pass)")
     parser.add_argument("--threads", type=int, default=1, help="torch, numba and onnxruntime threads")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     parser.add_argument("--pixels", type=int, default=1024, help="patches per round for pixel classifiers")
@@ -162,6 +165,15 @@ def _probe_parser() -> ArgumentParser:
     return parser
 
 
+def _teacher_knowledge_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="What pretrained encoders know before anyone distils from them: linear-probe and k-NN "
+                            "scores of their frozen features against the raw bands and a randomly initialised twin, on chips "
+                            "(stratified folds), a scene (buffered spatial blocks) and tile lists; results.json and results.md.")
+    parser.add_argument("-c", "--config", required=True, help="e.g. configs/galileo/teacher_knowledge.yaml")
+    parser.add_argument("--out", required=True, help="output folder")
+    return parser
+
+
 def _unmixing_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Unmix a scene with KARMA and with VCA + FCLS (same VCA draw per seed) and score both "
                             "against a reference: SAD per endmember (Hungarian-matched), abundance RMSE, and KARMA's "
@@ -188,10 +200,12 @@ def _unmixing_parser() -> ArgumentParser:
 
 
 def _seeded_experiment_parser(description: str, sections: str) -> ArgumentParser:
-    parser = ArgumentParser(description=description + " Finished runs are reused, so an interrupted experiment resumes.")
+    parser = ArgumentParser(description=description + " Finished runs of the same settings are reused, so an interrupted experiment resumes.")
     parser.add_argument("-c", "--config", required=True, help=f"experiment YAML ({sections})")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--seeds", type=Optional[list[int]], default=None, help="override the config's seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds, e.g. --seeds 0 1")
+    parser.add_argument("--overwrite", type=bool, default=False, help="replace runs in --out made with other settings "
+                        "(without it, a finished or interrupted run is reused only for the same settings and refused otherwise)")
     return parser
 
 
@@ -201,7 +215,7 @@ def _experiment_parser() -> ArgumentParser:
         "(mean ± std, and the config's pairs compared seed by seed: differences, paired t and Wilcoxon p). "
         "With sweep: {data option: [values]}, one experiment per value and curve.md/curve.png over them.",
         "data, trainer, models, seeds, pairs, select, sweep")
-    parser.add_argument("--models", type=Optional[list[str]], default=None, help="run and report only these models (default: all)")
+    parser.add_argument("--models", type=str, nargs="+", default=None, help="run and report only these models, e.g. --models student student_kd (default: all)")
     return parser
 
 
@@ -225,6 +239,7 @@ VERBS = {
     "experiment": (_experiment_parser, "compare models over seeds (mean ± std tables)"),
     "pretrain-experiment": (_pretrain_experiment_parser, "compare MAE recipes over seeds"),
     "probe": (_probe_parser, "linear-probe OA of a pretrained encoder"),
+    "teacher-knowledge": (_teacher_knowledge_parser, "what a pretrained teacher knows (probe, k-NN) before distilling"),
     "unmixing-eval": (_unmixing_parser, "KARMA and VCA + FCLS against an unmixing reference"),
     "quickstart": (_quickstart_parser, "teacher -> distilled student on the synthetic scene or yours"),
 }

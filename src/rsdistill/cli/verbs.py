@@ -75,7 +75,7 @@ def quickstart(args) -> None:
     from rsdistill.evaluation.experiment import summarise
     from rsdistill.evaluation.quickstart import run_quickstart
 
-    records = run_quickstart(args.scene, args.labels, args.sensor, args.seed, args.epochs, args.out)
+    records = run_quickstart(args.scene, args.labels, args.sensor, args.seed, args.epochs, args.out, args.overwrite)
     print(f"\n{'model':<11} {'params':>9} {'OA':>7} {'kappa':>7} {'ms/1000 px':>11}")
     for row in summarise(records):
         print(f"{row['model']:<11} {row['params']:>9,} {100 * row['oa']['mean']:>6.2f}% "
@@ -90,10 +90,10 @@ def pretrain_experiment(args) -> None:
 
     config = load_experiment(args.config, sections=("data", "recipes"))
     if "sweep" in config:  # one experiment per value of a data option, and the curve of the probe over them
-        run_pretrain_sweep(config, args.out, args.seeds)
+        run_pretrain_sweep(config, args.out, args.seeds, overwrite=args.overwrite)
         print((Path(args.out) / "curve.md").read_text())
         return
-    run_pretrain_experiment(config, args.out, args.seeds)
+    run_pretrain_experiment(config, args.out, args.seeds, overwrite=args.overwrite)
     print((Path(args.out) / "results.md").read_text())
 
 
@@ -103,10 +103,10 @@ def experiment(args) -> None:
 
     config = load_experiment(args.config)
     if "sweep" in config:  # one experiment per value of a data option, and the curve over them
-        run_sweep(config, args.out, args.seeds, args.models)
+        run_sweep(config, args.out, args.seeds, args.models, overwrite=args.overwrite)
         print((Path(args.out) / "curve.md").read_text())
         return
-    run_experiment(config, args.out, args.seeds, args.models)
+    run_experiment(config, args.out, args.seeds, args.models, overwrite=args.overwrite)
     print((Path(args.out) / "results.md").read_text())
 
 
@@ -141,6 +141,9 @@ def benchmark(args) -> None:
     from rsdistill.evaluation.benchmark import benchmark as run, markdown
     from rsdistill.files import write_json
 
+    for option in ("threads", "rounds", "pixels"):
+        if getattr(args, option) < 1:
+            raise InputError(f"--{option} must be a positive integer, got {getattr(args, option)}")
     rows = run(args.models, args.threads, args.rounds, args.pixels, args.memory)
     table = markdown(rows)
     if args.out:
@@ -238,6 +241,23 @@ def probe(args) -> None:
         first = Scene.read(read_tile_list(resolve(args.train_list))[0][0])
         encoder = encoder.for_scene(first, args.align, args.scale)
     print(f"linear-probe OA {probe_accuracy(encoder.encoder, tiles, args.seed)['test']:.4f} ({args.encoder}, test tiles {args.test_list})")
+
+
+def teacher_knowledge(args) -> None:
+    import yaml
+
+    from rsdistill.evaluation.teacher_knowledge import markdown, run_teacher_knowledge
+    from rsdistill.files import write_json
+
+    try:
+        config = yaml.safe_load(Path(args.config).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(f"{args.config}: not a readable YAML file ({error})") from None
+    results = run_teacher_knowledge(config)
+    out = Path(args.out)
+    write_json(out / "results.json", {"config": config, "results": results})
+    (out / "results.md").write_text(markdown(results) + "\n")
+    print(markdown(results))
 
 
 def unmixing_eval(args) -> None:

@@ -43,17 +43,17 @@ def value_label(value) -> str:
     return "all" if value is None else str(value)
 
 
-def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print) -> dict:
+def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print, overwrite: bool = False) -> dict:
     """A model experiment (``evaluation.experiment``) at every value of the swept data option; write and return the curve."""
-    return _curve(config, out_dir, lambda c, out: run_experiment(c, out, seeds, models, log), REPORTED[task_of(config)][0], "model", log)
+    return _curve(config, out_dir, lambda c, out: run_experiment(c, out, seeds, models, log, overwrite), REPORTED[task_of(config)][0], "model", log)
 
 
-def run_pretrain_sweep(config: dict, out_dir, seeds=None, log=print) -> dict:
+def run_pretrain_sweep(config: dict, out_dir, seeds=None, log=print, overwrite: bool = False) -> dict:
     """A pretraining experiment (``evaluation.pretrain_experiment``) at every value of the swept data
     option; write and return the curve of each recipe's linear-probe OA."""
     if "probe" not in config:
         raise InputError("sweep: a pretraining curve plots the linear-probe OA; give a probe section")
-    return _curve(config, out_dir, lambda c, out: run_pretrain_experiment(c, out, seeds, log), "probe_oa", "recipe", log)
+    return _curve(config, out_dir, lambda c, out: run_pretrain_experiment(c, out, seeds, log, overwrite), "probe_oa", "recipe", log)
 
 
 def _curve(config: dict, out_dir, run, score: str, key: str, log) -> dict:

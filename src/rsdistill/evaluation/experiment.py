@@ -30,7 +30,7 @@ import torch
 import yaml
 
 from rsdistill.recipes import make_recipe, parse_recipe
-from rsdistill.runs import LAST_NAME, claim_run_folder, release_run_folder
+from rsdistill.runs import LAST_NAME, claim_run_folder, claim_settings, release_run_folder
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
@@ -164,7 +164,12 @@ def tested(name: str, seed: int, recipe: dict, trainer, model, data, cost_tile: 
     }
 
 
-def search_and_test(config: dict, out_dir: Path, seed: int, name: str, cost_tile: int) -> dict:
+def run_settings(config: dict, options: dict, seed: int) -> dict:
+    """What a run is (``runs.claim_settings``): the model's options, the data, the trainer, the seed."""
+    return {"task": task_of(config), "model": options, "data": config["data"], "trainer": config.get("trainer", {}), "seed": seed}
+
+
+def search_and_test(config: dict, out_dir: Path, seed: int, name: str, cost_tile: int, overwrite: bool = False) -> dict:
     """A ``grid`` model's run of ``seed`` (``evaluation.grid``): every point fitted and validated
     (each point's ``val.json`` reused when present), the best on validation tested once."""
     options, metric = config["models"][name], config.get("select", SELECTED[task_of(config)])
@@ -172,8 +177,8 @@ def search_and_test(config: dict, out_dir: Path, seed: int, name: str, cost_tile
     for label, point in grid_points(name, options):
         run_dir = run_dir_of(out_dir, name, label, seed)
         recipes[label] = model_recipe(config, out_dir, seed, name, with_point(options, point), run_dir)
+        claim_settings(run_dir, run_settings(config, with_point(options, point), seed), overwrite)
         if (record := finished_record(run_dir, "val.json")) is None:
-            run_dir.mkdir(parents=True, exist_ok=True)
             trainer, model, data = fitted(f"{name} ({label})", recipes[label], seed)
             (scores,) = trainer.validate(model, data, verbose=False)
             record = {"label": label, "point": point, "val": {k.split("/", 1)[1]: float(v) for k, v in scores.items()}}
@@ -222,9 +227,11 @@ def check_teachers(models: dict) -> None:
                 raise InputError(f"model {name!r}: distill_from {teacher!r} is {where}; a teacher must be declared before its students")
 
 
-def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models: list[str] | None = None, log=print) -> list[dict]:
+def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models: list[str] | None = None, log=print,
+                   overwrite: bool = False) -> list[dict]:
     """Fit and test every model (or those named in ``models``) for every seed; write results.json
-    and results.md: mean ± std per model and the declared ``pairs`` compared seed by seed."""
+    and results.md: mean ± std per model and the declared ``pairs`` compared seed by seed. A run
+    folder is reused only for the same settings (``runs.claim_settings``; ``overwrite`` replaces it)."""
     out_dir = Path(out_dir)
     pairs = check_pairs(config.get("pairs"), config["models"])
     check_teachers(config["models"])
@@ -246,12 +253,12 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
         for name, options in config["models"].items():  # in declared order: teachers before their students
             run_dir = run_dir_of(out_dir, name, None, seed)
+            claim_settings(run_dir, run_settings(config, options, seed), overwrite)
             if (finished := finished_record(run_dir)) is not None:
                 records.append(finished)
                 continue
-            run_dir.mkdir(parents=True, exist_ok=True)
             if "grid" in options:
-                record = search_and_test(config, out_dir, seed, name, config.get("cost_tile", 512))
+                record = search_and_test(config, out_dir, seed, name, config.get("cost_tile", 512), overwrite)
             else:
                 record = fit_and_test(name, model_recipe(config, out_dir, seed, name, options, run_dir), seed, cost_tile=config.get("cost_tile", 512))
             write_json(run_dir / "scores.json", record)

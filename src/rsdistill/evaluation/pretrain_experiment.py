@@ -36,6 +36,7 @@ from rsdistill.files import write_json
 from rsdistill.io.scene import Scene
 from rsdistill.models.registry import PretrainedEncoder
 from rsdistill.recipes import make_recipe, parse_recipe
+from rsdistill.runs import claim_settings
 from rsdistill.tasks.pretrain import MAEPretrainer
 
 RECONSTRUCTION = ("psnr_masked", "ssim_masked", "sam_masked", "psnr_tile", "ssim_tile", "sam_tile")
@@ -65,9 +66,10 @@ def probe_accuracy(encoder, probe: dict, seed: int = 0, subsets=("test",)) -> di
     return linear_probe_accuracy(train_x, train_y, {subset: pixel_features(encoder, *probe[subset]) for subset in subsets}, seed=seed)
 
 
-def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> list[dict]:
+def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print, overwrite: bool = False) -> list[dict]:
     """Every recipe × seed on ``data``, or on each entry of ``datasets`` ({name: {data: TileData
-    options over ``data``, model: recipe options over every recipe's}}), e.g. one per sensor."""
+    options over ``data``, model: recipe options over every recipe's}}), e.g. one per sensor. A run
+    folder is reused only for the same settings (``runs.claim_settings``; ``overwrite`` replaces it)."""
     out_dir = Path(out_dir)
     for name, options in config["recipes"].items():  # a malformed grid, pair or probe fails before anything trains
         grid_points(name, options)
@@ -80,7 +82,7 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print) -> lis
     for dataset, data_options, model_overrides in datasets:
         dataset_dir = out_dir if dataset is None else out_dir / dataset
         for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
-            for record in _run_recipes(config, data_options, model_overrides, seed, dataset_dir, log):
+            for record in _run_recipes(config, data_options, model_overrides, seed, dataset_dir, log, overwrite):
                 records.append(record if dataset is None else {"dataset": dataset, **record})
     columns = [*RECONSTRUCTION, *probe_columns(config)]
     labelled = [{**r, "recipe": f"{r['dataset']} · {r['recipe']}" if "dataset" in r else r["recipe"]} for r in records]
@@ -133,17 +135,17 @@ def pretrain_recipes(config: dict, data_options: dict, model_overrides: dict, se
     return recipes
 
 
-def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: int, out_dir: Path, log) -> list[dict]:
-    """One seed of every recipe on one dataset; finished runs are reused."""
+def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: int, out_dir: Path, log, overwrite: bool) -> list[dict]:
+    """One seed of every recipe on one dataset; finished runs of the same settings are reused."""
     records = []
     for name, options in config["recipes"].items():
         run_dir = run_dir_of(out_dir, name, None, seed)
+        claim_settings(run_dir, run_settings(config, data_options, {**options, **model_overrides}, seed), overwrite)
         if (finished := finished_record(run_dir)) is not None:
             records.append(finished)
             continue
-        run_dir.mkdir(parents=True, exist_ok=True)
         if "grid" in options:
-            record = _searched(config, data_options, {**options, **model_overrides}, name, seed, out_dir)
+            record = _searched(config, data_options, {**options, **model_overrides}, name, seed, out_dir, overwrite)
         else:
             recipe = pretrain_recipe(config, data_options, {**options, **model_overrides}, seed, run_dir)
             record = _scored(config, data_options, name, seed, recipe, run_dir)
@@ -183,15 +185,20 @@ def _scored(config: dict, data_options: dict, name: str, seed: int, recipe: dict
     return record
 
 
-def _searched(config: dict, data_options: dict, options: dict, name: str, seed: int, out_dir: Path) -> dict:
+def run_settings(config: dict, data_options: dict, options: dict, seed: int) -> dict:
+    """What a pretraining run is (``runs.claim_settings``): recipe options, data, trainer, probe, seed."""
+    return {"recipe": options, "data": data_options, "trainer": config.get("trainer", {}), "probe": config.get("probe"), "seed": seed}
+
+
+def _searched(config: dict, data_options: dict, options: dict, name: str, seed: int, out_dir: Path, overwrite: bool) -> dict:
     """A ``grid`` recipe's run of ``seed`` (``evaluation.grid``): every point pretrained and probed on
     the validation tiles (each point's ``val.json`` reused), the best scored on the test tiles once."""
     validated, recipes = [], {}
     for label, point in grid_points(name, options):
         run_dir = run_dir_of(out_dir, name, label, seed)
         recipes[label] = pretrain_recipe(config, data_options, with_point(options, point), seed, run_dir)
+        claim_settings(run_dir, run_settings(config, data_options, with_point(options, point), seed), overwrite)
         if (record := finished_record(run_dir, "val.json")) is None:
-            run_dir.mkdir(parents=True, exist_ok=True)
             _, task, _ = _pretrained(f"{name} ({label})", recipes[label], seed)
             record = {"label": label, "point": point, "val": {"probe_oa": _probe(config, data_options, task, seed, ["val"])["probe_val_oa"]}}
             write_json(run_dir / "val.json", record)

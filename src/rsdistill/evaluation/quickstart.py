@@ -33,5 +33,7 @@ def quickstart_config(scene: str | None, labels: str | None, sensor: str, seed: 
     }
 
 
-def run_quickstart(scene, labels, sensor: str, seed: int, epochs: int, out) -> list[dict]:
-    return run_experiment(quickstart_config(scene, labels, sensor, seed, epochs), out, seeds=[seed])
+def run_quickstart(scene, labels, sensor: str, seed: int, epochs: int, out, overwrite: bool = False) -> list[dict]:
+    """The experiment's runs in ``out``: a run of the same settings is reused, one of other settings
+    (another scene, seed or epoch count) refused unless ``overwrite``."""
+    return run_experiment(quickstart_config(scene, labels, sensor, seed, epochs), out, seeds=[seed], overwrite=overwrite)
