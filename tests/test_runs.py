@@ -20,6 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 KILLABLE = {
     "blm_teacher": ["configs/blm_kd/teacher.yaml", "--model.init_args.d_model", "8", "--trainer.limit_train_batches", "4"],
     "mae_gabor": ["configs/mae/gabor.yaml", "--model.init_args.embed_dim", "32", "--model.init_args.depth", "2", "--trainer.limit_train_batches", "6"],
+    # validates every 5 epochs: a checkpoint must still come every epoch (none came before the first validation)
+    "hyperkd_teacher_val_every_5": ["configs/hyperkd/teacher_s2.yaml", "--model.init_args.embed_dim", "32", "--model.init_args.depth", "2",
+                                    "--trainer.limit_train_batches", "6", "--trainer.log_every_n_steps", "2"],
 }
 
 

@@ -45,13 +45,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
+class EveryEpochCheckpoint(ModelCheckpoint):
+    """A checkpoint after every training epoch, whatever the validation interval: after validation
+    in an epoch that validates (as Lightning does), at the end of training in one that does not.
+    Lightning alone defers every save to the next validation when ``check_val_every_n_epoch > 1``,
+    so a run killed before its first validation left nothing to resume."""
+
+    def _should_save_on_train_epoch_end(self, trainer) -> bool:
+        every = trainer.check_val_every_n_epoch
+        if every is None or every == 1 or getattr(trainer, "_val_check_time_interval", None) is not None:
+            return super()._should_save_on_train_epoch_end(trainer)
+        validates = (trainer.current_epoch + 1) % every == 0 and trainer.enable_validation
+        return not validates
+
+
 def last_checkpoint(run_dir) -> ModelCheckpoint:
     """``last.ckpt`` in ``run_dir``, replaced at the end of every training epoch.
 
     (``save_last=True`` with ``save_top_k=0`` writes it only when training ends, so a killed run
     would leave none; a top-1 checkpoint without a monitor, named ``last``, is the latest one.)
     """
-    return ModelCheckpoint(dirpath=run_dir, filename=Path(LAST_NAME).stem, save_top_k=1, every_n_epochs=1, enable_version_counter=False)
+    return EveryEpochCheckpoint(dirpath=run_dir, filename=Path(LAST_NAME).stem, save_top_k=1, every_n_epochs=1, enable_version_counter=False)
 
 
 class _KeptMetrics(ExperimentWriter):
