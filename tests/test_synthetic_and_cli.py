@@ -52,3 +52,25 @@ def test_align_and_stats_verbs(real_file, tmp_path, capsys):
     tiles = sorted(real_file("enmap_potsdam_specdeepmap/images").glob("*.tif"))[:3]
     assert main(["stats", *map(str, tiles), "--out", str(tmp_path / "stats.json")]) == 0
     assert "224 bands" in capsys.readouterr().out and (tmp_path / "stats.json").is_file()
+
+
+def test_verbs_find_files_by_the_data_root_rule(data_dir, tmp_path, monkeypatch, capsys):
+    """``info`` and ``stats`` did not read relative paths under $RSDISTILL_DATA, and said only
+    "no such file or folder"."""
+    monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    tile = "enmap_potsdam_specdeepmap/images/enmap_potsdam_tile_128_0.tif"
+    assert main(["info", tile]) == 0
+    assert "224" in capsys.readouterr().out
+    assert main(["stats", tile, "--out", str(tmp_path / "stats.json")]) == 0
+    assert main(["info", "enmap_potsdam_specdeepmap/images/missing.tif"]) == 2
+    err = capsys.readouterr().err
+    assert str(data_dir / "enmap_potsdam_specdeepmap/images/missing.tif") in err and "RSDISTILL_DATA" in err
+
+
+def test_align_reports_and_skips_a_band_the_source_cannot_make(capsys):
+    """The README's ``align --source enmap --target sentinel2 --method srf`` failed on B10 (cirrus,
+    inside EnMAP's water-vapour gap)."""
+    assert main(["align", "--source", "enmap", "--target", "sentinel2", "--method", "srf"]) == 0
+    out = capsys.readouterr().out
+    assert "not covered by enmap, skipped: B10" in out and "B11" in out

@@ -6,16 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
+from rsdistill.data.paths import data_file
 from rsdistill.data.statistics import band_statistics
 from rsdistill.errors import InputError
 from rsdistill.io.describe import describe_file
 from rsdistill.io.readers import open_scene
 from rsdistill.spectral import band_alignment, describe_alignment, get_sensor, sensor_names
+from rsdistill.spectral.alignment import uncovered_bands
 from rsdistill.spectral.sensors import Sensor
 
 
 def info(args) -> None:
-    print("\n".join(describe_file(args.path, key=args.key, time_index=args.time_index, sensor=args.sensor)))
+    print("\n".join(describe_file(data_file(args.path), key=args.key, time_index=args.time_index, sensor=args.sensor)))
 
 
 def sensors(args) -> None:
@@ -49,23 +51,30 @@ def weights(args) -> None:
 
 
 def _sensor_or_scene(name: str) -> Sensor:
-    if Path(name).is_file():
-        source = open_scene(name)
-        if source.meta.wavelengths is None:
-            open_scene(name).read().require_wavelengths()
-        return Sensor.from_wavelengths(Path(name).name, source.meta.wavelengths, source.meta.fwhm, source.meta.bad_bands)
-    return get_sensor(name)
+    """A registered sensor, or a scene file (by the data-root rule) with its own bands."""
+    if name.lower() in sensor_names() or not Path(name).suffix:
+        return get_sensor(name)
+    path = data_file(name)
+    source = open_scene(path)
+    if source.meta.wavelengths is None:
+        source.read().require_wavelengths()
+    return Sensor.from_wavelengths(path.name, source.meta.wavelengths, source.meta.fwhm, source.meta.bad_bands)
 
 
 def align(args) -> None:
     source, target = _sensor_or_scene(args.source), _sensor_or_scene(args.target)
-    weights = band_alignment(source, target, args.method)
+    weights = band_alignment(source, target, args.method, uncovered="zero")
     print(f"{source.name} ({len(source)} bands) -> {target.name} ({len(target)} bands), method {args.method}")
+    skipped = uncovered_bands(source, target, args.method)
+    if len(skipped) == len(target):
+        raise InputError(f"no band of {target.name} is covered by a valid band of {source.name}")
+    if skipped:
+        print(f"not covered by {source.name}, skipped: {', '.join(skipped)}")
     print("\n".join(describe_alignment(weights, source, target)))
 
 
 def stats(args) -> None:
-    result = band_statistics(args.paths, tile=args.tile, key=args.key, time_index=args.time_index)
+    result = band_statistics([data_file(p) for p in args.paths], tile=args.tile, key=args.key, time_index=args.time_index)
     out = result.save(args.out)
     valid = np.array(result.count)
     print(f"{result.bands} bands, {int(valid.max())} valid pixels, {len(result.bad_bands)} bad bands -> {out}")
@@ -163,7 +172,7 @@ def map(args) -> None:  # noqa: A001 - the verb's name
 
     out = Path(args.out)
     model = _map_model(args.ckpt, args.engine, out)
-    source = open_scene(args.scene, key=args.key, sensor=args.sensor, time_index=args.time_index)
+    source = open_scene(data_file(args.scene), key=args.key, sensor=args.sensor, time_index=args.time_index)
     if isinstance(model, SemanticSegmenter):  # blended sliding windows from the file, strip by strip into the GeoTIFF
         result = segment_scene_file(model, source.with_scene_bad_bands(), out, args.tile, args.overlap, args.blend)
         class_ids, names, legend = list(range(1, len(model.class_names) + 1)), model.class_names, Legend.parse(**model.data_info["legend"])

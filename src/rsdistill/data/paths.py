@@ -26,6 +26,18 @@ def resolve(path: str, root: str | None = None) -> Path:
     return Path(root) / candidate if root else data_root() / candidate
 
 
+def data_file(path) -> Path:
+    """A file or folder a verb reads, found by the data-root rule (``resolve``); not found is one
+    line naming every place looked."""
+    candidate = Path(path)
+    found = resolve(str(path))
+    if found.exists():
+        return found
+    places = [str(candidate)] if candidate.is_absolute() else [str(candidate), str(data_root() / candidate)]
+    raise InputError(f"{path}: no such file or folder (looked in {' and '.join(dict.fromkeys(places))}; "
+                     "relative paths are also read under $RSDISTILL_DATA, default ../shared/data)")
+
+
 def expand(pattern: str, root: str | None = None) -> list[Path]:
     """The files matching ``pattern`` (a path or a glob such as ``eurosat_ms_samples/*/*.tif``),
     resolved like ``resolve``, sorted. A glob matching nothing is an error naming it."""

@@ -99,6 +99,9 @@ def describe_alignment(weights: np.ndarray, source: str | Sensor, target: str | 
     lines = []
     for t, band in enumerate(target.bands):
         used = np.flatnonzero(weights[t])
+        if not len(used):
+            lines.append(f"{band.name:>12} [{band.lower:7.1f}-{band.upper:7.1f} nm] <- not covered (skipped)")
+            continue
         parts = ", ".join(f"{i}:{source.bands[i].center:.1f}nm×{weights[t, i]:.3f}" for i in used)
         if len(used) > 6:
             first, last = source.bands[used[0]], source.bands[used[-1]]
