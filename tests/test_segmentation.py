@@ -1,6 +1,8 @@
 """Semantic segmentation: masks through a legend, whole-image splits, metrics pinned against a
 confusion matrix computed by hand, and UPerNet trained and tested through the recipe dialect."""
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -104,6 +106,10 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     quick = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
     assert main(["fit", "-c", str(recipe), *quick]) == 0
     assert main(["test", "-c", str(recipe), "--ckpt_path", "last", *quick]) == 0
+    record = json.loads((tmp_path / "run/test/scores.json").read_text())  # per-class IoU and confusion, as documented
+    assert list(record["iou"]) == [c["name"] for c in LEGEND["classes"]] and len(record["confusion"]) == len(LEGEND["classes"])
+    reference, _ = read_mask(tmp_path / "img3_mask.tif", Legend.parse(LEGEND["classes"], LEGEND["ignore"]))
+    assert sum(map(sum, record["confusion"])) == int((reference != IGNORE_INDEX).sum())  # every scored pixel, once
     assert main(["predict", "-c", str(recipe), "--ckpt_path", "last", *quick]) == 0
     predictions = torch.load(tmp_path / "run/predict/predictions.pt", weights_only=True)
     assert tuple(predictions.shape) == (4, 16, 16) and int(predictions.max()) < 3
@@ -139,7 +145,6 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     assert (tmp_path / "ref.png").stat().st_size > 0
     with pytest.raises(InputError, match="img2_mask.tif: reference is 32×32 but the scene is 40×36"):
         from rsdistill.cli.verbs import reference_codes
-        from rsdistill.io.masks import Legend
         reference_codes(Legend.parse(**LEGEND), tmp_path / "img2_mask.tif", [1, 2, 3], (40, 36))
     with rasterio.open(tmp_path / "map.tif") as ds:
         values = ds.read(1)

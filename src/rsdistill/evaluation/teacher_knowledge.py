@@ -13,8 +13,9 @@ standardised features), both scikit-learn, on three kinds of data:
 - ``tiles`` (EnMAP Potsdam, SpecDeepMap lists): train / validation / test tiles; choices on
   validation, test reported for every encoder (read once, all published).
 
-A pixel's feature is that of the encoder patch containing it, the scene or tile encoded whole
-(padded to a multiple of the patch size). Encoders see each source through the band alignment of
+A pixel's feature is that of the encoder patch containing it, the scene encoded in windows of
+``window`` pixels (default 32, the EnMAP tiles' size; edge pixels repeated to fill the last ones), so
+that patch size 1 stays affordable (32² pixels × 5 groups = 5,120 tokens a window). Encoders see each source through the band alignment of
 ``PretrainedEncoder.for_sensor`` (Galileo: the groups the source does not cover are masked).
 Folds are seeded and saved in the results; per fold, the difference of each encoder to
 ``band_means`` is tested with ``evaluation.paired`` (folds in place of seeds).
@@ -56,12 +57,23 @@ def build_declared_encoder(options: dict, seed: int) -> PretrainedEncoder:
     return encoder.eval()
 
 
-def encoder_features(encoder: PretrainedEncoder, raw: torch.Tensor) -> torch.Tensor:
-    """raw (N, bands, H, W) -> features (N, D, H, W): each pixel gets its patch's final feature."""
-    with torch.no_grad():
-        maps = encoder(raw)[0]
+def encoder_features(encoder: PretrainedEncoder, raw: torch.Tensor, window: int = 32) -> torch.Tensor:
+    """raw (1, bands, H, W) -> features (1, D, H, W): each pixel gets its patch's final feature,
+    the scene encoded window by window (``window`` a multiple of the patch size)."""
     p = encoder.encoder.patch_size
-    return maps.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, : raw.shape[2], : raw.shape[3]]
+    if window % p:
+        raise InputError(f"window {window} is not a multiple of the patch size {p}")
+    height, width = raw.shape[2:]
+    padded = F.pad(raw, (0, (-width) % window, 0, (-height) % window), mode="replicate")
+    out = None
+    with torch.no_grad():
+        for row in range(0, padded.shape[2], window):
+            for col in range(0, padded.shape[3], window):
+                maps = encoder(padded[:, :, row:row + window, col:col + window])[0]
+                if out is None:
+                    out = maps.new_zeros(1, maps.shape[1], *padded.shape[2:])
+                out[:, :, row:row + window, col:col + window] = maps.repeat_interleave(p, 2).repeat_interleave(p, 3)
+    return out[:, :, :height, :width]
 
 
 def _probe_scores(train_x, train_y, test_x, test_y) -> dict[str, float]:
@@ -95,7 +107,7 @@ def _pixel_features(scene: Scene, encoders: dict, dataset: dict, rows, cols) -> 
     features = {"band_means": scene.cube[rows, cols][:, valid]}
     for name, encoder in encoders.items():
         fed = encoder.for_sensor(scene.sensor(), dataset["align"], dataset.get("scale", 1.0))
-        features[name] = encoder_features(fed, raw)[0, :, rows, cols].T.numpy()
+        features[name] = encoder_features(fed, raw, dataset.get("window", 32))[0, :, rows, cols].T.numpy()
     return features
 
 

@@ -149,7 +149,20 @@ class SemanticSegmenter(BaseTask):
         self._evaluate(batch, "test")
 
     def on_test_epoch_end(self):
+        """Test scores logged, and the full record (per-class IoU, confusion matrix: rows the
+        reference, columns the prediction) printed and written as ``test/scores.json`` in the run folder."""
         self._log_scores("test")
+        folder = self.run_folder()
+        if folder is None:
+            return
+        from rsdistill.files import write_json
+
+        scores = self.scores["test"]
+        write_json(folder / "scores.json", scores)
+        width = max(len(name) for name in self.class_names)
+        rows = [f"{name:<{width}}  IoU {100 * iou:6.2f}  " + " ".join(f"{int(n):>8}" for n in row)
+                for (name, iou), row in zip(scores["iou"].items(), scores["confusion"])]
+        print("\nper-class IoU (%) and confusion (rows: reference, columns: prediction, in this order):\n" + "\n".join(rows))
 
     def predict_step(self, batch, batch_idx):
         """Class indices (N, H, W) of a batch of tiles."""
