@@ -186,3 +186,20 @@ def test_written_files_get_the_users_normal_mode(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_experiment_options_as_the_readme_shows_them(tmp_path):
+    """``--models a b`` and ``--seeds 0`` failed with a parser error, and ``--trainer.max_epochs 1``
+    was unrecognised, so an experiment could not be shortened to try it."""
+    import yaml
+
+    from rsdistill.evaluation.quickstart import quickstart_config
+
+    config = quickstart_config(None, None, "enmap", 0, epochs=3)
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**config, "seeds": [0, 1]}, sort_keys=False))
+    out = tmp_path / "out"
+    assert main(["experiment", "-c", str(tmp_path / "exp.yaml"), "--out", str(out), "--models", "teacher", "student",
+                 "--seeds", "0", "--trainer.max_epochs", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["student", "teacher"]
+    assert [p.name for p in (out / "student").iterdir()] == ["seed_0"]
+    assert torch.load(out / "student/seed_0/last.ckpt", weights_only=True)["epoch"] == 0  # one epoch, not the config's 3

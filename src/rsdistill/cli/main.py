@@ -206,6 +206,7 @@ def _seeded_experiment_parser(description: str, sections: str) -> ArgumentParser
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds, e.g. --seeds 0 1")
     parser.add_argument("--overwrite", type=bool, default=False, help="replace runs in --out made with other settings "
                         "(without it, a finished or interrupted run is reused only for the same settings and refused otherwise)")
+    parser.epilog = "--trainer.KEY VALUE (e.g. --trainer.max_epochs 1) sets a Lightning Trainer option for every run."
     return parser
 
 
@@ -258,6 +259,27 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+EXPERIMENT_VERBS = ("experiment", "pretrain-experiment")
+
+
+def trainer_overrides(argv: list[str]) -> tuple[list[str], dict]:
+    """``--trainer.KEY VALUE`` of an experiment verb, taken out of ``argv`` as {KEY: VALUE (YAML)}:
+    applied to every run of the experiment (``--trainer.max_epochs 1`` to try one quickly)."""
+    import yaml
+
+    rest, overrides, args = [], {}, iter(argv)
+    for arg in args:
+        if arg.startswith("--trainer."):
+            key, _, value = arg[len("--trainer."):].partition("=")
+            value = value if _ else next(args, None)
+            if not key or value is None:
+                raise InputError(f"{arg}: a trainer override is --trainer.KEY VALUE, e.g. --trainer.max_epochs 1")
+            overrides[key] = yaml.safe_load(value)
+        else:
+            rest.append(arg)
+    return rest, overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -266,9 +288,14 @@ def main(argv: list[str] | None = None) -> int:
 
             run_lightning(argv)
             return 0
+        overrides = {}
+        if argv and argv[0] in EXPERIMENT_VERBS:
+            argv, overrides = trainer_overrides(argv)
         config = build_parser().parse_args(argv)
         from rsdistill.cli import verbs
 
+        if config.verb in EXPERIMENT_VERBS:
+            config[config.verb].trainer = overrides
         getattr(verbs, config.verb.replace("-", "_"))(config[config.verb])
     except InputError as error:
         # a file name that is not valid UTF-8 is printed escaped, never as an encoding traceback

@@ -98,6 +98,7 @@ def pretrain_experiment(args) -> None:
     from rsdistill.evaluation.pretrain_experiment import run_pretrain_experiment
 
     config = load_experiment(args.config, sections=("data", "recipes"))
+    config["trainer"] = {**config.get("trainer", {}), **args.trainer}  # --trainer.KEY VALUE, every run
     if "sweep" in config:  # one experiment per value of a data option, and the curve of the probe over them
         run_pretrain_sweep(config, args.out, args.seeds, overwrite=args.overwrite)
         print((Path(args.out) / "curve.md").read_text())
@@ -111,6 +112,7 @@ def experiment(args) -> None:
     from rsdistill.evaluation.experiment import load_experiment, run_experiment
 
     config = load_experiment(args.config)
+    config["trainer"] = {**config.get("trainer", {}), **args.trainer}  # --trainer.KEY VALUE, every run
     if "sweep" in config:  # one experiment per value of a data option, and the curve over them
         run_sweep(config, args.out, args.seeds, args.models, overwrite=args.overwrite)
         print((Path(args.out) / "curve.md").read_text())
