@@ -43,10 +43,10 @@ def test_the_shipped_config_runs_on_a_slice_of_each_dataset(data_dir, tmp_path, 
     assert main(["teacher-knowledge", "-c", str(small), "--out", str(tmp_path / "out")]) == 0
     results = json.loads((tmp_path / "out/results.json").read_text())["results"]
     eurosat = {r["model"]: r for r in results["eurosat"] if r["seed"] == 0}
-    assert set(eurosat) == {"band_means", "galileo_p8", "random_p4"}
+    assert set(eurosat) == {"band_means", "aligned_bands", "galileo_p8", "random_p4"}
     tested = sorted(i for r in results["eurosat"] if r["model"] == "band_means" for i in r["test_items"])
     assert tested == list(range(40)), "each chip is tested exactly once over the folds"
     # forest and water are told apart by the band means alone (NIR); the probe must find that
     assert eurosat["band_means"]["linear_oa"] == 1.0
-    assert {r["model"] for r in results["enmap"]} == {"band_means", "galileo_p8", "random_p4"}
+    assert {r["model"] for r in results["enmap"]} == {"band_means", "aligned_bands", "galileo_p8", "random_p4"}
     assert "| galileo_p8 |" in capsys.readouterr().out

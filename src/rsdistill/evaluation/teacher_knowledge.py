@@ -1,8 +1,10 @@
 """What a pretrained teacher knows, measured before anyone distils from it.
 
-Frozen features of each declared encoder, and of two references — the raw bands themselves
-(``band_means``: a chip's per-band means, or a pixel's spectrum) and the same architecture with
-random weights (``random``: what the pretraining adds over the architecture) — are scored by a
+Frozen features of each declared encoder, and of three references — the raw bands themselves
+(``band_means``: a chip's per-band means, or a pixel's spectrum), the bands the first encoder is
+fed after band alignment (``aligned_bands``: the input it sees, so that a loss to ``band_means``
+can be told apart into fewer bands and what the encoder makes of them), and the same architecture
+with random weights (``random``: what the pretraining adds over the architecture) — are scored by a
 linear probe (standardised features, multinomial logistic regression, C = 1) and by k-NN (k = 5,
 standardised features), both scikit-learn, on three kinds of data:
 
@@ -39,7 +41,7 @@ from rsdistill.io.scene import Scene
 from rsdistill.models.registry import PretrainedEncoder, build_encoder, load_encoder
 from rsdistill.spectral.sensors import get_sensor
 
-REFERENCES = ("band_means",)
+REFERENCES = ("band_means", "aligned_bands")
 PROBES = {"linear": lambda: LogisticRegression(C=1.0, max_iter=3000), "knn": lambda: KNeighborsClassifier(5)}
 
 
@@ -96,6 +98,7 @@ def _chip_features(dataset: dict, encoders: dict) -> tuple[dict[str, np.ndarray]
     sensor = scenes[0].sensor()
     for name, encoder in encoders.items():
         fed = encoder.for_sensor(sensor, dataset["align"], dataset.get("scale", 1.0))
+        features.setdefault("aligned_bands", _aligned(fed, features["band_means"]))
         with torch.no_grad():
             features[name] = torch.cat([fed(raw[i:i + 25])[0].mean((2, 3)) for i in range(0, len(raw), 25)]).numpy()
     return features, labels
@@ -107,8 +110,16 @@ def _pixel_features(scene: Scene, encoders: dict, dataset: dict, rows, cols) -> 
     features = {"band_means": scene.cube[rows, cols][:, valid]}
     for name, encoder in encoders.items():
         fed = encoder.for_sensor(scene.sensor(), dataset["align"], dataset.get("scale", 1.0))
+        features.setdefault("aligned_bands", _aligned(fed, scene.cube[rows, cols]))
         features[name] = encoder_features(fed, raw, dataset.get("window", 32))[0, :, rows, cols].T.numpy()
     return features
+
+
+def _aligned(fed: PretrainedEncoder, spectra: np.ndarray) -> np.ndarray:
+    """(P, bands) raw spectra -> (P, T') the encoder's aligned input bands that the source covers."""
+    alignment = np.asarray(fed.preprocessing.alignment)
+    present = [t for t in range(len(alignment)) if t not in fed.preprocessing.absent_channels]
+    return fed.preprocessing.scale * spectra @ alignment[present].T
 
 
 def _scene_folds(labels: np.ndarray, block: int, folds: int, buffer: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
