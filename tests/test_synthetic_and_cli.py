@@ -74,3 +74,19 @@ def test_align_reports_and_skips_a_band_the_source_cannot_make(capsys):
     assert main(["align", "--source", "enmap", "--target", "sentinel2", "--method", "srf"]) == 0
     out = capsys.readouterr().out
     assert "not covered by enmap, skipped: B10" in out and "B11" in out
+
+
+def test_the_quickstart_console_has_no_warning_line(tmp_path):
+    """Lightning's litlogger tip, torch's LeafSpec deprecation and "Checkpoint directory ... exists and
+    is not empty" (on a brand-new run folder) were printed on every fit; RSDISTILL_VERBOSE brings them back."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RSDISTILL_VERBOSE"}
+    done = subprocess.run([sys.executable, "-m", "rsdistill", "quickstart", "--epochs", "1", "--out", str(tmp_path / "qs")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if "warn" in line.lower() or "Tip:" in line or "not empty" in line]
+    assert lines == []
+    assert "student_kd" in done.stdout

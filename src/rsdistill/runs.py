@@ -51,6 +51,11 @@ class EveryEpochCheckpoint(ModelCheckpoint):
     Lightning alone defers every save to the next validation when ``check_val_every_n_epoch > 1``,
     so a run killed before its first validation left nothing to resume."""
 
+    def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath) -> None:
+        """Lightning warns when the checkpoint folder is not empty; a run folder always holds the
+        run's lock, settings and log beside ``last.ckpt`` (``claim_run_folder`` guards against
+        mixing runs), so the warning said nothing and was printed for every new run."""
+
     def _should_save_on_train_epoch_end(self, trainer) -> bool:
         every = trainer.check_val_every_n_epoch
         if every is None or every == 1 or getattr(trainer, "_val_check_time_interval", None) is not None:

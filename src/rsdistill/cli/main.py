@@ -7,12 +7,14 @@ through LightningCLI, with the same ``-c recipe.yaml`` conventions.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional
 
 from jsonargparse import ArgumentParser
 
 from rsdistill import __version__
+from rsdistill.console import quiet
 from rsdistill.errors import InputError
 
 
@@ -282,6 +284,10 @@ def trainer_overrides(argv: list[str]) -> tuple[list[str], dict]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--verbose" in argv:  # everything third-party libraries print, for reporting a problem
+        argv = [a for a in argv if a != "--verbose"]
+        os.environ["RSDISTILL_VERBOSE"] = "1"
+    quiet()
     try:
         if argv and argv[0] in ("fit", "validate", "test", "predict"):
             from rsdistill.recipes import run_lightning
