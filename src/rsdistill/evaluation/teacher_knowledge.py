@@ -200,7 +200,7 @@ def run_teacher_knowledge(config: dict, log=print) -> dict[str, list[dict]]:
         declared = {name: config["encoders"][name] for name in dataset.get("encoders", config["encoders"])}
         encoders = {name: build_declared_encoder({**options, **dataset.get("encoder_options", {})}, seed) for name, options in declared.items()}
         get_sensor(dataset.get("sensor") or "sentinel2")  # an unknown sensor fails before any feature is computed
-        log(f"{dataset_name}: {', '.join(['band_means', *encoders])}")
+        log(f"{dataset_name}: {', '.join([*REFERENCES, *encoders])}")
         results[dataset_name] = PROTOCOLS[dataset["kind"]](dataset, encoders, seed)
     return results
 
