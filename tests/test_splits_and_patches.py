@@ -149,3 +149,36 @@ def test_a_class_too_rare_to_split_by_blocks_is_dropped_on_request(tmp_path):
     split = block_split(coords, classes, block_size=8, train=0.5, val=0.2, seed=0, scenes=["s"], min_class_pixels=5)
     assert 9 in split.dropped_classes and not any((s[:, 1:] == (0, 0)).all(axis=1).any() for s in (split.train, split.val, split.test))
     assert PixelSplit.load(split.save(tmp_path / "split.json"), ["s"]).dropped_classes == split.dropped_classes
+
+
+def test_spatial_folds_test_every_labelled_pixel_once_with_a_buffer():
+    """Spatial k-fold cross-validation: each fold's test blocks are disjoint, together they hold
+    every labelled pixel once; no training pixel lies within the patch radius of a held-out block;
+    the folds do not change with the run seed."""
+    from rsdistill.data.splits import fold_split
+
+    rng = np.random.default_rng(0)
+    shapes = [(40, 50), (30, 30)]
+    maps = [rng.integers(0, 4, shape) for shape in shapes]
+    coords, classes = labelled_pixels(maps)
+    folds, radius, block = 5, 2, 8
+    splits = [fold_split(coords, classes, block, folds, k, fold_seed=3, seed=0, scenes=["a", "b"], shapes=shapes, radius=radius)
+              for k in range(folds)]
+    tested = np.concatenate([s.test for s in splits])
+    assert len(tested) == len(coords) and len({tuple(p) for p in tested.tolist()}) == len(coords)
+    for k, split in enumerate(splits):
+        assert {tuple(p) for p in split.val.tolist()} == {tuple(p) for p in splits[(k + 1) % folds].test.tolist()}
+        held = np.concatenate([split.test, split.val])
+        for scene in range(2):
+            h = held[held[:, 0] == scene]
+            region = np.zeros(shapes[scene], bool)
+            for r, c in h[:, 1:]:  # the whole block of each held-out pixel
+                region[r // block * block:(r // block + 1) * block, c // block * block:(c // block + 1) * block] = True
+            t = split.train[split.train[:, 0] == scene]
+            for r, c in t[:, 1:]:
+                assert not region[max(r - radius, 0):r + radius + 1, max(c - radius, 0):c + radius + 1].any()
+        assert len(split.train) > 0 and split.fold == k and split.folds == folds
+    again = fold_split(coords, classes, block, folds, 1, fold_seed=3, seed=7, scenes=["a", "b"], shapes=shapes, radius=radius)
+    assert np.array_equal(again.test, splits[1].test)
+    with pytest.raises(InputError, match="at least 3 folds"):
+        fold_split(coords, classes, block, 2, 0, 0, 0, ["a", "b"], shapes, radius)

@@ -108,11 +108,16 @@ def pretrain_experiment(args) -> None:
 
 
 def experiment(args) -> None:
+    from rsdistill.evaluation.cross_validation import folds_of, run_cross_validation
     from rsdistill.evaluation.curve import run_sweep
     from rsdistill.evaluation.experiment import load_experiment, run_experiment
 
     config = load_experiment(args.config)
     config["trainer"] = {**config.get("trainer", {}), **args.trainer}  # --trainer.KEY VALUE, every run
+    if folds_of(config):  # spatial cross-validation: every fold, pooled and paired per (fold, seed)
+        run_cross_validation(config, args.out, args.seeds, args.models, overwrite=args.overwrite)
+        print((Path(args.out) / "results.md").read_text())
+        return
     if "sweep" in config:  # one experiment per value of a data option, and the curve over them
         run_sweep(config, args.out, args.seeds, args.models, overwrite=args.overwrite)
         print((Path(args.out) / "curve.md").read_text())

@@ -21,7 +21,7 @@ from rsdistill.data.patches import PixelPatches, check_patch_size, padded_cube
 from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.sampling import EpochShuffle
 from rsdistill.data.splits import (
-    SPLIT_METHODS, SUBSETS, PixelSplit, block_split, labelled_pixels, scene_split, stratified_split, subsample_per_class,
+    SPLIT_METHODS, SUBSETS, PixelSplit, block_split, fold_split, labelled_pixels, scene_split, stratified_split, subsample_per_class,
     unlabelled_training_pixels,
 )
 from rsdistill.data.synthetic import make_synthetic_scene
@@ -40,11 +40,15 @@ class PixelClassificationData(L.LightningDataModule):
         synthetic: options of ``make_synthetic_scene`` to use the embedded scene instead of files.
         read_options: options for every scene (``sensor``, ``time_index``, ``key``, ``bad_bands``...).
         split: "stratified" (per-class ``train``/``val`` fraction or count), "blocks" (whole
-            ``block_size`` blocks, fractions of blocks) or "scenes".
+            ``block_size`` blocks, fractions of blocks), "scenes", or "folds": fold ``fold`` of a
+            spatial ``folds``-fold cross-validation over ``block_size`` blocks dealt with
+            ``fold_seed`` (test = that fold, validation = the next, training pixels within the
+            buffer of either dropped; ``splits.fold_split``).
         split_file: reload this saved split instead of drawing one.
         buffer: validation and test pixels within this many pixels of a training pixel are dropped
-            (no held-out pixel inside a training patch); default: the patch radius for "blocks",
-            0 for "stratified" and "scenes" (separate files).
+            (no held-out pixel inside a training patch; with "folds" the training pixels near the
+            held-out blocks are dropped instead); default: the patch radius for "blocks" and
+            "folds", 0 for "stratified" and "scenes" (separate files).
         max_train_per_class: keep at most this many training pixels per class (seeded), to bound
             training time; the dropped pixels are used by no subset.
         train_pixels_per_epoch: each epoch draws this many training pixels (repeating the training
@@ -71,6 +75,9 @@ class PixelClassificationData(L.LightningDataModule):
         train: float = 0.1,
         val: float = 0.05,
         block_size: int = 16,
+        folds: int = 5,
+        fold: int = 0,
+        fold_seed: int = 0,
         buffer: int | None = None,
         split_file: str | None = None,
         max_train_per_class: int | None = None,
@@ -102,6 +109,10 @@ class PixelClassificationData(L.LightningDataModule):
             if assignment is None:
                 raise InputError("split 'scenes' needs tile_lists (train/val/test CSVs)")
             self.split = scene_split(coords, classes, assignment, seed, names)
+        elif split == "folds":
+            radius = patch_size // 2 if buffer is None else buffer
+            self.split = fold_split(coords, classes, block_size, folds, fold, fold_seed, seed, names,
+                                    [s.valid.shape for s in self.scenes], radius)
         elif split == "blocks":
             self.split = block_split(coords, classes, block_size, train, val, seed, names, min_class_pixels or 0)
             if self.split.dropped_classes:
@@ -111,7 +122,7 @@ class PixelClassificationData(L.LightningDataModule):
             self.split = stratified_split(coords, classes, train, val, seed, names)
         if max_train_per_class is not None and split_file is None:
             self.split.train = subsample_per_class(self.split.train, self.targets_of(self.split.train), max_train_per_class, seed)
-        if split_file is None:
+        if split_file is None and split != "folds":
             radius = (patch_size // 2 if split == "blocks" else 0) if buffer is None else buffer
             self.split, removed = self.split.buffered(radius)
             if radius:

@@ -11,6 +11,12 @@ matters and all seeded:
   test pixel next to a training block would still sit inside a training patch; ``buffered``
   removes from validation and test every pixel within the patch radius of a training pixel.
 - ``scenes``: whole scenes (tiles) go to one side, e.g. the EnMAP Potsdam train/val/test tile lists.
+- ``folds``: spatial k-fold cross-validation. Blocks (of every scene) are dealt into k folds by a
+  seeded permutation (``fold_seed``: the same folds for every run seed); fold ``fold`` is the test
+  set, the next fold the validation set (every choice is made on it, inside the training folds),
+  the rest trains. The buffer removes *training* pixels within the patch radius of a test or
+  validation block, so no held-out pixel is inside a training patch and still every labelled pixel
+  is tested exactly once over the k folds.
 
 In every case no pixel is in two sets, so no test pixel is ever the centre of a training patch;
 with a buffer of the patch radius none is inside one either.
@@ -19,7 +25,7 @@ with a buffer of the patch radius none is inside one either.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +34,7 @@ from scipy.ndimage import binary_dilation
 from rsdistill.errors import InputError
 from rsdistill.files import write_json
 
-SPLIT_METHODS = ("stratified", "blocks", "scenes")
+SPLIT_METHODS = ("stratified", "blocks", "scenes", "folds")
 SUBSETS = ("train", "val", "test")
 
 
@@ -44,6 +50,9 @@ class PixelSplit:
     scenes: list[str]
     buffer: int = 0
     dropped_classes: list[int] = field(default_factory=list)  # too rare on one side (``min_class_pixels``)
+    fold: int | None = None  # with method "folds": this fold of ``folds``, dealt with ``fold_seed``
+    folds: int | None = None
+    fold_seed: int | None = None
     unlabelled: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))  # training-region pixels without labels (KD)
 
     def subset(self, name: str) -> np.ndarray:
@@ -73,10 +82,11 @@ class PixelSplit:
 
         val, test = outside(self.val), outside(self.test)
         removed = {"val": len(self.val) - len(val), "test": len(self.test) - len(test)}
-        return PixelSplit(self.train, val, test, self.method, self.seed, self.scenes, radius, self.dropped_classes, self.unlabelled), removed
+        return replace(self, val=val, test=test, buffer=radius), removed
 
     def save(self, path) -> Path:
-        doc = {"method": self.method, "seed": self.seed, "scenes": self.scenes, "buffer": self.buffer, "dropped_classes": self.dropped_classes}
+        doc = {"method": self.method, "seed": self.seed, "scenes": self.scenes, "buffer": self.buffer, "dropped_classes": self.dropped_classes,
+               "fold": self.fold, "folds": self.folds, "fold_seed": self.fold_seed}
         doc.update({name: self.subset(name).tolist() for name in (*SUBSETS, "unlabelled")})
         return write_json(path, doc, indent=None)
 
@@ -90,7 +100,8 @@ class PixelSplit:
             raise InputError(f"{path}: split was made for scenes {doc['scenes']}, not {scenes}")
         arrays = {name: np.asarray(doc.get(name, []), dtype=np.int64).reshape(-1, 3) for name in (*SUBSETS, "unlabelled")}
         return cls(**arrays, method=doc["method"], seed=doc["seed"], scenes=doc["scenes"], buffer=doc.get("buffer", 0),
-                   dropped_classes=[int(c) for c in doc.get("dropped_classes", [])])
+                   dropped_classes=[int(c) for c in doc.get("dropped_classes", [])], fold=doc.get("fold"), folds=doc.get("folds"),
+                   fold_seed=doc.get("fold_seed"))
 
 
 def unlabelled_training_pixels(split: PixelSplit, valid_maps: list[np.ndarray], block_size: int, radius: int) -> np.ndarray:
@@ -99,7 +110,7 @@ def unlabelled_training_pixels(split: PixelSplit, valid_maps: list[np.ndarray], 
     training blocks (split "blocks") that are not training centres (unlabelled, or labelled but not
     drawn at the label budget: their labels are never used), none within ``radius`` px (Chebyshev)
     of a validation or test pixel, so no held-out pixel enters their patches."""
-    if split.method not in ("scenes", "blocks"):
+    if split.method not in ("scenes", "blocks", "folds"):
         raise InputError(f"KD on unlabelled pixels needs a spatial split (scenes or blocks), not {split.method!r}: "
                          "with a stratified split every unlabelled pixel lies among the test pixels")
     found = []
@@ -110,7 +121,7 @@ def unlabelled_training_pixels(split: PixelSplit, valid_maps: list[np.ndarray], 
         free = valid.copy()
         free[train[:, 1], train[:, 2]] = False
         region = np.ones_like(free)
-        if split.method == "blocks":
+        if split.method in ("blocks", "folds"):
             blocks = np.zeros((-(-free.shape[0] // block_size), -(-free.shape[1] // block_size)), bool)
             blocks[train[:, 1] // block_size, train[:, 2] // block_size] = True
             region = np.repeat(np.repeat(blocks, block_size, 0), block_size, 1)[:free.shape[0], :free.shape[1]]
@@ -188,6 +199,42 @@ def block_split(coords, classes, block_size: int, train: float, val: float, seed
     parts = {name: coords[mask & kept] for name, mask in on.items()}
     _require_all_classes(classes[on["train"] & kept], classes[kept], "train", f"blocks of {block_size} px")
     return PixelSplit(parts["train"], parts["val"], parts["test"], "blocks", seed, scenes, dropped_classes=dropped)
+
+
+def fold_split(coords, classes, block_size: int, folds: int, fold: int, fold_seed: int, seed: int, scenes: list[str],
+               shapes: list[tuple[int, int]], radius: int) -> PixelSplit:
+    """Fold ``fold`` of a spatial ``folds``-fold cross-validation over blocks (module docstring).
+    ``shapes``: (H, W) of each scene, for the held-out regions the buffer is drawn around."""
+    if folds < 3:
+        raise InputError(f"spatial cross-validation needs at least 3 folds (test, validation, training), got {folds}")
+    if not 0 <= fold < folds:
+        raise InputError(f"fold {fold}: must lie in 0..{folds - 1}")
+    if block_size < 2:
+        raise InputError(f"block size must be at least 2 pixels, got {block_size}")
+    block_ids = coords[:, 0] * 1_000_003 ** 2 + (coords[:, 1] // block_size) * 1_000_003 + coords[:, 2] // block_size
+    blocks = np.unique(block_ids)
+    if blocks.size < folds:
+        raise InputError(f"only {blocks.size} blocks of {block_size} px hold labels, fewer than {folds} folds; use a smaller block size")
+    order = np.random.default_rng(fold_seed).permutation(blocks)
+    fold_of = dict(zip(order.tolist(), (np.arange(blocks.size) % folds).tolist()))
+    pixel_fold = np.array([fold_of[b] for b in block_ids.tolist()])
+    test, val = pixel_fold == fold, pixel_fold == (fold + 1) % folds
+    train = ~test & ~val
+    if radius > 0:  # training pixels within the patch radius of a held-out block are dropped
+        held_blocks = set(order[(np.arange(blocks.size) % folds == fold) | (np.arange(blocks.size) % folds == (fold + 1) % folds)].tolist())
+        near = np.zeros(len(coords), bool)
+        for scene, (height, width) in enumerate(shapes):
+            grid = np.zeros((-(-height // block_size), -(-width // block_size)), bool)
+            for block in held_blocks:
+                if block // 1_000_003 ** 2 == scene:
+                    grid[(block // 1_000_003) % 1_000_003, block % 1_000_003] = True
+            region = np.repeat(np.repeat(grid, block_size, 0), block_size, 1)[:height, :width]
+            region = binary_dilation(region, np.ones((2 * radius + 1,) * 2, bool))
+            rows = coords[:, 0] == scene
+            near[rows] = region[coords[rows, 1], coords[rows, 2]]
+        train &= ~near
+    _require_all_classes(classes[train], classes, "train", f"fold {fold} of {folds}, blocks of {block_size} px")
+    return PixelSplit(coords[train], coords[val], coords[test], "folds", seed, scenes, radius, fold=fold, folds=folds, fold_seed=fold_seed)
 
 
 def scene_split(coords, classes, assignment: dict[str, list[int]], seed: int, scenes: list[str]) -> PixelSplit:

@@ -31,11 +31,14 @@ def check_pairs(pairs: list, models, key: str = "pairs") -> list[tuple[str, str]
     return checked
 
 
-def paired_differences(records: list[dict], pairs: list[tuple[str, str]], metrics) -> list[dict]:
-    """One row per (pair, metric) over the seeds both models ran."""
+def paired_differences(records: list[dict], pairs: list[tuple[str, str]], metrics, unit: str = "seed") -> list[dict]:
+    """One row per (pair, metric) over the seeds both models ran (``unit``: the record key that
+    pairs runs, e.g. a (fold, seed) label under cross-validation), with the smallest mean
+    difference the design could detect (``detectable``: paired t, two-sided α 0.05, power 0.8, at
+    the observed spread)."""
     rows = []
     for model, reference in pairs:
-        runs = {name: {r["seed"]: r for r in records if r["model"] == name} for name in (model, reference)}
+        runs = {name: {r[unit]: r for r in records if r["model"] == name} for name in (model, reference)}
         seeds = sorted(set(runs[model]) & set(runs[reference]))
         if not seeds:
             continue
@@ -46,6 +49,7 @@ def paired_differences(records: list[dict], pairs: list[tuple[str, str]], metric
                 "mean": float(differences.mean()), "std": float(differences.std()), "ahead": int((differences > 0).sum()),
                 "t_p": _p(lambda: stats.ttest_1samp(differences, 0.0).pvalue, differences),
                 "wilcoxon_p": _p(lambda: stats.wilcoxon(differences).pvalue, differences),
+                "detectable": detectable_difference(differences),
             })
     return rows
 
@@ -58,12 +62,26 @@ def _p(test, differences: np.ndarray) -> float | None:
     return None if math.isnan(value) else value
 
 
+def detectable_difference(differences: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest true mean difference a paired t-test over these units detects with ``power`` at
+    two-sided ``alpha``, for the observed standard deviation of the differences (normal-theory
+    approximation with t quantiles): (t_{1−α/2} + t_{power}) · s / √n."""
+    n = len(differences)
+    if n < 3:
+        return None
+    quantiles = stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)
+    return float(quantiles * np.std(differences, ddof=1) / math.sqrt(n))
+
+
 def paired_table(rows: list[dict], scale: float = 100.0) -> str:
-    """Markdown: differences in points (``scale`` × the score), mean ± std, seeds ahead, p-values."""
-    lines = ["| model − reference | score | per seed | mean ± std | ahead | paired t p | Wilcoxon p |", "|---|---|---|---|---|---|---|"]
+    """Markdown: differences in points (``scale`` × the score), mean ± std, seeds ahead, p-values,
+    and the smallest difference the design detects (80 % power)."""
+    lines = ["| model − reference | score | per seed | mean ± std | ahead | paired t p | Wilcoxon p | detectable |",
+             "|---|---|---|---|---|---|---|---|"]
     fmt = lambda p: "–" if p is None else f"{p:.3f}"  # noqa: E731
     for r in rows:
         per_seed = ", ".join(f"{scale * d:+.2f}" for d in r["differences"])
+        detectable = "–" if r.get("detectable") is None else f"{scale * r['detectable']:.2f}"
         lines.append(f"| {r['model']} − {r['reference']} | {r['metric']} | {per_seed} | {scale * r['mean']:+.2f} ± {scale * r['std']:.2f} | "
-                     f"{r['ahead']}/{len(r['seeds'])} | {fmt(r['t_p'])} | {fmt(r['wilcoxon_p'])} |")
+                     f"{r['ahead']}/{len(r['seeds'])} | {fmt(r['t_p'])} | {fmt(r['wilcoxon_p'])} | {detectable} |")
     return "\n".join(lines)
