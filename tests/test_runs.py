@@ -203,3 +203,17 @@ def test_experiment_options_as_the_readme_shows_them(tmp_path):
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["student", "teacher"]
     assert [p.name for p in (out / "student").iterdir()] == ["seed_0"]
     assert torch.load(out / "student/seed_0/last.ckpt", weights_only=True)["epoch"] == 0  # one epoch, not the config's 3
+
+
+def test_a_batch_limit_of_one_means_one_batch(data_dir, tmp_path, monkeypatch):
+    """The Trainer types ``limit_train_batches`` as Union[float, int], so jsonargparse read 1 as 1.0
+    (100 %): ``--trainer.limit_train_batches 1`` (and ``1`` in a recipe) trained on every batch."""
+    monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
+    run_dir = tmp_path / "run"
+    assert main(["fit", "-c", str(REPO / "configs/blm_kd/teacher.yaml"), "--run_dir", str(run_dir), "--model.init_args.d_model", "8",
+                 "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    assert torch.load(run_dir / "last.ckpt", weights_only=True)["global_step"] == 1
+    import yaml
+
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["limit_train_batches"] == 1

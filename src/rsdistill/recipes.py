@@ -97,10 +97,42 @@ def expand_bases(argv: list[str]) -> list[str]:
     return out
 
 
+BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches", "val_check_interval")
+
+
+def integer_limits(args) -> dict[str, int]:
+    """The Trainer's batch limits given as integers (a number of batches) in ``args`` (a recipe
+    dict, or CLI arguments with their ``-c`` files). Their type, ``Union[float, int]`` in the
+    Trainer's signature, makes jsonargparse read 1 as 1.0, which Lightning takes as 100 %: so
+    ``limit_train_batches: 1`` ran every batch. ``RecipeCLI`` restores the integers found here."""
+    found: dict[str, int] = {}
+
+    def take(trainer) -> None:
+        for key, value in (trainer or {}).items() if isinstance(trainer, dict) else ():
+            if key in BATCH_LIMITS and isinstance(value, int) and not isinstance(value, bool):
+                found[key] = value
+
+    if isinstance(args, dict):
+        take(args.get("trainer"))
+        return found
+    items = list(args or [])
+    for arg, value in zip(items, items[1:] + [None]):
+        if arg in ("-c", "--config") and value is not None and Path(value).is_file():
+            take(read_recipe(value).get("trainer"))
+        key, _, inline = arg.partition("=")
+        if key.startswith("--trainer.") and key[len("--trainer."):] in BATCH_LIMITS:
+            text = inline if _ else value
+            found.pop(key[len("--trainer."):], None)
+            if text is not None and text.strip().isdigit():
+                found[key[len("--trainer."):]] = int(text)
+    return found
+
+
 class RecipeCLI(LightningCLI):
     """LightningCLI with rsdistill's conventions (module docstring)."""
 
     def __init__(self, args: Any = None, run: bool = True):
+        self.integer_limits = integer_limits(args)
         strict = {"exit_on_error": False}
         super().__init__(
             BaseTask, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=args, run=run,
@@ -119,6 +151,8 @@ class RecipeCLI(LightningCLI):
         alone, with no ``base`` left pointing at a file relative to where the recipe was."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         config["base"] = None
+        for key, value in self.integer_limits.items():  # the saved config says what ran
+            config["trainer"][key] = value
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -141,6 +175,7 @@ class RecipeCLI(LightningCLI):
                 callbacks.append(PredictionWriter(Path(run_dir) / "predict" / "predictions.pt"))
             kwargs.setdefault("callbacks", callbacks)
         kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        kwargs.update(self.integer_limits)  # 1 batch, not 100 % (``integer_limits``)
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
