@@ -217,3 +217,20 @@ def test_a_batch_limit_of_one_means_one_batch(data_dir, tmp_path, monkeypatch):
     import yaml
 
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["limit_train_batches"] == 1
+
+
+def test_an_experiment_names_missing_prerequisites_before_training(tmp_path, capsys):
+    """The EnMAP segmentation experiment trained two models for 23 s, then failed on a missing
+    encoder of seed 0; now every seed's files are checked first."""
+    import yaml
+
+    from rsdistill.evaluation.quickstart import quickstart_config
+
+    config = quickstart_config(None, None, "enmap", 0, epochs=1)
+    config["models"] = {"student": config["models"]["student"],
+                        "probe": {"arch": "encoder", "encoder": str(tmp_path / "seed_{seed}/encoder.safetensors")}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**config, "seeds": [0, 1]}, sort_keys=False))
+    assert main(["experiment", "-c", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(tmp_path / "seed_0/encoder.safetensors") in err and str(tmp_path / "seed_1/encoder.safetensors") in err
+    assert not (tmp_path / "out/student").exists()  # nothing trained

@@ -227,6 +227,28 @@ def check_teachers(models: dict) -> None:
                 raise InputError(f"model {name!r}: distill_from {teacher!r} is {where}; a teacher must be declared before its students")
 
 
+def check_prerequisites(models: dict, seeds) -> None:
+    """Files a model needs that another command makes (a pretrained ``encoder``, an explicit
+    ``teacher_ckpt``), checked for every seed before anything trains: the missing ones in one line."""
+    from rsdistill.data.paths import resolve
+    from rsdistill.models.pretrained import WEIGHTS
+
+    missing = []
+    for name, options in models.items():
+        needed = [("encoder", options.get("encoder"))] + [("teacher_ckpt", p) for p in
+                                                          ([options["teacher_ckpt"]] if isinstance(options.get("teacher_ckpt"), str) else options.get("teacher_ckpt") or [])]
+        for key, path in needed:
+            for seed in seeds:
+                if path is None or str(path).lower() in WEIGHTS:
+                    continue
+                file = str(path).format(seed=seed)
+                if not Path(file).exists() and not resolve(file).exists():
+                    missing.append(f"{name}.{key} {file}")
+    if missing:
+        raise InputError(f"missing before anything trains: {'; '.join(dict.fromkeys(missing))} (made by another run: "
+                         "the experiment file's header names the command that makes each)")
+
+
 def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models: list[str] | None = None, log=print,
                    overwrite: bool = False) -> list[dict]:
     """Fit and test every model (or those named in ``models``) for every seed; write results.json
@@ -247,6 +269,7 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
         config = {**config, "models": {name: config["models"][name] for name in models}}
         pairs = [pair for pair in pairs if set(pair) <= set(models)]
         diagnose = [pair for pair in diagnose if set(pair) <= set(models)]
+    check_prerequisites(config["models"], seeds if seeds is not None else config.get("seeds", [0, 1, 2]))
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     task = task_of(config)

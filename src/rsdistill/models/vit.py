@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsdistill.errors import InputError
 from rsdistill.tokens import patch_vectors, take_tokens, tokens_to_grid
 
 
@@ -185,6 +186,8 @@ class ViTEncoder(nn.Module):
 
         Layers are 1..depth; default the final, normed output. The cls token is dropped.
         """
+        if layers and not all(1 <= layer <= self.depth for layer in layers):
+            raise InputError(f"layers {list(layers)}: this encoder has blocks 1..{self.depth}")
         grid = (images.shape[2] // self.patch_size, images.shape[3] // self.patch_size)
         final, taps = self.forward(images, tuple(layers or ()))
         outputs = [final] if not layers else [taps[layer] for layer in layers]
