@@ -30,7 +30,7 @@ def test_scene_folds_test_every_labelled_pixel_once_with_a_buffer():
 def test_the_shipped_config_runs_on_a_slice_of_each_dataset(data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
     config = yaml.safe_load(CONFIG.read_text())
-    config["encoders"] = {"galileo_p8": config["encoders"]["galileo_p8"], "random_p4": config["encoders"]["random_p4"]}
+    config["encoders"] = {"galileo_p8": config["encoders"]["galileo_p8"], "random_p4": {**config["encoders"]["random_p4"], "patch_size": 8}}
     for dataset in config["datasets"].values():
         dataset.pop("encoders", None)
     config["datasets"]["eurosat"].update(files="eurosat_ms_samples/[FS]*/*.tif", folds=2)  # Forest, SeaLake
