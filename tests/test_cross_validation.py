@@ -21,6 +21,7 @@ def test_a_cross_validated_experiment_tests_every_pixel_once_and_pairs_per_fold(
     config["models"] = {name: config["models"][name] for name in ("teacher", "student_kd")}
     config["models"]["student"] = {k: v for k, v in config["models"]["student_kd"].items() if not k.startswith(("distill", "kd_"))}
     config.update(seeds=[0], pairs=[["student_kd", "student"]])
+    config["trainer"].update(limit_train_batches=2, limit_val_batches=1)  # every test pixel still scored
     (tmp_path / "cv.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["experiment", "-c", str(tmp_path / "cv.yaml"), "--out", str(tmp_path / "cv")]) == 0
     results = json.loads((tmp_path / "cv/results.json").read_text())
