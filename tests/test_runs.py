@@ -234,3 +234,14 @@ def test_an_experiment_names_missing_prerequisites_before_training(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(tmp_path / "seed_0/encoder.safetensors") in err and str(tmp_path / "seed_1/encoder.safetensors") in err
     assert not (tmp_path / "out/student").exists()  # nothing trained
+
+
+def test_a_one_seed_table_shows_no_spread():
+    """The quickstart's one seed was printed as "± 0.00", a spread that was never measured."""
+    from rsdistill.evaluation.experiment import markdown_table
+
+    value = {"mean": 0.9, "std": 0.0}
+    one = {"model": "student", "oa": value, "aa": value, "kappa": value, "params": 10, "ms_per_1000_px": {"mean": 5.0, "std": 0.0}, "seeds": 1}
+    table = markdown_table([one])
+    assert "90.00 ± –" in table and "± 0.00" not in table
+    assert "90.00 ± 0.00" in markdown_table([{**one, "seeds": 3}])  # three seeds that agree: a measured spread of 0

@@ -344,6 +344,12 @@ def summarise(records: list[dict]) -> list[dict]:
     return rows
 
 
+def mean_std_cell(value: dict, seeds: int, scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std`` over seeds; one seed has no spread to show: its value and a dash."""
+    mean = f"{scale * value['mean']:.{digits}f}"
+    return f"{mean} ± {scale * value['std']:.{digits}f}" if seeds > 1 else f"{mean} ± –"
+
+
 def markdown_table(summary: list[dict]) -> str:
     if summary and "miou" in summary[0]:
         return segmentation_table(summary)
@@ -352,8 +358,8 @@ def markdown_table(summary: list[dict]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in summary:
-        cells = [f"{100 * row[k]['mean']:.2f} ± {100 * row[k]['std']:.2f}" for k in REPORTED["classification"]]
-        time_cell = f"{row['ms_per_1000_px']['mean']:.1f} ± {row['ms_per_1000_px']['std']:.1f}"
+        cells = [mean_std_cell(row[k], row["seeds"]) for k in REPORTED["classification"]]
+        time_cell = mean_std_cell(row["ms_per_1000_px"], row["seeds"], 1.0, 1)
         lines.append(f"| {row['model']} | {' | '.join(cells)} | {row['params']:,} | {time_cell} | {row['seeds']} |")
     return "\n".join(lines)
 
@@ -366,7 +372,7 @@ def segmentation_table(summary: list[dict]) -> str:
     lines = [f"| model | {' | '.join(f'{t} (%)' for t in title)} | params (trained) | GFLOPs / {tile}² | ms / {tile}² | seeds |",
              "|---|" + "---|" * (len(scores) + 4)]
     for row in summary:
-        cells = [f"{100 * row[k]['mean']:.2f} ± {100 * row[k]['std']:.2f}" for k in scores]
+        cells = [mean_std_cell(row[k], row["seeds"]) for k in scores]
         lines.append(f"| {row['model']} | {' | '.join(cells)} | {row['params']:,} ({row['trained_params']:,}) | {row['gflops']:.2f} | "
-                     f"{row['ms_per_tile']['mean']:.1f} ± {row['ms_per_tile']['std']:.1f} | {row['seeds']} |")
+                     f"{mean_std_cell(row['ms_per_tile'], row['seeds'], 1.0, 1)} | {row['seeds']} |")
     return "\n".join(lines)
