@@ -71,11 +71,7 @@ def load_candidate(path, threads: int) -> Candidate:
         return Candidate(path.name, "onnxruntime", card["precision"], card["task"], session.input_shape, params, flops, session)
     model = deployable(path)
     module = model.module.eval()
-
-    def run(inputs: np.ndarray):
-        with torch.no_grad():
-            return module(torch.from_numpy(inputs))
-
+    run = _torch_runner(module)
     params = sum(p.numel() for p in module.parameters())
     folders = path.resolve().parent.parts[-2:]  # runs/<model>/<seed>/last.ckpt -> <model>/<seed>
     name = "/".join(folders) if path.name == "last.ckpt" else path.name
@@ -91,13 +87,18 @@ def _named_candidate(spec: str) -> Candidate:
         raise InputError(f"{spec}: a weights name with a patch size is NAME:pP, e.g. galileo-nano:p4")
     encoder = load_encoder(name, **({"patch_size": int(patch[1:])} if patch else {})).eval()
     shape = (encoder.preprocessing.bands, NAMED_TILE, NAMED_TILE)
+    params = sum(p.numel() for p in encoder.parameters())
+    return Candidate(spec, "pytorch", "fp32", "encoder", shape, params, forward_flops(encoder, torch.randn(1, *shape)), _torch_runner(encoder))
+
+
+def _torch_runner(module):
+    """``run(inputs)`` of a PyTorch model on (n, ...) float32 numpy inputs, without gradients."""
 
     def run(inputs: np.ndarray):
         with torch.no_grad():
-            return encoder(torch.from_numpy(inputs))
+            return module(torch.from_numpy(inputs))
 
-    params = sum(p.numel() for p in encoder.parameters())
-    return Candidate(spec, "pytorch", "fp32", "encoder", shape, params, forward_flops(encoder, torch.randn(1, *shape)), run)
+    return run
 
 
 def _flops(model) -> int:

@@ -99,12 +99,13 @@ class PretrainedEncoder(nn.Module):
             aligned = self.preprocessing.aligned_from_preprocessing(source, align, scale, name, uncovered)
         else:
             aligned = self.preprocessing.aligned_from(source, align, scale, name, uncovered)
+        absent = aligned.absent_channels  # () unless grouped: an uncovered band is an error otherwise
+        report = {"alignment": align, "scale": scale, "absent_channels": list(absent)}
         encoder = self.encoder
         if grouped:
-            absent = set(aligned.absent_channels)
             encoder = self.encoder.for_channels([c not in absent for c in range(aligned.channels)], getattr(source, "name", "the data"))
-        card = {**self.card, "input": {"alignment": align, "scale": scale, "absent_channels": sorted(absent) if grouped else [],
-                                        **({"live_groups": list(encoder.groups)} if grouped else {})}}
+            report["live_groups"] = list(encoder.groups)
+        card = {**self.card, "input": report}
         return PretrainedEncoder(encoder, aligned, card)
 
     def for_scene(self, scene, align: str | None = None, scale: float = 1.0) -> PretrainedEncoder:
@@ -180,9 +181,10 @@ def load_encoder(path, trust_pickle: bool = False, num_heads: int | None = None,
         named = pretrained.entry(str(path))
         folder = pretrained.locate(named.name)
         path = folder if named.format == "galileo" else folder / named.main
-    if options and not (path.is_dir() or path.name == "encoder.pt"):
+    galileo = path.is_dir() or path.name == "encoder.pt"  # an official Galileo checkpoint folder
+    if options and not galileo:
         raise InputError(f"{path}: options {sorted(options)} apply to Galileo encoders only")
-    if path.is_dir() or path.name == "encoder.pt":
+    if galileo:
         from rsdistill.models.galileo_checkpoints import OPTIONS, load_galileo_folder
 
         if set(options) - set(OPTIONS):
