@@ -114,13 +114,13 @@ def experiment(args) -> None:
 
     config = load_experiment(args.config)
     config["trainer"] = {**config.get("trainer", {}), **args.trainer}  # --trainer.KEY VALUE, every run
+    if "sweep" in config:  # one experiment (cross-validated or not) per value of a data option, and the curve over them
+        run_sweep(config, args.out, args.seeds, args.models, overwrite=args.overwrite)
+        print((Path(args.out) / "curve.md").read_text())
+        return
     if folds_of(config):  # spatial cross-validation: every fold, pooled and paired per (fold, seed)
         run_cross_validation(config, args.out, args.seeds, args.models, overwrite=args.overwrite)
         print((Path(args.out) / "results.md").read_text())
-        return
-    if "sweep" in config:  # one experiment per value of a data option, and the curve over them
-        run_sweep(config, args.out, args.seeds, args.models, overwrite=args.overwrite)
-        print((Path(args.out) / "curve.md").read_text())
         return
     run_experiment(config, args.out, args.seeds, args.models, overwrite=args.overwrite)
     print((Path(args.out) / "results.md").read_text())

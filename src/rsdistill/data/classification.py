@@ -26,6 +26,7 @@ from rsdistill.data.splits import (
 )
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
+from rsdistill.spectral.alignment import simulated_bands
 from rsdistill.io.scene import Scene
 from rsdistill.preprocessing import Preprocessing
 
@@ -61,6 +62,11 @@ class PixelClassificationData(L.LightningDataModule):
             per epoch for a distilled student's KD term (soft targets, no labels; ``splits.unlabelled_training_pixels``:
             spatial splits only, never within a patch radius of a validation or test pixel). The
             training loader then yields {"labelled": batch, "unlabelled": batch}, equal in number of batches.
+        input_sensor: the model sees the scenes' bands resampled to this registered sensor's bands
+            (those the scenes cover; ``spectral.alignment.simulated_bands`` with ``input_alignment``),
+            e.g. ``sentinel2`` or ``rgb``: a cheap-sensor student of a hyperspectral scene, whose
+            teacher may see every band (privileged input). The loaders still yield the raw bands;
+            the resampling is the first step of the model's ``Preprocessing``, saved with it.
     """
 
     def __init__(
@@ -84,6 +90,8 @@ class PixelClassificationData(L.LightningDataModule):
         train_pixels_per_epoch: int | None = None,
         min_class_pixels: int | None = None,
         kd_unlabelled: int | None = None,
+        input_sensor: str | None = None,
+        input_alignment: str = "srf",
         patch_size: int = 9,
         batch_size: int = 64,
         seed: int = 0,
@@ -138,8 +146,12 @@ class PixelClassificationData(L.LightningDataModule):
             raise InputError(f"{', '.join(map(str, names))}: the labels hold one class ({self.class_ids[0]}); classification needs at least two")
         self._padded = [padded_cube(s, patch_size) for s in self.scenes]
         train_pixels = self._centre_spectra(self.split.train)
-        wavelengths = self.scenes[0].wavelengths
-        self.preprocessing = Preprocessing.create(self.num_bands, train_pixels.mean(axis=0), train_pixels.std(axis=0), wavelengths=wavelengths)
+        alignment, wavelengths = None, self.scenes[0].wavelengths
+        if input_sensor is not None:
+            alignment, simulated = simulated_bands(self._scenes_sensor(), input_sensor, input_alignment)
+            train_pixels, wavelengths = train_pixels @ alignment.T.astype(np.float64), simulated.centers
+        self.preprocessing = Preprocessing.create(self.num_bands, train_pixels.mean(axis=0), train_pixels.std(axis=0),
+                                                  alignment=alignment, wavelengths=wavelengths)
 
     @property
     def info(self) -> dict:
@@ -163,6 +175,15 @@ class PixelClassificationData(L.LightningDataModule):
                 raise InputError("give images and labels of the same length, tile_lists, or synthetic")
             pairs, assignment = [(resolve(i, root), resolve(l, root)) for i, l in zip(images, labels)], None
         return [Scene.read(image, labels=mask, **read_options) for image, mask in pairs], assignment
+
+    def _scenes_sensor(self):
+        """The bands of every scene (one sensor: the same wavelengths in each)."""
+        first = self.scenes[0]
+        for scene in self.scenes[1:]:
+            if scene.wavelengths is None or first.wavelengths is None or not np.array_equal(scene.wavelengths, first.wavelengths):
+                raise InputError(f"input_sensor: {scene.path} and {first.path} do not have the same wavelengths; "
+                                 f"the scenes must come from one sensor to be resampled by one band alignment")
+        return first.sensor()
 
     @property
     def num_bands(self) -> int:

@@ -39,7 +39,7 @@ def run_cross_validation(config: dict, out_dir, seeds=None, models=None, log=pri
     out_dir = Path(out_dir)
     folds = folds_of(config)
     if "sweep" in config:
-        raise InputError("sweep: a cross-validated sweep is not built yet; run one cross-validated experiment per value")
+        raise InputError("sweep: a cross-validated sweep runs through evaluation.curve.run_sweep (rsdistill experiment)")
     records = []
     for fold in range(folds):
         fold_config = {**config, "data": {**config["data"], "fold": fold}}

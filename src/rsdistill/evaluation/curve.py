@@ -44,8 +44,16 @@ def value_label(value) -> str:
 
 
 def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print, overwrite: bool = False) -> dict:
-    """A model experiment (``evaluation.experiment``) at every value of the swept data option; write and return the curve."""
-    return _curve(config, out_dir, lambda c, out: run_experiment(c, out, seeds, models, log, overwrite), REPORTED[task_of(config)][0], "model", log)
+    """A model experiment (``evaluation.experiment``; cross-validated with ``data.split: folds``,
+    ``evaluation.cross_validation``, whose curve plots the pooled score and pairs per (fold, seed))
+    at every value of the swept data option; write and return the curve."""
+    from rsdistill.evaluation.cross_validation import folds_of, run_cross_validation
+
+    score = REPORTED[task_of(config)][0]
+    if folds_of(config):
+        return _curve(config, out_dir, lambda c, out: run_cross_validation(c, out, seeds, models, log, overwrite), f"{score}_pooled", "model", log,
+                      paired_score=score)
+    return _curve(config, out_dir, lambda c, out: run_experiment(c, out, seeds, models, log, overwrite), score, "model", log)
 
 
 def run_pretrain_sweep(config: dict, out_dir, seeds=None, log=print, overwrite: bool = False) -> dict:
@@ -56,9 +64,10 @@ def run_pretrain_sweep(config: dict, out_dir, seeds=None, log=print, overwrite: 
     return _curve(config, out_dir, lambda c, out: run_pretrain_experiment(c, out, seeds, log, overwrite), "probe_oa", "recipe", log)
 
 
-def _curve(config: dict, out_dir, run, score: str, key: str, log) -> dict:
+def _curve(config: dict, out_dir, run, score: str, key: str, log, paired_score: str | None = None) -> dict:
     """``run(config, folder)`` (one experiment writing ``results.json``) at every value of the swept
-    data option; write and return the curve of ``score`` per ``key`` (a summary row's name)."""
+    data option; write and return the curve of ``score`` per ``key`` (a summary row's name) and of
+    the pairs' ``paired_score`` (default: ``score``)."""
     option, values = sweep_of(config)
     if "datasets" in config:
         raise InputError("sweep: an experiment with datasets cannot also sweep a data option; run one sweep per dataset")
@@ -70,7 +79,7 @@ def _curve(config: dict, out_dir, run, score: str, key: str, log) -> dict:
         run({**{k: v for k, v in config.items() if k != "sweep"}, "data": {**config["data"], option: value}}, sub_dir)
         results = json.loads((sub_dir / "results.json").read_text())
         points.append({"value": value, "summary": results["summary"], "paired": results["paired"]})
-    curve = {"option": option, "score": score, "key": key, "points": points}
+    curve = {"option": option, "score": score, "paired_score": paired_score or score, "key": key, "points": points}
     write_json(out_dir / "curve.json", curve)
     (out_dir / "curve.md").write_text(curve_tables(curve))
     curve_figure(curve, out_dir / "curve.png")
@@ -88,14 +97,15 @@ def curve_tables(curve: dict) -> str:
             row = next((r for r in p["summary"] if r[key] == name), None)
             cells.append("–" if row is None else f"{100 * row[score]['mean']:.2f} ± {100 * row[score]['std']:.2f}")
         lines.append(f"| {name} | {' | '.join(cells)} |")
-    pairs = list(dict.fromkeys((r["model"], r["reference"]) for p in points for r in p["paired"] if r["metric"] == score))
+    paired_score = curve.get("paired_score", score)
+    pairs = list(dict.fromkeys((r["model"], r["reference"]) for p in points for r in p["paired"] if r["metric"] == paired_score))
     if pairs:
-        lines += ["", f"Paired {score} differences (points; mean ± std over seeds, seeds ahead, Wilcoxon p):", "",
+        lines += ["", f"Paired {paired_score} differences (points; mean ± std over the paired runs, runs ahead, Wilcoxon p):", "",
                   f"| model − reference | {header} |", "|---|" + "---|" * len(points)]
         for model, reference in pairs:
             cells = []
             for p in points:
-                row = next((r for r in p["paired"] if (r["model"], r["reference"], r["metric"]) == (model, reference, score)), None)
+                row = next((r for r in p["paired"] if (r["model"], r["reference"], r["metric"]) == (model, reference, paired_score)), None)
                 p_value = "–" if row is None or row["wilcoxon_p"] is None else f"{row['wilcoxon_p']:.3f}"
                 cells.append("–" if row is None else f"{100 * row['mean']:+.2f} ± {100 * row['std']:.2f} ({row['ahead']}/{len(row['seeds'])}, p {p_value})")
             lines.append(f"| {model} − {reference} | {' | '.join(cells)} |")

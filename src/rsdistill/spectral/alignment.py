@@ -86,6 +86,22 @@ def uncovered_bands(source: str | Sensor, target: str | Sensor, method: str = "m
     return [band.name for band in target.bands if not _covers(source, band, method).any()]
 
 
+def simulated_bands(source: str | Sensor, target: str | Sensor, method: str = "srf") -> tuple[np.ndarray, Sensor]:
+    """The bands of ``target`` that ``source`` covers, made from ``source``'s bands: a cheaper
+    sensor simulated from a richer one (a Sentinel-2-like or RGB student of a hyperspectral scene).
+
+    Returns:
+        (T', S) alignment onto the covered target bands, and the target sensor restricted to them.
+    """
+    source, target = get_sensor(source), get_sensor(target)
+    weights = band_alignment(source, target, method, uncovered="zero")
+    covered = weights.any(axis=1)
+    if not covered.any():
+        raise InputError(f"{source.name} covers no band of {target.name} ({_coverage(source)})")
+    bands = tuple(band for band, keep in zip(target.bands, covered) if keep)
+    return weights[covered], Sensor(target.name, bands, target.description)
+
+
 def _coverage(sensor: Sensor) -> str:
     centres = sensor.centers[sensor.valid]
     if centres.size == 0:
