@@ -28,7 +28,6 @@ from rsdistill.models.selective_scan import set_scan_backend
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.classification import PixelClassifier
 
-
 BEFORE = "mambapy+copy"
 
 

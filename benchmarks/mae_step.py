@@ -106,7 +106,8 @@ def main() -> None:
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup} warm-up, "
           f"{args.rounds} alternating rounds\n")
-    print("| config | rsdistill ms/step | transformers ms/step | time ratio (range) | rsdistill train MB | transformers train MB | memory ratio | params (ours / theirs) |")
+    print("| config | rsdistill ms/step | transformers ms/step | time ratio (range) "
+          "| rsdistill train MB | transformers train MB | memory ratio | params (ours / theirs) |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.configs:
         runs = {"rsdistill": [], "transformers": []}

@@ -19,7 +19,8 @@ from rasterio.transform import from_origin
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.io import write_geotiff
 
-ENVI_HEADER = "ENVI\nsamples = {samples}\nlines = {lines}\nbands = {bands}\nheader offset = 0\nfile type = ENVI Standard\ndata type = 4\ninterleave = {interleave}\nbyte order = {byte_order}\n"
+ENVI_HEADER = ("ENVI\nsamples = {samples}\nlines = {lines}\nbands = {bands}\nheader offset = 0\nfile type = ENVI Standard\n"
+               "data type = 4\ninterleave = {interleave}\nbyte order = {byte_order}\n")
 
 
 def _envi(folder: Path, name: str, lines=4, samples=5, bands=3, interleave="bsq", byte_order="0", extra="", sparse=False) -> Path:

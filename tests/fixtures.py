@@ -25,8 +25,8 @@ import numpy as np
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.io import write_geotiff
-from rsdistill.recipes import make_recipe
 from rsdistill.preprocessing import Preprocessing
+from rsdistill.recipes import make_recipe
 from rsdistill.tasks.classification import PixelClassifier
 
 TINY_BLM = {"arch": "blm", "d_model": 8, "n_layers": 1, "d_state": 8, "lr": 0.01}

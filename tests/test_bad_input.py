@@ -10,7 +10,7 @@ import scipy.io
 from rsdistill.cli import main
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
-from rsdistill.io import Scene, write_geotiff
+from rsdistill.io import read_scene, write_geotiff
 
 
 def run_cli(capsys, *argv):
@@ -57,7 +57,7 @@ def test_geotiff_without_wavelengths_when_required(tmp_path):
     scene = make_synthetic_scene("sentinel2", 8, 8).scene
     path = write_geotiff(tmp_path / "plain.tif", scene.cube)
     with pytest.raises(InputError, match="plain.tif: no wavelength metadata"):
-        Scene.read(path).sensor()
+        read_scene(path).sensor()
 
 
 def test_cli_align_on_scene_without_wavelengths(tmp_path, capsys):
@@ -70,7 +70,7 @@ def test_wavelength_count_differs_from_band_count(tmp_path, capsys):
     path = tmp_path / "cube.npy"
     np.save(path, np.random.rand(6, 6, 12).astype(np.float32))
     with pytest.raises(InputError, match="cube.npy: 3 wavelengths given for 12 bands"):
-        Scene.read(path, wavelengths=[500, 600, 700])
+        read_scene(path, wavelengths=[500, 600, 700])
     code, err = run_cli(capsys, "info", str(path), "--sensor", "sentinel2")
     assert code == 2 and "cube.npy: sensor 'sentinel2' has 13 bands but the file has 12" in err
 
@@ -80,8 +80,8 @@ def test_all_nodata_band_not_flagged(tmp_path, capsys):
     cube[:, :, 3] = -9999
     path = write_geotiff(tmp_path / "hole.tif", cube, nodata=-9999)
     with pytest.raises(InputError, match="hole.tif: band 3 has no valid sample"):
-        Scene.read(path)
-    scene = Scene.read(path, empty_bands="bad")
+        read_scene(path)
+    scene = read_scene(path, empty_bands="bad")
     assert scene.bad_bands.tolist() == [False, False, False, True, False] and scene.valid.all()
     code, err = run_cli(capsys, "stats", str(path), "--out", str(tmp_path / "s.json"))
     assert code == 2 and "band 3" in err
@@ -93,7 +93,7 @@ def test_label_map_shape_differs_from_cube(tmp_path):
     labels = tmp_path / "labels.npy"
     np.save(labels, np.ones((10, 11), np.uint8))
     with pytest.raises(InputError, match="labels.npy is 10×11 but scene .*cube.npy is 10×12"):
-        Scene.read(cube, labels=labels)
+        read_scene(cube, labels=labels)
 
 
 def test_unknown_sensor(capsys):

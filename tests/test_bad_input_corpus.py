@@ -47,12 +47,12 @@ def test_bad_input_is_one_clear_error(case, outcomes):
 
 
 def test_an_all_nodata_raster_reports_every_pixel_as_nodata(tmp_path, capsys):
-    from rsdistill.io import Scene
     import numpy as np
-    from rsdistill.io import write_geotiff
+
+    from rsdistill.io import read_scene, write_geotiff
 
     path = write_geotiff(tmp_path / "empty.tif", np.full((16, 16, 3), -9999, np.float32), nodata=-9999)
-    scene = Scene.read(path, empty_bands="bad")
+    scene = read_scene(path, empty_bands="bad")
     assert not scene.valid.any() and scene.bad_bands.all()
     from rsdistill.cli import main
 

@@ -9,17 +9,20 @@ import pytest
 import rasterio
 import torch
 
+from fixtures import QUIET as TRAINER
+from fixtures import SYNTHETIC_PIXELS
+from fixtures import TINY_BLM as TINY
+from fixtures import classifier_recipe as tiny_recipe
 from rsdistill.cli import main
 from rsdistill.data.classification import PixelClassificationData
+from rsdistill.data.patches import all_pixel_patches, padded_cube
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
-from rsdistill.data.patches import all_pixel_patches, padded_cube
 from rsdistill.evaluation.curve import run_sweep
 from rsdistill.evaluation.experiment import experiment_recipes, fit_and_test, run_experiment
-from rsdistill.io.scene import Scene
-from rsdistill.tasks.loading import load_task
 from rsdistill.io import write_geotiff
-from fixtures import QUIET as TRAINER, SYNTHETIC_PIXELS, TINY_BLM as TINY, classifier_recipe as tiny_recipe
+from rsdistill.io.readers import read_scene
+from rsdistill.tasks.loading import load_task
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC = SYNTHETIC_PIXELS["synthetic"]
@@ -130,7 +133,7 @@ def test_map_writes_georeferenced_classes(tmp_path, capsys):
     assert (tmp_path / "map.png").stat().st_size > 0
     # block by block, halos reflected at the scene's border: every pixel gets its whole-scene patch
     assert main(["map", "--ckpt", record["checkpoint"], "--scene", str(path), "--out", str(tmp_path / "blocks.tif"), "--block", "7"]) == 0
-    model, read = load_task(record["checkpoint"]), Scene.read(path)
+    model, read = load_task(record["checkpoint"]), read_scene(path)
     rows, cols = (torch.from_numpy(a) for a in np.nonzero(read.valid))
     expected = np.zeros(read.shape[:2], np.uint8)
     with torch.no_grad():

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from fixtures import classifier_recipe
 
+from fixtures import classifier_recipe
 from rsdistill.cli import main
 from rsdistill.recipes import parse_recipe
 from rsdistill.tasks.loading import load_task

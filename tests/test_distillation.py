@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_cohen_kappa
 
-from rsdistill.metrics import scores_from_confusion
-from rsdistill.losses.distillation import distillation_loss, logit_kd_loss, ramped_weight
-from rsdistill.tasks.classification import PixelClassifier
 from fixtures import pixel_info
+from rsdistill.losses.distillation import distillation_loss, logit_kd_loss, ramped_weight
+from rsdistill.metrics import scores_from_confusion
+from rsdistill.tasks.classification import PixelClassifier
 
 
 def test_kd_loss_matches_definition():

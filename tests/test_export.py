@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from fixtures import classifier_recipe, tile_info
 
+from fixtures import classifier_recipe, tile_info
 from rsdistill.cli import main
 from rsdistill.deploy.onnx_export import deployable, export_onnx, int8_scheme
 from rsdistill.deploy.parity import parity_report

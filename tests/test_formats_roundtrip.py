@@ -7,7 +7,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from rsdistill.data.synthetic import make_synthetic_scene
-from rsdistill.io import Scene, open_scene, read_label_map, write_geotiff
+from rsdistill.io import open_scene, read_label_map, read_scene, write_geotiff
 
 
 def georeferenced_scene():
@@ -20,7 +20,7 @@ def georeferenced_scene():
 def test_geotiff_round_trip_keeps_crs_transform_and_wavelengths(tmp_path):
     scene = georeferenced_scene()
     path = write_geotiff(tmp_path / "scene.tif", scene.cube, like=scene)
-    back = Scene.read(path)
+    back = read_scene(path)
     assert back.crs == scene.crs and back.transform == scene.transform
     np.testing.assert_allclose(back.wavelengths, scene.wavelengths, rtol=1e-5)
     np.testing.assert_array_equal(back.bad_bands, scene.bad_bands)
@@ -65,7 +65,7 @@ def test_mat_v73(tmp_path):
     labels = np.random.default_rng(1).integers(0, 4, (9, 7)).astype(np.uint8)
     path = tmp_path / "scene73.mat"
     write_mat73(path, pavia=cube, pavia_gt=labels)
-    scene = Scene.read(path, labels=path)
+    scene = read_scene(path, labels=path)
     np.testing.assert_allclose(scene.cube, cube.astype(np.float32))
     np.testing.assert_array_equal(scene.labels, labels)
 

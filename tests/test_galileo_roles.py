@@ -9,12 +9,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from rsdistill.cli import main
 from rsdistill.evaluation.pretrain_experiment import probe_accuracy, probe_tiles
-from rsdistill.io.scene import Scene
+from rsdistill.io.readers import read_scene
 from rsdistill.models.registry import load_encoder
 from rsdistill.tasks.classification import load_classifier
 
@@ -28,7 +27,7 @@ def test_linear_probe_of_galileo_on_enmap_tiles_aligned_to_sentinel2(real_file):
              "test": str(real_file("enmap_potsdam_specdeepmap/test_files.csv"))}
     encoder = load_encoder("galileo-nano", patch_size=4, gsd_m=30)
     tiles = probe_tiles(lists, encoder, align="srf")
-    first = Scene.read(real_file("enmap_potsdam_specdeepmap/images/enmap_potsdam_tile_128_0.tif"))
+    first = read_scene(real_file("enmap_potsdam_specdeepmap/images/enmap_potsdam_tile_128_0.tif"))
     scores = probe_accuracy(encoder.for_scene(first, "srf").encoder, tiles)
     classes = np.unique(tiles["test"][1][tiles["test"][1] > 0])
     assert scores["test"] > 1.5 / len(classes), "Galileo features should beat chance on held-out EnMAP tiles"

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from rsdistill.data.tiles import TileData
-from rsdistill.errors import InputError
 from rsdistill.distill.cross_spectral import resolve_layer_pairs
-from rsdistill.models.vit_checkpoints import PRITHVI_MEAN, PRITHVI_STD, load_vit_checkpoint as load_prithvi
+from rsdistill.errors import InputError
 from rsdistill.models.registry import save_encoder
 from rsdistill.models.vit import ViTEncoder
+from rsdistill.models.vit_checkpoints import PRITHVI_MEAN, PRITHVI_STD
+from rsdistill.models.vit_checkpoints import load_vit_checkpoint as load_prithvi
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.spectral.sensors import get_sensor
 from rsdistill.tasks.pretrain import MAEPretrainer
@@ -117,7 +118,8 @@ def test_hyperkd_trains_student_and_projection_never_the_teacher(tmp_path, synth
     task = hyperkd_task(synthetic_data, {"teacher": str(tmp_path / "teacher.safetensors"), "scale": 10000.0, "weight": 1.0})
     assert task.distiller.pairs == [(2, 2)]  # default 8 <-> 8 clipped to both depths
     before = {k: v.clone() for k, v in task.state_dict().items()}
-    trainer = L.Trainer(max_steps=2, default_root_dir=tmp_path, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = L.Trainer(max_steps=2, default_root_dir=tmp_path, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
     trainer.fit(task, synthetic_data)
     after = task.state_dict()
     assert not any(k.startswith("distiller.teacher") for k in after)  # the teacher policy: never in the student's state
@@ -197,9 +199,8 @@ def test_teacher_and_student_recipes_run_end_to_end_on_real_data(real_file, tmp_
 
 
 def test_pretrained_encoder_classifies_pixels_with_its_own_bands_and_normalisation(tmp_path):
-    from rsdistill.tasks.classification import PixelClassifier
-
     from fixtures import pixel_info
+    from rsdistill.tasks.classification import PixelClassifier
 
     encoder = ViTEncoder(3, 16, 4, 32, 1, 4)
     save_encoder(encoder, tmp_path / "enc.safetensors", Preprocessing.create(5, [1.0, 2.0, 3.0], [2.0, 2.0, 2.0], kept=[0, 2, 4]))

@@ -88,7 +88,8 @@ def test_a_sam_layout_teacher_is_pretrained_here_with_strided_masks_then_distils
     teacher_recipe = tmp_path / "teacher.yaml"
     teacher_recipe.write_text(yaml.safe_dump({
         "seed_everything": 0, "run_dir": str(tmp_path / "teacher"), "trainer": {"max_epochs": 1, "enable_progress_bar": False},
-        "data": {"class_path": "rsdistill.data.TileData", "init_args": {"images": [str(tmp_path / "img[01].tif")], "validation": [str(tmp_path / "img2.tif")], "tile_size": 16, "batch_size": 2}},
+        "data": {"class_path": "rsdistill.data.TileData", "init_args": {"images": [str(tmp_path / "img[01].tif")], "validation": [str(tmp_path / "img2.tif")],
+                                                                          "tile_size": 16, "batch_size": 2}},
         "model": {"class_path": "rsdistill.tasks.MAEPretrainer", "init_args": {
             "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2, "sam": {"window_size": 2, "global_blocks": [2], "out_chans": 8}}}}))
     assert main(["fit", "-c", str(teacher_recipe)]) == 0

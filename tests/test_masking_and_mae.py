@@ -2,16 +2,16 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures import tile_info
 from rsdistill.errors import InputError
 from rsdistill.losses.reconstruction import reconstruction_terms, spectral_angle
 from rsdistill.masking import mask_from_scores, patch_scores
 from rsdistill.models.mae import MaskedAutoencoder
-from rsdistill.models.vit import ViTEncoder
 from rsdistill.models.registry import load_encoder, save_encoder
+from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.pretrain import MAEPretrainer
 from rsdistill.tokens import patch_validity, patchify, unpatchify
-from fixtures import tile_info
 
 
 def edge_tile():

@@ -41,7 +41,8 @@ def test_a_teacher_on_every_band_distils_into_an_rgb_student(tmp_path):
     config = quickstart_config(None, None, "enmap", 0, epochs=1)
     student = {k: v for k, v in config["models"]["student_kd"].items()}
     config["models"]["student_kd"] = {**student, "data": {"input_sensor": "rgb"}}
-    config["data"] = {**{k: v for k, v in config["data"].items() if k not in ("train", "val")}, "split": "blocks", "train": 0.5, "val": 0.2}  # fully labelled: KD on the labelled pixels
+    # the synthetic scene is fully labelled: KD on the labelled pixels
+    config["data"] = {**{k: v for k, v in config["data"].items() if k not in ("train", "val")}, "split": "blocks", "train": 0.5, "val": 0.2}
     config["models"] = {name: config["models"][name] for name in ("teacher", "student_kd")}
     config.update(seeds=[0])
     config["trainer"].update(limit_train_batches=2, limit_val_batches=1, limit_test_batches=1)

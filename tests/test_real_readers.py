@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rsdistill.io import Scene, open_scene, read_label_map
+from rsdistill.io import open_scene, read_label_map, read_scene
 
 ENMAP = "enmap_potsdam_specdeepmap"
 # Per-tile label counts from shared/data/README.md.
@@ -17,7 +17,7 @@ ENMAP_TILE_CLASSES = {
 
 @pytest.mark.parametrize("tile", sorted(ENMAP_TILE_CLASSES))
 def test_enmap_tile_with_labels(real_file, tile):
-    scene = Scene.read(real_file(f"{ENMAP}/images/enmap_potsdam_tile_{tile}.tif"), labels=real_file(f"{ENMAP}/labels/enmap_potsdam_tile_{tile}.tif"))
+    scene = read_scene(real_file(f"{ENMAP}/images/enmap_potsdam_tile_{tile}.tif"), labels=real_file(f"{ENMAP}/labels/enmap_potsdam_tile_{tile}.tif"))
     assert scene.shape == (32, 32, 224)
     assert scene.cube.dtype == np.float32
     assert np.flatnonzero(scene.bad_bands).tolist() == [129, 130, 131, 132, 133, 134]
@@ -66,25 +66,25 @@ def test_ground_truth_maps(real_file, relative, shape, total, classes):
     ],
 )
 def test_cube_shapes(real_file, relative, shape):
-    scene = Scene.read(real_file(relative))
+    scene = read_scene(real_file(relative))
     assert scene.shape == shape
     assert scene.valid.any()
 
 
 def test_mat_cube_and_its_labels_found_by_shape(real_file):
-    contents_scene = Scene.read(real_file("hsi_anomaly_lren/sandiego_plane.mat"), labels=real_file("hsi_anomaly_lren/sandiego_plane.mat"))
+    contents_scene = read_scene(real_file("hsi_anomaly_lren/sandiego_plane.mat"), labels=real_file("hsi_anomaly_lren/sandiego_plane.mat"))
     assert contents_scene.labels.sum() == 134
 
 
 def test_mat_wavelength_vector_found(real_file):
-    scene = Scene.read(real_file("muufl_gulfport_hsi_toolkit/an_hsi_img_for_tgt_det_demo.mat"))
+    scene = read_scene(real_file("muufl_gulfport_hsi_toolkit/an_hsi_img_for_tgt_det_demo.mat"))
     assert scene.shape == (36, 36, 72)
     assert scene.wavelengths[0] == pytest.approx(367.7) and scene.wavelengths[-1] == pytest.approx(1043.4)
 
 
 def test_aviris_ng_envi_wavelengths_from_band_names(real_file):
     for path in ("aviris_ng_isofit/ang20160910t185702_2rdn_img", "aviris_ng_isofit/ang20160910t185702_2rdn_img.hdr"):
-        scene = Scene.read(real_file(path))
+        scene = read_scene(real_file(path))
         assert scene.shape == (25, 30, 425)
         assert scene.wavelengths[0] == pytest.approx(376.44) and scene.wavelengths[-1] == pytest.approx(2500.12)
         assert scene.crs.to_epsg() == 32611 and scene.pixel_size == (15.0, 15.0)
@@ -96,7 +96,7 @@ def test_column_major_pixel_matrix_matches_reference_abundances(real_file):
     from scipy.io import loadmat
 
     path = real_file("unmixing_moffett/moffett.mat")
-    scene = Scene.read(path)
+    scene = read_scene(path)
     reference = loadmat(path)
     reconstruction = reference["S_GT"] @ reference["GT"]  # (50, 50, 184)
     rmse = np.sqrt(((scene.cube - reconstruction) ** 2).mean())
@@ -105,14 +105,14 @@ def test_column_major_pixel_matrix_matches_reference_abundances(real_file):
 
 
 def test_samson_square_guess_matches_explicit_dimensions(real_file):
-    explicit = Scene.read(real_file("unmixing_samson/samson_1.mat"))  # has nRow/nCol
-    guessed = Scene.read(real_file("unmixing_samson/samson_dataset.mat"))
+    explicit = read_scene(real_file("unmixing_samson/samson_1.mat"))  # has nRow/nCol
+    guessed = read_scene(real_file("unmixing_samson/samson_dataset.mat"))
     np.testing.assert_array_equal(explicit.cube, guessed.cube)
     assert any("square" in note for note in guessed.notes)
 
 
 def test_slovenia_time_series_with_sensor_and_labels(real_file):
-    scene = Scene.read(
+    scene = read_scene(
         real_file("eolearn_slovenia_s2/REFERENCE_SCENES.npy"), time_index=2, sensor="sentinel2",
         labels=real_file("eolearn_slovenia_s2/LULC.npy"),
     )

@@ -106,7 +106,8 @@ def test_a_checkpoint_with_pickled_objects_is_refused_on_every_path(tmp_path, da
     recipe = str(REPO / "configs/blm_kd/teacher.yaml")
     quick = ["--run_dir", str(tmp_path / "run"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--model.init_args.d_model", "8"]
     for argv in (["fit", "-c", recipe, *quick, "--ckpt_path", str(evil)], ["test", "-c", recipe, *quick, "--ckpt_path", str(evil)],
-                 ["map", "--ckpt", str(evil), "--scene", str(data_dir / "enmap_potsdam_specdeepmap/images/enmap_potsdam_tile_128_0.tif"), "--out", str(tmp_path / "m.tif")],
+                 ["map", "--ckpt", str(evil), "--scene", str(data_dir / "enmap_potsdam_specdeepmap/images/enmap_potsdam_tile_128_0.tif"),
+                  "--out", str(tmp_path / "m.tif")],
                  ["probe", "--encoder", str(evil)],
                  ["fit", "-c", recipe, *quick, "--overwrite", "true", "--model.init_args.teacher_ckpt", str(evil)]):
         assert main(argv) == 2, argv
@@ -128,9 +129,9 @@ def test_a_checkpoint_with_pickled_objects_is_refused_on_every_path(tmp_path, da
 
 
 def test_a_recipes_own_callbacks_are_kept_beside_the_runs_checkpoint(tmp_path):
-    from fixtures import classifier_recipe
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from fixtures import classifier_recipe
     from rsdistill.recipes import parse_recipe
 
     recipe = classifier_recipe(tmp_path / "run", 1)

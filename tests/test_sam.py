@@ -102,7 +102,8 @@ def test_a_sam_checkpoint_loads_unrenamed_and_matches_the_reference(tmp_path):
     assert set(rebuilt.state_dict()) == set(encoder.state_dict())
     assert tuple(UPerNet(encoder, 4, channels=8).eval()(image[None]).shape) == (1, 4, GRID * PATCH, GRID * PATCH)
     raw = torch.rand(1, 3, GRID * PATCH, GRID * PATCH) * 255  # raw 0-255 RGB through SAM's pixel mean/std
-    expected = ref_encoder(((raw[0].permute(1, 2, 0) - torch.tensor([123.675, 116.28, 103.53])) / torch.tensor([58.395, 57.12, 57.375])).permute(2, 0, 1), state)
+    normalised = (raw[0].permute(1, 2, 0) - torch.tensor([123.675, 116.28, 103.53])) / torch.tensor([58.395, 57.12, 57.375])
+    expected = ref_encoder(normalised.permute(2, 0, 1), state)
     with torch.no_grad():
         assert torch.allclose(encoder(pretrained.preprocessing.standardise(raw, channel_axis=1)), expected, atol=1e-4)
 

@@ -12,7 +12,7 @@ import yaml
 from rsdistill.cli import main
 from rsdistill.data.segmentation import SegmentationData, covering_windows
 from rsdistill.errors import InputError
-from rsdistill.io import write_geotiff
+from rsdistill.io import read_scene, write_geotiff
 from rsdistill.io.masks import IGNORE_INDEX, Legend, read_mask
 from rsdistill.tasks.segmentation import segmentation_metrics
 
@@ -129,7 +129,6 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     from rasterio.crs import CRS
 
     from rsdistill.evaluation.mapping import segment_scene
-    from rsdistill.io import Scene
     from rsdistill.tasks.loading import load_task
 
     cube = np.random.default_rng(9).random((40, 36, 3)).astype(np.float32)
@@ -152,11 +151,11 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     assert values.shape == (40, 36) and values[0, 0] == 0 and set(np.unique(values[1:])) <= {1, 2, 3}
     assert (tmp_path / "map.png").stat().st_size > 0
     model = load_task(tmp_path / "run/last.ckpt")
-    small = Scene.read(scene_path, window={"row": 8, "col": 8, "height": 16, "width": 16})
+    small = read_scene(scene_path, window={"row": 8, "col": 8, "height": 16, "width": 16})
     direct = model(torch.from_numpy(model.preprocessing.cube(small.cube, small.valid))[None]).argmax(1)[0].numpy() + 1
     assert np.array_equal(segment_scene(model, small, tile=16, overlap=8), direct)  # one window: blending changes nothing
     # strip by strip from the file = every window's probabilities summed over the whole scene at once
-    whole = Scene.read(scene_path)
+    whole = read_scene(scene_path)
     image = torch.from_numpy(model.preprocessing.cube(whole.cube, whole.valid))[None]
     scores = torch.zeros(3, 40, 36)
     with torch.no_grad():
@@ -184,14 +183,14 @@ def test_cnn_baselines_train_and_report_the_specdeepmap_iou(tmp_path, arch, cnn)
                             masks=[[".tif", "_mask.tif"]], tile_size=16, batch_size=1)
     model = SemanticSegmenter(data.info, arch=arch, cnn=cnn, specdeepmap_iou=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = L.Trainer(max_epochs=2, logger=False, default_root_dir=tmp_path, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(max_epochs=2, logger=False, default_root_dir=tmp_path, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
     trainer.fit(model, data)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if v.is_floating_point())
     trainer.test(model, data, verbose=False)
     from rsdistill.evaluation.mapping import segment_scene
-    from rsdistill.io import Scene
 
-    class_map = segment_scene(model.eval(), Scene.read(tmp_path / "img2.tif"), tile=16, overlap=8)  # a CNN maps whole images too
+    class_map = segment_scene(model.eval(), read_scene(tmp_path / "img2.tif"), tile=16, overlap=8)  # a CNN maps whole images too
     assert class_map.shape == (16, 16) and set(np.unique(class_map)) <= {1, 2, 3}
     scores = model.scores["test"]
     assert set(scores) >= {"miou", "oa", "mf1", "specdeepmap_iou", "iou", "confusion"}

@@ -3,8 +3,8 @@ layer sizes, train as ``PixelClassifier`` architectures and teach a BLM student.
 
 import pytest
 import torch
-from fixtures import classifier_recipe
 
+from fixtures import classifier_recipe
 from rsdistill.evaluation.experiment import fit_and_test
 from rsdistill.models.spectral import SpectralCNN1d, SpectralMLP
 from rsdistill.tasks.loading import load_task

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from rsdistill.data.tiles import TileData
 from rsdistill.data.synthetic import make_synthetic_scene
+from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
 from rsdistill.unmixing import abundance_rmse, fcls, match_endmembers, vca
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from fixtures import tile_info
 from rsdistill.cli import main
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
@@ -15,8 +16,6 @@ from rsdistill.io.describe import describe_file
 from rsdistill.io.matlab import load_mat_variables
 from rsdistill.io.unmixing_reference import read_reference
 from rsdistill.unmixing import fcls, vca
-
-from fixtures import tile_info
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["1-Asphalt", "2-Grass", "3-Tree", "4-Roof"]
@@ -86,13 +85,13 @@ def test_info_describes_a_reference_and_never_calls_abundances_a_cube(tmp_path):
 
 
 def test_max_value_scales_the_cube(tmp_path):
-    from rsdistill.io.scene import Scene
+    from rsdistill.io.readers import read_scene
 
     cube, endmembers, abundances = _synthetic()
     kept = np.arange(3, 29, 2)  # 1-based indices of 13 of 30 original bands, as Zhu's SlectBands
     path = _write_reference_file(tmp_path / "dn.mat", cube * 4096, endmembers, abundances, maxValue=4096,
                                  SlectBands=kept[:, None], wavelength=np.linspace(400, 2500, 30)[None])
-    scene = Scene.read(path)
+    scene = read_scene(path)
     assert np.allclose(scene.cube, cube, atol=1e-5)
     assert np.allclose(scene.wavelengths, np.linspace(400, 2500, 30)[kept - 1])
     text = "\n".join(describe_file(path))

@@ -2,7 +2,7 @@
 
 The public API (see the README's "Python API" section):
 
-- reading: ``Scene``, ``open_scene``, ``read_label_map``, ``write_geotiff``; ``band_statistics``;
+- reading: ``read_scene`` -> ``Scene``, ``open_scene``, ``read_label_map``, ``write_geotiff``; ``band_statistics``;
 - spectra: ``get_sensor``, ``band_alignment``; ``Preprocessing`` (raw bands -> model input);
 - encoders: ``load_encoder`` / ``PretrainedEncoder`` (features from raw scenes), ``build_encoder``,
   ``save_encoder``;
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Scene": "rsdistill.io.scene", "open_scene": "rsdistill.io.readers", "read_label_map": "rsdistill.io.readers",
+    "read_scene": "rsdistill.io.readers",
     "write_geotiff": "rsdistill.io.geotiff", "band_statistics": "rsdistill.data.statistics",
     "get_sensor": "rsdistill.spectral.sensors", "band_alignment": "rsdistill.spectral.alignment",
     "Preprocessing": "rsdistill.preprocessing",
@@ -27,7 +28,7 @@ _EXPORTS = {
     "build_encoder": "rsdistill.models.registry", "save_encoder": "rsdistill.models.registry",
     "TileData": "rsdistill.data.tiles", "PixelClassificationData": "rsdistill.data.classification",
     "BaseTask": "rsdistill.tasks.base", "MAEPretrainer": "rsdistill.tasks.pretrain",
-    "PixelClassifier": "rsdistill.tasks.classification", "load_classifier": "rsdistill.tasks.classification",
+    "PixelClassifier": "rsdistill.tasks.classification", "load_classifier": "rsdistill.tasks.loading",
     "classify_scene": "rsdistill.evaluation.mapping",
 }
 __all__ = ["__version__", *_EXPORTS]

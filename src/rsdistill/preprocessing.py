@@ -86,7 +86,8 @@ class Preprocessing:
     def from_dict(cls, doc: dict, where: str = "preprocessing") -> Preprocessing:
         known = set(cls.__dataclass_fields__)
         if not isinstance(doc, dict) or not {"bands", "mean", "std"} <= set(doc) or set(doc) - known:
-            raise InputError(f"{where}: expected a preprocessing record with bands, mean, std (and optionally {', '.join(sorted(known - {'bands', 'mean', 'std'}))})")
+            optional = ", ".join(sorted(known - {"bands", "mean", "std"}))
+            raise InputError(f"{where}: expected a preprocessing record with bands, mean, std (and optionally {optional})")
         return cls.create(**doc)
 
     # -- the steps -------------------------------------------------------------------------------

@@ -30,9 +30,9 @@ import torch
 import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 from rsdistill.errors import InputError
 from rsdistill.files import atomic_write
@@ -143,7 +143,8 @@ class RecipeCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_dir", type=Optional[str], default=None, help="the run's folder: logs, config, last.ckpt, split, encoder")
         parser.add_argument("--base", type=Optional[str], default=None, help="a recipe this one overrides (resolved before parsing)")
-        parser.add_argument("--overwrite", type=bool, default=False, help="start a new run in a run_dir that holds one (its last.ckpt and metrics.csv are removed)")
+        parser.add_argument("--overwrite", type=bool, default=False,
+                            help="start a new run in a run_dir that holds one (its last.ckpt and metrics.csv are removed)")
         parser.link_arguments("data.info", "model.init_args.data_info", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:

@@ -10,7 +10,7 @@ from rsdistill.data.paths import data_file
 from rsdistill.data.statistics import band_statistics
 from rsdistill.errors import InputError
 from rsdistill.io.describe import describe_file
-from rsdistill.io.readers import open_scene
+from rsdistill.io.readers import open_scene, read_scene
 from rsdistill.spectral import band_alignment, describe_alignment, get_sensor, sensor_names
 from rsdistill.spectral.alignment import uncovered_bands
 from rsdistill.spectral.sensors import Sensor
@@ -154,7 +154,8 @@ def export(args) -> None:
 
 
 def benchmark(args) -> None:
-    from rsdistill.evaluation.benchmark import benchmark as run, markdown
+    from rsdistill.evaluation.benchmark import benchmark as run
+    from rsdistill.evaluation.benchmark import markdown
     from rsdistill.files import write_json
 
     for option in ("threads", "rounds", "pixels"):
@@ -230,7 +231,8 @@ def score_tiles(args) -> None:
     import json
 
     from rsdistill.data.paths import read_tile_list, resolve
-    from rsdistill.evaluation.tile_scores import score_tiles as score, summarise_scores
+    from rsdistill.evaluation.tile_scores import score_tiles as score
+    from rsdistill.evaluation.tile_scores import summarise_scores
     from rsdistill.files import write_json
     from rsdistill.tasks.loading import load_task
 
@@ -248,13 +250,12 @@ def score_tiles(args) -> None:
 def probe(args) -> None:
     from rsdistill.data.paths import read_tile_list, resolve
     from rsdistill.evaluation.pretrain_experiment import probe_accuracy, probe_tiles
-    from rsdistill.io.scene import Scene
     from rsdistill.models.registry import load_encoder
 
     encoder = load_encoder(args.encoder, trust_pickle=args.trust_pickle, **(args.encoder_options or {}))
     tiles = probe_tiles({"train": args.train_list, "test": args.test_list}, encoder, align=args.align, scale=args.scale)
     if args.align is not None:  # the encoder as the tiles' sensor feeds it (an encoder with band groups masks the uncovered ones)
-        first = Scene.read(read_tile_list(resolve(args.train_list))[0][0])
+        first = read_scene(read_tile_list(resolve(args.train_list))[0][0])
         encoder = encoder.for_scene(first, args.align, args.scale)
     print(f"linear-probe OA {probe_accuracy(encoder.encoder, tiles, args.seed)['test']:.4f} ({args.encoder}, test tiles {args.test_list})")
 
@@ -280,8 +281,8 @@ def unmixing_eval(args) -> None:
     import inspect
 
     from rsdistill.errors import InputError
-    from rsdistill.files import write_json
     from rsdistill.evaluation.unmixing_eval import load_unmixing_scene, markdown, run_unmixing_eval
+    from rsdistill.files import write_json
 
     options = {"reference": args.reference, "key": args.key, "scale": args.scale, "endmembers_key": args.endmembers_key,
                "abundances_key": args.abundances_key, "pixel_order": args.pixel_order, "names": args.names}

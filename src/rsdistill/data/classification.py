@@ -12,23 +12,31 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from rsdistill.data.patches import PixelPatches, check_patch_size, padded_cube
 from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.sampling import EpochShuffle
 from rsdistill.data.splits import (
-    SPLIT_METHODS, SUBSETS, PixelSplit, block_split, fold_split, labelled_pixels, scene_split, stratified_split, subsample_per_class,
+    SPLIT_METHODS,
+    SUBSETS,
+    PixelSplit,
+    block_split,
+    fold_split,
+    labelled_pixels,
+    scene_split,
+    stratified_split,
+    subsample_per_class,
     unlabelled_training_pixels,
 )
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
-from rsdistill.spectral.alignment import simulated_bands
-from rsdistill.io.scene import Scene
+from rsdistill.io.readers import read_scene
 from rsdistill.preprocessing import Preprocessing
+from rsdistill.spectral.alignment import simulated_bands
 
 
 class PixelClassificationData(L.LightningDataModule):
@@ -173,8 +181,8 @@ class PixelClassificationData(L.LightningDataModule):
         else:
             if not images or labels is None or len(images) != len(labels):
                 raise InputError("give images and labels of the same length, tile_lists, or synthetic")
-            pairs, assignment = [(resolve(i, root), resolve(l, root)) for i, l in zip(images, labels)], None
-        return [Scene.read(image, labels=mask, **read_options) for image, mask in pairs], assignment
+            pairs, assignment = [(resolve(image, root), resolve(label, root)) for image, label in zip(images, labels)], None
+        return [read_scene(image, labels=mask, **read_options) for image, mask in pairs], assignment
 
     def _scenes_sensor(self):
         """The bands of every scene (one sensor: the same wavelengths in each)."""

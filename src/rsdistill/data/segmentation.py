@@ -34,8 +34,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
-from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.data.base import TiledDataModule
+from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.data.statistics import RunningMoments
 from rsdistill.errors import InputError
 from rsdistill.files import write_json

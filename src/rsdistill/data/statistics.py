@@ -20,7 +20,6 @@ from rsdistill.files import write_json
 from rsdistill.io.readers import open_scene
 from rsdistill.io.scene import check_empty_bands, tile_windows
 
-
 PROGRESS_FROM_TILES = 64  # scenes of fewer tiles are read quickly enough to need no progress bar
 
 

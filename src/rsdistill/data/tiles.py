@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.data.base import TiledDataModule
+from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.data.statistics import BandStatistics, RunningMoments
 from rsdistill.data.streaming import CorpusFile, StreamedTiles, StreamLoader, full_windows
 from rsdistill.errors import InputError

@@ -29,17 +29,18 @@ import numpy as np
 import torch
 import yaml
 
-from rsdistill.recipes import make_recipe, parse_recipe
-from rsdistill.runs import LAST_NAME, claim_run_folder, claim_settings, release_run_folder
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.cost import forward_flops, latency_ms
 from rsdistill.evaluation.grid import choose, grid_points, grid_table, run_dir_of, with_point
-from rsdistill.evaluation.kd_diagnosis import diagnose as diagnose_transfer, diagnosis_table
+from rsdistill.evaluation.kd_diagnosis import diagnose as diagnose_transfer
+from rsdistill.evaluation.kd_diagnosis import diagnosis_table
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.files import write_json
 from rsdistill.models.state_dicts import untrusted_pickle
+from rsdistill.recipes import make_recipe, parse_recipe
+from rsdistill.runs import LAST_NAME, claim_run_folder, claim_settings, release_run_folder
 from rsdistill.tasks.classification import PixelClassifier
 from rsdistill.tasks.segmentation import SemanticSegmenter
 
@@ -236,7 +237,8 @@ def check_prerequisites(models: dict, seeds) -> None:
     missing = []
     for name, options in models.items():
         needed = [("encoder", options.get("encoder"))] + [("teacher_ckpt", p) for p in
-                                                          ([options["teacher_ckpt"]] if isinstance(options.get("teacher_ckpt"), str) else options.get("teacher_ckpt") or [])]
+                                                          ([options["teacher_ckpt"]] if isinstance(options.get("teacher_ckpt"), str)
+                                                           else options.get("teacher_ckpt") or [])]
         for key, path in needed:
             for seed in seeds:
                 if path is None or str(path).lower() in WEIGHTS:

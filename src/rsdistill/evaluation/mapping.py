@@ -33,7 +33,7 @@ from tqdm import tqdm  # noqa: E402
 from rsdistill.data.patches import all_pixel_patches, channels_last_patches, check_patch_size  # noqa: E402
 from rsdistill.data.segmentation import covering_windows  # noqa: E402
 from rsdistill.errors import InputError  # noqa: E402
-from rsdistill.evaluation.figures import stretch, true_colour_bands  # noqa: E402
+from rsdistill.figures import stretch, true_colour_bands  # noqa: E402
 from rsdistill.io.geotiff import write_geotiff_windows  # noqa: E402
 from rsdistill.io.scene import Scene, Window, tile_windows  # noqa: E402
 

@@ -29,11 +29,11 @@ from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.experiment import finished_record, fit_resuming, summarise_columns
 from rsdistill.evaluation.grid import choose, grid_points, grid_table, run_dir_of, with_point
-from rsdistill.evaluation.figures import reconstruction_figure
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
+from rsdistill.figures import reconstruction_figure
 from rsdistill.files import write_json
-from rsdistill.io.scene import Scene
+from rsdistill.io.readers import read_scene
 from rsdistill.models.registry import PretrainedEncoder
 from rsdistill.recipes import make_recipe, parse_recipe
 from rsdistill.runs import claim_settings
@@ -42,7 +42,8 @@ from rsdistill.tasks.pretrain import MAEPretrainer
 RECONSTRUCTION = ("psnr_masked", "ssim_masked", "sam_masked", "psnr_tile", "ssim_tile", "sam_tile")
 
 
-def probe_tiles(tile_lists: dict, encoder: PretrainedEncoder, root=None, align: str | None = None, scale: float = 1.0) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+def probe_tiles(tile_lists: dict, encoder: PretrainedEncoder, root=None, align: str | None = None,
+                scale: float = 1.0) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
     """Labelled tiles per subset as the encoder's input: {subset: (tiles (T, C, H, W), labels (T, H, W))}.
 
     With ``align`` the tiles' bands are aggregated into the encoder's (an encoder of another
@@ -52,7 +53,7 @@ def probe_tiles(tile_lists: dict, encoder: PretrainedEncoder, root=None, align: 
     for subset, csv in tile_lists.items():
         tiles, labels = [], []
         for image, mask in read_tile_list(resolve(csv, root)):
-            scene = Scene.read(image, labels=mask)
+            scene = read_scene(image, labels=mask)
             preprocessing = encoder.for_scene(scene, align, scale).preprocessing
             tiles.append(preprocessing.cube(scene.cube, scene.valid))
             labels.append(np.where(scene.valid, scene.labels, 0))

@@ -36,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 
 from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.errors import InputError
-from rsdistill.io.readers import open_scene
+from rsdistill.io.readers import open_scene, read_scene
 from rsdistill.io.scene import Scene
 from rsdistill.models.registry import PretrainedEncoder, build_encoder, load_encoder
 
@@ -170,7 +170,7 @@ def run_tiles(dataset: dict, encoders: dict, seed: int) -> list[dict]:
     for subset, csv in dataset["tile_lists"].items():
         parts = []
         for image, mask in read_tile_list(resolve(csv)):
-            scene = Scene.read(image, labels=mask)
+            scene = read_scene(image, labels=mask)
             labels = np.where(scene.valid, scene.labels, 0).astype(int)
             rows, cols = np.nonzero(labels > 0)
             parts.append((_pixel_features(scene, encoders, dataset, rows, cols), labels[rows, cols]))

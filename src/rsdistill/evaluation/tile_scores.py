@@ -16,7 +16,7 @@ import torch
 from rsdistill.errors import InputError
 from rsdistill.evaluation.mapping import classify_scene, segment_scene
 from rsdistill.io.masks import IGNORE_INDEX, Legend, read_mask
-from rsdistill.io.scene import Scene
+from rsdistill.io.readers import read_scene
 from rsdistill.metrics import specdeepmap_batch_iou, specdeepmap_numbering
 from rsdistill.tasks.classification import PixelClassifier
 from rsdistill.tasks.segmentation import SemanticSegmenter, segmentation_metrics
@@ -46,7 +46,7 @@ def score_tiles(model, pairs: list[tuple], batch_size: int = 2, tile: int = 256,
     make_map, legend, names = map_maker(model, tile, overlap)
     maps, masks = [], []
     for image, mask in pairs:
-        predicted = make_map(Scene.read(image))
+        predicted = make_map(read_scene(image))
         reference, _ = read_mask(mask, legend)
         if reference.shape != predicted.shape:
             raise InputError(f"{mask}: mask is {reference.shape[0]}×{reference.shape[1]} but its image {image} is {predicted.shape[0]}×{predicted.shape[1]}")

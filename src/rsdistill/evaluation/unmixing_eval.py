@@ -32,7 +32,7 @@ from rsdistill.errors import InputError
 from rsdistill.evaluation.experiment import finished_record, fit_resuming
 from rsdistill.files import atomic_write, write_json
 from rsdistill.io.matlab import grid_of, load_mat_variables
-from rsdistill.io.scene import Scene
+from rsdistill.io.readers import read_scene
 from rsdistill.io.unmixing_reference import PIXEL_ORDERS, UnmixingReference, read_reference
 from rsdistill.recipes import load_recipe, parse_recipe
 from rsdistill.unmixing import abundance_rmse, fcls, match_endmembers, vca
@@ -73,7 +73,7 @@ def load_unmixing_scene(scene, reference=None, *, name=None, key=None, scale: fl
         raise InputError(f"pixel_order {pixel_order!r}: choose one of {', '.join(PIXEL_ORDERS)}")
     if not scale > 0:
         raise InputError(f"scale must be positive, got {scale}")
-    cube = Scene.read(path, key=key).cube.astype(np.float64) * scale
+    cube = read_scene(path, key=key).cube.astype(np.float64) * scale
     variables = load_mat_variables(reference_path)
     found = read_reference(reference_path, variables, cube, endmembers_key=endmembers_key, abundances_key=abundances_key,
                            pixel_order=pixel_order, grid=grid_of(variables))
@@ -155,7 +155,7 @@ def karma_unmixing(scene: UnmixingScene, recipe_path, count: int, initial_endmem
 
 def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: int | None = None, epochs: int | None = None) -> dict:
     """One seed: baseline, KARMA and the refinement, scored; writes the run's npz, JSON and figure."""
-    from rsdistill.evaluation.figures import unmixing_figure
+    from rsdistill.figures import unmixing_figure
 
     run_dir = Path(run_dir)
     done = finished_record(run_dir)

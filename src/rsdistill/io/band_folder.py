@@ -15,9 +15,9 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from rsdistill.errors import InputError
-from rsdistill.io.scene import SceneMetadata
 from rsdistill.io.geotiff import open_raster
 from rsdistill.io.limits import check_read_size
+from rsdistill.io.scene import SceneMetadata
 from rsdistill.io.source import ArraySource
 from rsdistill.spectral.sensors import get_sensor
 

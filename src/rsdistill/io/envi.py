@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-from affine import Affine
 import rasterio
+from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from spectral.io import envi
@@ -60,7 +60,8 @@ def _georeference(header: dict, path: Path):
     try:
         ref_x, ref_y, easting, northing, dx, dy = (float(v) for v in info[1:7])
     except ValueError:
-        raise InputError(f"{path}: header field 'map info' needs numbers in places 2-7 (reference pixel, easting, northing, pixel size), got {info[1:7]}") from None
+        raise InputError(f"{path}: header field 'map info' needs numbers in places 2-7 "
+                         f"(reference pixel, easting, northing, pixel size), got {info[1:7]}") from None
     transform = Affine(dx, 0.0, easting - (ref_x - 1) * dx, 0.0, -dy, northing + (ref_y - 1) * dy)
     crs = None
     wkt = header.get("coordinate system string")

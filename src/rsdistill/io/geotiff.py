@@ -8,10 +8,9 @@ such as ``"band 1 (418.24 Nanometers)"``.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
-
 import re
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np

@@ -27,7 +27,8 @@ def load_npy(path: Path) -> np.ndarray:
         raise InputError(f"{path}: .npy dtype {dtype} is not real numbers (complex, structured and string arrays are not read)")
     declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if offset + declared > Path(path).stat().st_size:
-        raise InputError(f"{path}: header declares {'×'.join(map(str, shape))} {dtype} ({declared} bytes) but the file holds {Path(path).stat().st_size - offset}")
+        raise InputError(f"{path}: header declares {'×'.join(map(str, shape))} {dtype} ({declared} bytes) "
+                         f"but the file holds {Path(path).stat().st_size - offset}")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:

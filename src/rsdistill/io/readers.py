@@ -16,7 +16,7 @@ from rsdistill.io.envi import EnviSource, find_envi_pair
 from rsdistill.io.geotiff import GeoTiffSource, read_geotiff_labels
 from rsdistill.io.matlab import inspect_mat
 from rsdistill.io.npy import load_npy, npy_cube
-from rsdistill.io.scene import LabelMap, SceneMetadata, as_label_array, resolve_wavelengths
+from rsdistill.io.scene import LabelMap, Scene, SceneMetadata, Window, as_label_array, parse_window, resolve_wavelengths
 from rsdistill.io.source import ArraySource, SceneSource
 
 EMPTY_BAND_POLICIES = ("error", "bad")
@@ -112,3 +112,20 @@ def read_label_map(path, key: str | None = None) -> LabelMap:
 
 def _describe(shapes: dict[str, tuple[int, ...]]) -> str:
     return ", ".join(f"{k} {'×'.join(map(str, s))}" for k, s in shapes.items()) or "none"
+
+
+def read_scene(path, labels=None, window: Window | dict | None = None, **options) -> Scene:
+    """Read a scene (.mat, ENVI, GeoTIFF, .npy, band folder), whole or the part inside ``window``
+    (a ``Window`` or {row, col, height, width}, e.g. a region held out for evaluation), and
+    optionally its label map.
+
+    ``options`` go to ``open_scene`` (``key``, ``bad_bands``, ``sensor``, ``wavelengths``,
+    ``time_index``, ``empty_bands``) except ``label_key``, used for ``labels``.
+    """
+    label_key = options.pop("label_key", None)
+    scene = open_scene(path, **options).read(parse_window(window, path))
+    if labels is not None:
+        if window is not None:
+            raise InputError(f"{path}: a window cannot be combined with a label map")
+        scene = scene.with_labels(read_label_map(labels, key=label_key))
+    return scene

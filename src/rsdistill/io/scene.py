@@ -111,25 +111,6 @@ class Scene:
         return self.cube.shape
 
     @classmethod
-    def read(cls, path, labels=None, window: Window | dict | None = None, **options) -> Scene:
-        """Read a scene (.mat, ENVI, GeoTIFF, .npy), whole or the part inside ``window`` (a
-        ``Window`` or {row, col, height, width}, e.g. a region held out for evaluation), and
-        optionally its label map.
-
-        ``options`` go to ``rsdistill.io.open_scene`` (``key``, ``bad_bands``, ``sensor``,
-        ``wavelengths``, ``time_index``, ``empty_bands``) except ``label_key``, used for ``labels``.
-        """
-        from rsdistill.io.readers import open_scene, read_label_map
-
-        label_key = options.pop("label_key", None)
-        scene = open_scene(path, **options).read(parse_window(window, path))
-        if labels is not None:
-            if window is not None:
-                raise InputError(f"{path}: a window cannot be combined with a label map")
-            scene = scene.with_labels(read_label_map(labels, key=label_key))
-        return scene
-
-    @classmethod
     def from_raw(
         cls,
         raw: np.ndarray,

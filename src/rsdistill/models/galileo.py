@@ -196,7 +196,8 @@ class GalileoEncoder(nn.Module):
         live = tuple(g for g, bands in OPTICAL_GROUPS.items() if all(present[b] for b in bands))
         if not live:
             missing = [S2_BANDS[b] for b in range(len(S2_BANDS)) if not present[b]]
-            raise InputError(f"{source} covers none of Galileo's band groups ({', '.join(f'{g}: {[S2_BANDS[b] for b in OPTICAL_GROUPS[g]]}' for g in OPTICAL_GROUPS)}); "
+            groups = ", ".join(f"{g}: {[S2_BANDS[b] for b in OPTICAL_GROUPS[g]]}" for g in OPTICAL_GROUPS)
+            raise InputError(f"{source} covers none of Galileo's band groups ({groups}); "
                              f"it lacks {', '.join(missing)}")
         return self.with_groups(live)
 

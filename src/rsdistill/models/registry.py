@@ -33,9 +33,9 @@ from torch import nn
 from rsdistill.errors import InputError
 from rsdistill.files import atomic_write, write_json
 from rsdistill.models.galileo import GalileoEncoder
-from rsdistill.models.state_dicts import load_strict, read_state_dict
 from rsdistill.models.mmoa import MMoAEncoder
 from rsdistill.models.sam import SAMImageEncoder
+from rsdistill.models.state_dicts import load_strict, read_state_dict
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.spectral.sensors import get_sensor
@@ -114,7 +114,8 @@ class PretrainedEncoder(nn.Module):
         into the encoder's (e.g. EnMAP tiles shown to a multispectral encoder)."""
         if align is None:
             if scene.shape[2] != self.preprocessing.bands:
-                raise InputError(f"{scene.path}: {scene.shape[2]} bands, but the encoder takes {self.preprocessing.bands} raw bands (pass an alignment to aggregate them)")
+                raise InputError(f"{scene.path}: {scene.shape[2]} bands, but the encoder takes {self.preprocessing.bands} raw bands "
+                                 f"(pass an alignment to aggregate them)")
             return self
         return self.for_sensor(scene.sensor(), align, scale)
 
@@ -222,7 +223,8 @@ def pretrained_backbone(path, card: dict | None, options: dict | None = None, so
     if card is not None:
         return build_encoder(card["architecture"]), Preprocessing.from_dict(card["preprocessing"], "encoder_card"), card
     if path is None:
-        raise InputError("a pretrained backbone needs encoder: the path of a pretrained encoder (e.g. encoder.safetensors) or a weights name (rsdistill weights)")
+        raise InputError("a pretrained backbone needs encoder: the path of a pretrained encoder (e.g. encoder.safetensors) "
+                         "or a weights name (rsdistill weights)")
     options = dict(options or {})
     align, scale, sensor = options.pop("align", None), float(options.pop("scale", 1.0)), options.pop("sensor", None)
     if align is not None and align not in ALIGNMENTS:

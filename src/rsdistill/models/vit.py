@@ -17,7 +17,6 @@ from torch import nn
 from rsdistill.errors import InputError
 from rsdistill.tokens import patch_vectors, take_tokens, tokens_to_grid
 
-
 POSITION_STYLES = ("mae", "prithvi")
 
 

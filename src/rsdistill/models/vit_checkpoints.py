@@ -45,7 +45,8 @@ def load_vit_checkpoint(path, num_heads: int | None = None, img_size: int | None
 
     ``num_heads`` is not stored in the weights; default ``embed_dim // 64`` (12 for ViT-B and
     Prithvi-100M). ``img_size`` (the tile the fixed position code is cached for; other sizes work
-    too): default that of a square MAE position code, 224 for Prithvi (whose code spans 3 frames). Raises ``InputError`` on missing keys or a shape mismatch (naming the key, both shapes).
+    too): default that of a square MAE position code, 224 for Prithvi (whose code spans 3 frames).
+    Raises ``InputError`` on missing keys or a shape mismatch (naming the key, both shapes).
     """
     state = read_state_dict(path, trust_pickle) if state is None else state
     patch = state.get("patch_embed.proj.weight")

@@ -39,6 +39,9 @@ DISTILLER_PREFIX = "distiller."
 NOT_RECIPE = ("data_info", "_class_path", "_instantiator")
 
 
+TASK_KEY = "rsdistill_task"
+
+
 class BaseTask(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
@@ -91,6 +94,7 @@ class BaseTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The global RNGs drive dropout and masking; saving them makes a resumed run exact.
         checkpoint["rng_states"] = _rng_states()
+        checkpoint[TASK_KEY] = type(self).__name__  # what the checkpoint holds (tasks.loading.TASKS)
 
     # -- the NaN guard ---------------------------------------------------------------------------
     def check_finite(self, terms: dict[str, torch.Tensor]) -> None:

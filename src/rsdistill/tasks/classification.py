@@ -10,7 +10,6 @@ fitting starts (``distill`` policy: never saved in, nor reloaded with, the stude
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +25,7 @@ from rsdistill.models.registry import pretrained_backbone
 from rsdistill.models.spectral import SpectralCNN1d, SpectralMLP
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.base import BaseTask
+from rsdistill.tasks.loading import load_classifier
 
 ARCHITECTURES = ("blm", "hybrid_cnn", "spectral_mlp", "spectral_cnn1d", "encoder")
 
@@ -177,9 +177,3 @@ class PixelClassifier(BaseTask):
         ids = torch.as_tensor(self.class_ids, device=self.device)
         return ids[self(batch["image"]).argmax(dim=1)]
 
-
-def load_classifier(path, expect_bands: int | None = None) -> PixelClassifier:
-    """A trained ``PixelClassifier`` from its checkpoint alone (``tasks.loading.load_task``)."""
-    from rsdistill.tasks.loading import load_task
-
-    return load_task(path, PixelClassifier, expect_bands)

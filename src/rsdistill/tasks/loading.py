@@ -1,5 +1,7 @@
-"""A trained task from its checkpoint alone: the task is told by its hyper-parameters (a teacher
-card: Mask-CDKD) and what its ``data_info`` holds (class names, class ids, else an MAE).
+"""A trained task from its checkpoint alone. Every task is registered here by name (``TASKS``);
+a checkpoint names its task (``BaseTask.on_save_checkpoint``), and one written before it did is
+told by its hyper-parameters (a teacher card: Mask-CDKD) and what its ``data_info`` holds (class
+names, class ids, else an MAE).
 
 Checkpoints are read with ``weights_only=True`` (tensors and plain containers only); a file that
 holds other pickled objects is refused in one line naming it.
@@ -7,6 +9,7 @@ holds other pickled objects is refused in one line naming it.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 from pathlib import Path
 
@@ -14,37 +17,49 @@ import torch
 
 from rsdistill.errors import InputError
 from rsdistill.models.state_dicts import untrusted_pickle
-from rsdistill.tasks.base import BaseTask
+from rsdistill.tasks.base import TASK_KEY, BaseTask
+
+# task name -> its module: a task is imported only when a checkpoint of it is loaded
+TASKS = {
+    "PixelClassifier": "rsdistill.tasks.classification",
+    "SemanticSegmenter": "rsdistill.tasks.segmentation",
+    "MAEPretrainer": "rsdistill.tasks.pretrain",
+    "MaskCDKD": "rsdistill.tasks.mask_cdkd",
+}
 
 
-def task_class(hparams: dict) -> type[BaseTask]:
-    """The task a checkpoint's hyper-parameters belong to."""
-    from rsdistill.tasks.classification import PixelClassifier
-    from rsdistill.tasks.mask_cdkd import MaskCDKD
-    from rsdistill.tasks.pretrain import MAEPretrainer
-    from rsdistill.tasks.segmentation import SemanticSegmenter
+def task_class(name: str) -> type[BaseTask]:
+    """The registered task called ``name``."""
+    if name not in TASKS:
+        raise InputError(f"unknown task {name!r}; registered: {', '.join(TASKS)}")
+    return getattr(importlib.import_module(TASKS[name]), name)
 
+
+def task_name(checkpoint: dict) -> str:
+    """The task a checkpoint holds: its saved name, else told by its hyper-parameters (older checkpoints)."""
+    if TASK_KEY in checkpoint:
+        return checkpoint[TASK_KEY]
+    hparams = checkpoint.get("hyper_parameters", {})
     data_info = hparams.get("data_info") or {}
     if "teacher_card" in hparams:
-        return MaskCDKD
+        return "MaskCDKD"
     if "class_names" in data_info:
-        return SemanticSegmenter
+        return "SemanticSegmenter"
     if "class_ids" in data_info:
-        return PixelClassifier
-    return MAEPretrainer
+        return "PixelClassifier"
+    return "MAEPretrainer"
 
 
-def load_task(path, expect: type[BaseTask] | None = None, expect_bands: int | None = None) -> BaseTask:
-    """The task saved in ``path``, in eval mode with frozen weights; ``expect``: the class it must be;
-    ``expect_bands``: the raw band count of the data it will see."""
+def load_task(path, expect: str | None = None, expect_bands: int | None = None) -> BaseTask:
+    """The task saved in ``path``, in eval mode with frozen weights; ``expect``: the registered name
+    of the task it must be (or a subclass of); ``expect_bands``: the raw band count of the data it will see."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint")
     try:
-        hparams = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters", {})
-        cls = task_class(hparams)
-        if expect is not None and not issubclass(cls, expect):
-            raise InputError(f"{path}: a {cls.__name__} checkpoint, but a {expect.__name__} is needed here")
+        cls = task_class(task_name(torch.load(path, map_location="cpu", weights_only=True, mmap=True)))
+        if expect is not None and not issubclass(cls, task_class(expect)):
+            raise InputError(f"{path}: a {cls.__name__} checkpoint, but a {expect} is needed here")
         model = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except InputError:
         raise
@@ -57,3 +72,8 @@ def load_task(path, expect: type[BaseTask] | None = None, expect_bands: int | No
         raise InputError(f"{path}: checkpoint was trained on {bands} bands, the data has {expect_bands}")
     model.eval().requires_grad_(False)
     return model
+
+
+def load_classifier(path, expect_bands: int | None = None):
+    """A trained ``PixelClassifier`` from its checkpoint alone."""
+    return load_task(path, "PixelClassifier", expect_bands)

@@ -77,7 +77,8 @@ class MaskCDKD(BaseTask):
             raise InputError("Mask-CDKD needs teacher: a SAM checkpoint or an rsdistill SAM-layout encoder")
         encoder, self.teacher_preprocessing, self.hparams["teacher_card"] = pretrained_backbone(h.teacher, h.teacher_card)
         if getattr(encoder, "name", None) != "sam":
-            raise InputError(f"{h.teacher}: the Mask-CDKD teacher must be a SAM-layout encoder, got a {getattr(encoder, 'name', type(encoder).__name__)} encoder")
+            kind = getattr(encoder, "name", type(encoder).__name__)
+            raise InputError(f"{h.teacher}: the Mask-CDKD teacher must be a SAM-layout encoder, got a {kind} encoder")
         if self.teacher_preprocessing.bands != self.preprocessing.bands:
             raise InputError(f"{h.teacher}: the teacher takes {self.teacher_preprocessing.bands} bands but the tiles have "
                              f"{self.preprocessing.bands}; Mask-CDKD has no band alignment between teacher and student")
@@ -113,7 +114,7 @@ class MaskCDKD(BaseTask):
         super().on_fit_end()
         log_dir = self.run_folder()
         if log_dir is not None and (log_dir / "metrics.csv").is_file():
-            from rsdistill.evaluation.figures import r_schedule_figure
+            from rsdistill.figures import r_schedule_figure
 
             r_schedule_figure(Path(log_dir) / "metrics.csv", Path(log_dir) / "r_schedule.png", STAGES,
                               (self.schedule.to_middle_below, self.schedule.to_late_above))
