@@ -89,6 +89,35 @@ def test_envi_metadata_from_header(tmp_path):
     np.testing.assert_array_equal(scene.cube[1:, :, 0], cube[1:, :, 0])
 
 
+@pytest.mark.parametrize("unit", ["Unknown", None])
+def test_envi_wavelengths_without_a_known_unit_are_told_by_their_magnitude(tmp_path, unit):
+    np.zeros((3, 2, 2), np.float32).tofile(tmp_path / "scene.img")
+    (tmp_path / "scene.hdr").write_text(
+        "ENVI\nsamples = 2\nlines = 2\nbands = 3\nheader offset = 0\nfile type = ENVI Standard\ndata type = 4\n"
+        "interleave = bsq\nbyte order = 0\n" + (f"wavelength units = {unit}\n" if unit else "") +
+        "wavelength = {0.45, 0.55, 2.2}\nfwhm = {0.01, 0.01, 0.02}\n")
+    scene = open_scene(tmp_path / "scene.hdr", empty_bands="bad").read()
+    np.testing.assert_allclose(scene.wavelengths, [450, 550, 2200])
+    np.testing.assert_allclose(scene.fwhm, [10, 10, 20])
+
+
+def test_geotiff_wavelengths_in_micrometres_per_band_tags_and_in_descriptions(tmp_path):
+    import rasterio
+
+    profile = {"driver": "GTiff", "height": 2, "width": 2, "count": 2, "dtype": "float32"}
+    with rasterio.open(tmp_path / "tags.tif", "w", **profile) as ds:
+        ds.write(np.ones((2, 2, 2), np.float32))
+        ds.update_tags(1, wavelength="0.49", wavelength_units="µm", fwhm="0.02")
+        ds.update_tags(2, wavelength="842", wavelength_units="Nanometers", fwhm="100")
+    with rasterio.open(tmp_path / "names.tif", "w", **profile) as ds:
+        ds.write(np.ones((2, 2, 2), np.float32))
+        ds.descriptions = ("Blue (490 nm)", "NIR (0.842 micrometers)")
+    tags = open_scene(tmp_path / "tags.tif").read()
+    np.testing.assert_allclose(tags.wavelengths, [490, 842])
+    np.testing.assert_allclose(tags.fwhm, [20, 100])
+    np.testing.assert_allclose(open_scene(tmp_path / "names.tif").read().wavelengths, [490, 842])
+
+
 def test_folder_of_single_band_rasters_is_one_cube_on_the_finest_grid(tmp_path):
     import rasterio
     from rasterio.transform import from_origin

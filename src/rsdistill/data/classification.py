@@ -174,7 +174,7 @@ class PixelClassificationData(L.LightningDataModule):
             pairs, assignment = [], {}
             for subset, csv_path in tile_lists.items():
                 if subset not in SUBSETS:
-                    raise InputError(f"tile_lists keys must be {SUBSETS}, got {subset!r}")
+                    raise InputError(f"tile_lists keys must be {', '.join(SUBSETS)}, got {subset!r}")
                 tiles = read_tile_list(resolve(csv_path, root))
                 assignment[subset] = list(range(len(pairs), len(pairs) + len(tiles)))
                 pairs += tiles

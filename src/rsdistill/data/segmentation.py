@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 
 from rsdistill.data.base import TiledDataModule
 from rsdistill.data.paths import expand, read_tile_list, resolve
+from rsdistill.data.splits import SUBSETS
 from rsdistill.data.statistics import RunningMoments
 from rsdistill.errors import InputError
 from rsdistill.files import write_json
@@ -43,8 +44,6 @@ from rsdistill.io.masks import IGNORE_INDEX, Legend, read_mask
 from rsdistill.io.readers import open_scene
 from rsdistill.io.scene import Window
 from rsdistill.preprocessing import Preprocessing
-
-SUBSETS = ("train", "val", "test")
 
 
 def covering_windows(height: int, width: int, size: int, stride: int) -> list[Window]:

@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 
 from rsdistill.data.base import TiledDataModule
 from rsdistill.data.paths import expand, read_tile_list, resolve
+from rsdistill.data.splits import SUBSETS
 from rsdistill.data.statistics import BandStatistics, RunningMoments
 from rsdistill.data.streaming import CorpusFile, StreamedTiles, StreamLoader, full_windows
 from rsdistill.errors import InputError
@@ -55,7 +56,7 @@ from rsdistill.preprocessing import Preprocessing
 from rsdistill.spectral.alignment import band_alignment
 from rsdistill.spectral.sensors import get_sensor
 
-SUBSETS = {"train": "images", "val": "validation", "test": "test"}
+OPTION_OF_SUBSET = {"train": "images", "val": "validation", "test": "test"}  # each subset (data.splits.SUBSETS) -> its option
 
 
 @dataclass
@@ -266,7 +267,7 @@ def _subset_specs(images, validation, test, tile_lists, synthetic, root) -> dict
         if subset not in SUBSETS:
             raise InputError(f"tile_lists keys must be {', '.join(SUBSETS)}, got {subset!r}")
         for csv in [csvs] if isinstance(csvs, str) else csvs:
-            specs[SUBSETS[subset]] += [str(image) for image, _ in read_tile_list(resolve(csv, root))]
+            specs[OPTION_OF_SUBSET[subset]] += [str(image) for image, _ in read_tile_list(resolve(csv, root))]
     if not specs["images"]:
         raise InputError("give images, tile_lists (with a train list) or synthetic")
     return specs

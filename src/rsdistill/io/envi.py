@@ -7,7 +7,6 @@ AVIRIS-NG radiance headers), ``map info`` and ``coordinate system string`` for g
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,9 @@ from spectral.io import envi
 from rsdistill.errors import InputError
 from rsdistill.io.scene import SceneMetadata, Window
 from rsdistill.io.source import SceneSource
+from rsdistill.io.wavelengths import nanometre_factors, wavelengths_in_text
 
 _BYTES_PER_TYPE = {1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 6: 8, 9: 16, 12: 2, 13: 4, 14: 8, 15: 8}
-_UNIT_SCALE = {"nanometers": 1.0, "nm": 1.0, "micrometers": 1000.0, "um": 1000.0, "microns": 1000.0}
-_NAME_WAVELENGTH = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(nanometers|nm|micrometers|um)\b", re.I)
 _DATA_SUFFIXES = ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip")
 
 
@@ -105,15 +103,12 @@ class EnviSource(SceneSource):
         self.shape = (lines, samples, bands)
         wavelengths = _floats(header, "wavelength", header_path, bands)
         fwhm = _floats(header, "fwhm", header_path, bands)
-        scale = _UNIT_SCALE.get(str(header.get("wavelength units", "nm")).lower(), 1.0)
         names = header.get("band names")
         if wavelengths is None and names and len(names) == bands:
-            matches = [_NAME_WAVELENGTH.search(n) for n in names]
-            if all(matches):
-                wavelengths = np.array([float(m.group(1)) * _UNIT_SCALE[m.group(2).lower()] for m in matches])
+            wavelengths = wavelengths_in_text(names)
         elif wavelengths is not None:
-            wavelengths = wavelengths * scale
-            fwhm = fwhm * scale if fwhm is not None else None
+            factors = nanometre_factors(wavelengths, header.get("wavelength units"))
+            wavelengths, fwhm = wavelengths * factors, fwhm * factors if fwhm is not None else None
         bbl = _floats(header, "bbl", header_path, bands)
         if bbl is not None and not np.isin(bbl, (0, 1)).all():
             raise InputError(f"{header_path}: header field 'bbl' must hold 0 (bad) or 1 (good) per band, found {sorted(set(bbl.tolist()) - {0.0, 1.0})[:5]}")

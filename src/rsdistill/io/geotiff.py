@@ -8,7 +8,6 @@ such as ``"band 1 (418.24 Nanometers)"``.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -22,9 +21,7 @@ from rsdistill.errors import InputError
 from rsdistill.files import atomic_write
 from rsdistill.io.scene import LabelMap, Scene, SceneMetadata, Window, as_label_array
 from rsdistill.io.source import SceneSource
-
-_UNIT_SCALE = {"nanometers": 1.0, "nm": 1.0, "micrometers": 1000.0, "um": 1000.0, "µm": 1000.0, "microns": 1000.0}
-_DESCRIPTION_WAVELENGTH = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(nanometers|nm|micrometers|um|µm)\b", re.I)
+from rsdistill.io.wavelengths import nanometre_factors, wavelengths_in_text
 
 
 def open_raster(path) -> rasterio.DatasetReader:
@@ -81,8 +78,9 @@ def _band_wavelengths(ds, path: str) -> tuple[np.ndarray | None, np.ndarray | No
     """(wavelengths nm, fwhm nm, bad-band flags), each (B,) or None."""
     tags = [ds.tags(i) for i in range(1, ds.count + 1)]
     if all("wavelength" in t for t in tags):
-        scale = np.array([_UNIT_SCALE.get(t.get("wavelength_units", "nm").lower(), 1.0) for t in tags])
-        wavelengths = _band_numbers(tags, "wavelength", path) * scale
+        centres = _band_numbers(tags, "wavelength", path)
+        scale = nanometre_factors(centres, [t.get("wavelength_units") for t in tags])  # the widths are in the centres' unit
+        wavelengths = centres * scale
         fwhm = _band_numbers(tags, "fwhm", path) * scale if all("fwhm" in t for t in tags) else None
         bad = None
         if all("bbl" in t for t in tags):
@@ -92,10 +90,7 @@ def _band_wavelengths(ds, path: str) -> tuple[np.ndarray | None, np.ndarray | No
                 raise InputError(f"{path}: band {wrong + 1} tag bbl={flags[wrong]!r}; bbl is 0 (bad band) or 1 (good band)")
             bad = np.array([f == "0" for f in flags])
         return wavelengths, fwhm, bad
-    matches = [_DESCRIPTION_WAVELENGTH.search(d or "") for d in ds.descriptions]
-    if all(matches):
-        return np.array([float(m.group(1)) * _UNIT_SCALE[m.group(2).lower()] for m in matches]), None, None
-    return None, None, None
+    return wavelengths_in_text(ds.descriptions), None, None
 
 
 class GeoTiffSource(SceneSource):
