@@ -177,3 +177,25 @@ def test_nonnegative_endmembers_are_projected_after_each_step():
     task.on_train_batch_end(None, None, 0)
     physical = task.preprocessing.denormalise(task.model.mixing.endmembers.detach(), channel_axis=0)
     assert torch.allclose(physical, torch.zeros_like(physical))
+
+
+def test_spectral_angle_hungarian_matching_and_rmse_by_hand():
+    from rsdistill.unmixing import abundance_rmse, match_endmembers, spectral_angles
+
+    # 2-band spectra at known angles from the x axis: reference at 0°, 30°, 90°
+    def at(*degrees):
+        radians = np.radians(degrees)
+        return np.stack([np.cos(radians), np.sin(radians)])  # (bands 2, M)
+
+    reference = at(0, 30, 90)
+    np.testing.assert_allclose(spectral_angles(reference, 3.0 * at(45)), np.radians([[45], [15], [45]]), atol=1e-12)  # scale-free
+    # estimated 85°, 5°, 40° (shuffled): matched columns (1, 2, 0), angles 5°, 10°, 5°
+    order, angles = match_endmembers(at(85, 5, 40), reference)
+    assert order.tolist() == [1, 2, 0]
+    np.testing.assert_allclose(np.degrees(angles), [5, 10, 5], atol=1e-9)
+    # where the nearest-first choice is wrong: reference 0°, 20° and estimated 19°, 40°. Nearest first pairs
+    # 20°-19° (1°) and leaves 0°-40° (40°), 41° in all; the assignment 0°-19°, 20°-40° costs 39°
+    order, angles = match_endmembers(at(19, 40), at(0, 20))
+    assert order.tolist() == [0, 1] and np.degrees(angles).sum() == pytest.approx(39)
+    estimated, truth = np.array([[0.5, 0.0], [0.5, 1.0]]), np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert abundance_rmse(estimated, truth) == pytest.approx(np.sqrt((0.25 + 0 + 0.25 + 0) / 4))
