@@ -9,6 +9,11 @@ A ``Distiller`` is the student-side module of a distillation: it holds the teach
 owns whatever is trained for the distillation only (projections, a learnable band alignment).
 Tasks build it when fitting starts (``BaseTask.configure_distiller``), never when a checkpoint is
 loaded for inference, so a student checkpoint loads alone, anywhere.
+
+The one exception is Mask-CDKD (``tasks.mask_cdkd``): its teacher is trained too (the MMoA
+adapters and the teacher's decoder learn with the student, bidirectional KD), so it sits in the
+task's module tree as ``teacher``, frozen SAM weights included, and its checkpoint carries them
+(about 0.5 GB for ViT-B); the exported student (``rsdistill export``) does not.
 """
 
 from __future__ import annotations
