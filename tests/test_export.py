@@ -28,7 +28,7 @@ def blm_run(tmp_path_factory):
 def test_classifier_export_matches_torch_and_carries_its_card(blm_run, tmp_path):
     ckpt, recipe = blm_run
     out = tmp_path / "blm.onnx"
-    assert main(["export", str(ckpt), "--data", str(recipe), "--samples", "64", "--out", str(out)]) == 0
+    assert main(["export", "--ckpt", str(ckpt), "--data", str(recipe), "--samples", "64", "--out", str(out)]) == 0
     card = read_card(out)
     model = deployable(ckpt)
     assert card["task"] == "pixel_classification" and card["class_ids"] == model.card["class_ids"]
@@ -142,7 +142,7 @@ def test_encoder_export_gives_the_features(tmp_path):
     assert OnnxModel(out)(raw).shape == (2, 32, 4, 4) and report["min_cosine"] > 0.99999 and report["max_abs_diff"] < 1e-4
 
 
-def test_files_that_are_not_rsdistill_exports_are_one_line_errors(tmp_path):
+def test_files_that_are_not_rsdistill_exports_are_one_line_errors(tmp_path, capsys):
     junk = tmp_path / "model.onnx"
     junk.write_bytes(b"not a protobuf at all")
     with pytest.raises(InputError, match="model.onnx"):
@@ -150,6 +150,8 @@ def test_files_that_are_not_rsdistill_exports_are_one_line_errors(tmp_path):
     with pytest.raises(InputError, match="no such ONNX file"):
         OnnxModel(tmp_path / "missing.onnx")
     assert main(["export", str(tmp_path / "missing.ckpt")]) == 2
+    assert main(["export", "--ckpt", "a.ckpt", "b.ckpt"]) == 2 and "--ckpt a.ckpt and the argument b.ckpt disagree" in capsys.readouterr().err
+    assert main(["export"]) == 2 and "give the ckpt: --ckpt PATH" in capsys.readouterr().err
 
 
 def test_a_run_of_a_base_recipe_exports_from_its_own_folder(tmp_path, monkeypatch):

@@ -64,7 +64,9 @@ def _quickstart_parser() -> ArgumentParser:
     parser = ArgumentParser(description="The main job: train a BLM teacher, distil a compact student from it, "
                             "train the same student without distillation, and compare them (params, OA, kappa, "
                             "ms per 1,000 pixels). Uses the embedded synthetic scene unless a scene is named.")
-    parser.add_argument("scene", nargs="?", default=None, help="a scene file; the synthetic scene when omitted")
+    parser.add_argument("--scene", default=None, help="a scene file; the synthetic scene when omitted (also accepted "
+                        "as the first argument)")
+    parser.add_argument("scene_argument", nargs="?", default=None, help="the scene, as --scene")
     parser.add_argument("--labels", default=None, help="label map of the scene (0 = unlabelled)")
     parser.add_argument("--sensor", default="enmap", help="sensor of the synthetic scene")
     parser.add_argument("--seed", type=int, default=0)
@@ -105,7 +107,9 @@ def _export_parser() -> ArgumentParser:
                             "its card — bands, wavelengths, normalisation, classes — in the metadata) and check it against "
                             "PyTorch on real validation inputs: max |Δ|, argmax agreement, OA or mIoU of both "
                             "(<out>.parity.json and .md).")
-    parser.add_argument("ckpt", help="a task checkpoint (classifier, segmenter, MAE, Mask-CDKD) or an encoder .safetensors")
+    parser.add_argument("--ckpt", default=None, help="a task checkpoint (classifier, segmenter, MAE, Mask-CDKD) or an encoder "
+                        ".safetensors (also accepted as the first argument)")
+    parser.add_argument("ckpt_argument", nargs="?", default=None, help="the checkpoint, as --ckpt")
     parser.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     parser.add_argument("--int8", default="auto", choices=["auto", "dynamic", "static"],

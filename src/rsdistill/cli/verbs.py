@@ -16,6 +16,17 @@ from rsdistill.spectral.alignment import uncovered_bands
 from rsdistill.spectral.sensors import Sensor
 
 
+def flag_or_argument(flag, argument, name: str, required: bool = True):
+    """One value given as ``--name VALUE`` (every verb's spelling) or as the first argument (kept for older commands)."""
+    from rsdistill.errors import InputError
+
+    if flag is not None and argument is not None and flag != argument:
+        raise InputError(f"--{name} {flag} and the argument {argument} disagree; give the {name} once")
+    if flag is None and argument is None and required:
+        raise InputError(f"give the {name}: --{name} PATH")
+    return flag if flag is not None else argument
+
+
 def info(args) -> None:
     print("\n".join(describe_file(data_file(args.path), key=args.key, time_index=args.time_index, sensor=args.sensor)))
 
@@ -84,7 +95,8 @@ def quickstart(args) -> None:
     from rsdistill.evaluation.experiment import summarise
     from rsdistill.evaluation.quickstart import run_quickstart
 
-    records = run_quickstart(args.scene, args.labels, args.sensor, args.seed, args.epochs, args.out, args.overwrite)
+    scene = flag_or_argument(args.scene, args.scene_argument, "scene", required=False)
+    records = run_quickstart(scene, args.labels, args.sensor, args.seed, args.epochs, args.out, args.overwrite)
     print(f"\n{'model':<11} {'params':>9} {'OA':>7} {'kappa':>7} {'ms/1000 px':>11}")
     for row in summarise(records):
         print(f"{row['model']:<11} {row['params']:>9,} {100 * row['oa']['mean']:>6.2f}% "
@@ -132,7 +144,7 @@ def export(args) -> None:
     from rsdistill.errors import InputError
     from rsdistill.files import write_json
 
-    ckpt = Path(args.ckpt)
+    ckpt = Path(flag_or_argument(args.ckpt, args.ckpt_argument, "ckpt"))
     model = deployable(ckpt)
     out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}.{args.precision}.onnx")
     scheme = (int8_scheme(model.module) if args.int8 == "auto" else args.int8) if args.precision == "int8" else None
