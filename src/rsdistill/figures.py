@@ -144,3 +144,61 @@ def r_schedule_figure(metrics_csv, path, stages: tuple[str, ...], thresholds: tu
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def scene_figure(scene, path, labels: np.ndarray | None = None, class_names: dict[int, str] | None = None,
+                 title: str = "", pixels: int = 6, seed: int = 0) -> Path:
+    """A quick look at a scene (an ``io.Scene``, e.g. a ``SceneSource.preview``): a true-colour
+    composite picked by wavelength (or three bands, said so in the panel title), no-data pixels in
+    magenta; the label map (H, W) with its class names, if given; and spectra against wavelength
+    (or band number): the class means with labels, else ``pixels`` random valid pixels."""
+    cube, valid, wavelengths = scene.cube, scene.valid, scene.wavelengths
+    bands = true_colour_bands(wavelengths, cube.shape[2])
+    if wavelengths is not None:
+        what = "true colour: " + ", ".join(f"{wavelengths[b]:.0f}" for b in bands) + " nm"
+    elif cube.shape[2] == 3:
+        what = "the file's three bands as RGB"
+    else:
+        what = f"no wavelengths: bands {bands[0] + 1}, {bands[1] + 1}, {bands[2] + 1} as RGB"
+    rgb = stretch(cube[:, :, bands][valid]) if valid.any() else None
+    image = np.zeros((*valid.shape, 3))
+    if rgb is not None:
+        image[valid] = rgb
+    image[~valid] = (1.0, 0.0, 1.0)
+    panels = 3 if labels is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.0 * panels, 4.6))
+    axes[0].imshow(image, interpolation="nearest")
+    axes[0].set_title(f"{what}\nno data (magenta): {100 * (1 - valid.mean()):.1f} %", fontsize=8)
+    x = wavelengths if wavelengths is not None else np.arange(1, cube.shape[2] + 1)
+    spectra_ax = axes[-1]
+    good = ~scene.bad_bands if scene.bad_bands is not None else np.ones(cube.shape[2], bool)
+    if labels is not None:
+        ids = [int(c) for c in np.unique(labels[valid & (labels > 0)])]
+        colours = plt.get_cmap("tab20", max(len(ids), 1))
+        coloured = np.ones((*labels.shape, 3))
+        for k, c in enumerate(ids):
+            coloured[labels == c] = colours(k)[:3]
+            spectrum = np.where(good, cube[(labels == c) & valid].mean(axis=0), np.nan)
+            name = (class_names or {}).get(c, f"class {c}")
+            spectra_ax.plot(x, spectrum, color=colours(k), lw=1, label=f"{name} ({int(((labels == c) & valid).sum())} px)")
+        axes[1].imshow(coloured, interpolation="nearest")
+        axes[1].set_title("labels (white: unlabelled)", fontsize=8)
+        spectra_ax.set_title("class mean spectra", fontsize=8)
+    else:
+        rows, cols = np.nonzero(valid)
+        for k in np.random.default_rng(seed).choice(len(rows), min(pixels, len(rows)), replace=False) if len(rows) else []:
+            spectra_ax.plot(x, np.where(good, cube[rows[k], cols[k]], np.nan), lw=1, label=f"pixel ({rows[k]}, {cols[k]})")
+        spectra_ax.set_title(f"{min(pixels, len(rows))} random valid pixels", fontsize=8)
+    spectra_ax.set_xlabel("wavelength (nm)" if wavelengths is not None else "band")
+    spectra_ax.set_ylabel("value as stored")
+    spectra_ax.grid(alpha=0.3)
+    if spectra_ax.get_legend_handles_labels()[0]:
+        spectra_ax.legend(fontsize=6)
+    for ax in axes[:-1]:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

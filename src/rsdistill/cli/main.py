@@ -28,6 +28,22 @@ def _info_parser() -> ArgumentParser:
     return parser
 
 
+def _show_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="A quick look at a scene as a PNG: true colour picked by wavelength (or three bands, "
+                            "said so), no-data pixels, the label map with class names, and spectra against wavelength "
+                            "(class means with labels, else a few random pixels). A large scene is previewed at every "
+                            "n-th pixel, read window by window.")
+    parser.add_argument("--scene", required=True, help="any reader format (.mat, ENVI, GeoTIFF/PNG/JPEG, .npy, band folder)")
+    parser.add_argument("--labels", default=None, help="its label map (0 = unlabelled)")
+    parser.add_argument("--legend", default=None, help="a segmentation legend YAML naming the classes (name, id or colour)")
+    parser.add_argument("--out", default=None, help="the PNG (default: <scene name>.png in the current folder)")
+    parser.add_argument("--key", default=None, help=".mat variable holding the cube")
+    parser.add_argument("--sensor", default=None, help="registered sensor giving wavelengths to a file that has none")
+    parser.add_argument("--time_index", "--time-index", type=Optional[int], default=None, help="acquisition of a .npy stack")
+    parser.add_argument("--longest", type=int, default=1024, help="longest side of the preview in pixels")
+    return parser
+
+
 def _weights_parser() -> ArgumentParser:
     parser = ArgumentParser(description="List the pretrained weights rsdistill knows by name (load_encoder(NAME), encoder: NAME "
                             "in recipes): input bands, licence, source, and where each is found here ($RSDISTILL_WEIGHTS, the "
@@ -235,6 +251,7 @@ def _pretrain_experiment_parser() -> ArgumentParser:
 
 VERBS = {
     "info": (_info_parser, "describe a scene or label file"),
+    "show": (_show_parser, "a quick-look PNG of a scene: true colour, labels, spectra"),
     "sensors": (_sensors_parser, "list the registered sensors"),
     "weights": (_weights_parser, "pretrained weights by name, and whether they are here"),
     "align": (_align_parser, "band alignment between two sensors"),

@@ -312,3 +312,56 @@ def unmixing_eval(args) -> None:
     write_json(out / "results.json", rows)
     (out / "results.md").write_text(table + "\n")
     print(table)
+
+
+def show(args) -> None:
+    from rsdistill.figures import scene_figure
+    source = open_scene(data_file(args.scene), key=args.key, sensor=args.sensor, time_index=args.time_index, empty_bands="bad")
+    if args.longest < 16:
+        raise InputError(f"--longest {args.longest}: the preview needs at least 16 pixels on its longer side")
+    scene, step = source.preview(args.longest)
+    labels, names = None, None
+    if args.labels is not None:
+        labels, names = _labels_for_show(args.labels, args.legend, (source.height, source.width))
+        labels = labels[::step, ::step]
+    elif args.legend is not None:
+        raise InputError("--legend names the classes of --labels; give the label map too")
+    out = Path(args.out) if args.out else Path(Path(args.scene).name.split(".")[0] + ".png")
+    title = f"{Path(args.scene).name}: {source.height}×{source.width}, {source.bands} bands" + (f" (shown at 1 pixel in {step} along each side)" if step > 1 else "")
+    scene_figure(scene, out, labels, names, title)
+    wavelengths = scene.wavelengths
+    print(title)
+    print(f"wavelengths: {wavelengths.min():.1f}-{wavelengths.max():.1f} nm" if wavelengths is not None
+          else "wavelengths: none in the file (--sensor gives them)")
+    print(f"no data: {100 * (1 - scene.valid.mean()):.1f} % of the pixels shown; bad bands: {int(scene.bad_bands.sum())}")
+    if labels is not None:
+        ids, counts = np.unique(labels[labels > 0], return_counts=True)
+        print("classes (pixels shown): " + ", ".join(f"{(names or {}).get(int(i), f'class {i}')} {c}" for i, c in zip(ids, counts)))
+    print(f"wrote {out}")
+
+
+def _labels_for_show(path, legend_file, shape) -> tuple[np.ndarray, dict | None]:
+    """(H, W) class ids (0 = unlabelled) and {id: name}: ids as stored, or through a legend YAML (its
+    own ``classes``/``ignore``, or a segmentation recipe's ``data.init_args.legend``: class k is id k + 1)."""
+    import yaml
+
+    from rsdistill.io.masks import IGNORE_INDEX, Legend, read_mask
+    from rsdistill.io.readers import read_label_map
+
+    if legend_file is None:
+        labels = read_label_map(data_file(path)).labels
+    else:
+        try:
+            doc = yaml.safe_load(Path(legend_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise InputError(f"{legend_file}: cannot read the legend ({error})") from None
+        doc = doc.get("data", {}).get("init_args", {}).get("legend", doc) if "classes" not in doc else doc
+        if "classes" not in doc:
+            raise InputError(f"{legend_file}: no legend (a 'classes' list, or a recipe with data.init_args.legend)")
+        legend = Legend.parse(doc["classes"], doc.get("ignore"), where=str(legend_file))
+        indices, _ = read_mask(data_file(path), legend)
+        labels = np.where(indices == IGNORE_INDEX, 0, indices.astype(np.int64) + 1)
+    if labels.shape != tuple(shape):
+        raise InputError(f"{path} is {labels.shape[0]}×{labels.shape[1]} but the scene is {shape[0]}×{shape[1]}")
+    names = None if legend_file is None else {k + 1: name for k, name in enumerate(legend.names)}
+    return labels, names

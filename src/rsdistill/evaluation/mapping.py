@@ -36,6 +36,7 @@ from rsdistill.errors import InputError  # noqa: E402
 from rsdistill.figures import stretch, true_colour_bands  # noqa: E402
 from rsdistill.io.geotiff import write_geotiff_windows  # noqa: E402
 from rsdistill.io.scene import Scene, Window, tile_windows  # noqa: E402
+from rsdistill.io.source import preview_step  # noqa: E402
 
 
 class PatchClassifier:
@@ -122,11 +123,6 @@ def classify_scene(model, scene: Scene, batch_size: int = 512, block: int = 256)
 
 
 GDAL_CACHE_MB = 64
-
-
-def preview_step(height: int, width: int, preview: int = 1024) -> int:
-    """Take every ``step``-th pixel so that a figure's longer side is at most ``preview`` pixels."""
-    return max(1, math.ceil(max(height, width) / preview))
 
 
 def map_scene_file(classifier: PatchClassifier, source, out, block: int = 256, preview: int = 1024, progress: bool = True) -> dict:

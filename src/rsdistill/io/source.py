@@ -7,6 +7,7 @@ processed tile by tile (``tiles``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -64,6 +65,23 @@ class SceneSource:
         self.meta = replace(self.meta, bad_bands=bad | check_empty_bands(has_data, bad, self.meta, self.empty_bands))
         return self
 
+    def preview(self, longest: int = 1024, size: int = 512) -> tuple[Scene, int]:
+        """The scene at every ``step``-th pixel, so that its longer side is at most ``longest`` pixels,
+        read window by window (``size``² at a time: a scene larger than memory previews), and ``step``.
+        The preview is not georeferenced (its pixels are ``step`` times larger)."""
+        step = preview_step(self.height, self.width, longest)
+        if step == 1:
+            return self.read(), 1
+        raw = None
+        size = max(size // step, 1) * step  # windows that start on the preview grid
+        for window in tile_windows(self.height, self.width, size):
+            part = self.read_raw(window)[::step, ::step]
+            if raw is None:
+                raw = np.zeros((-(-self.height // step), -(-self.width // step), self.bands), part.dtype)
+            raw[window.row // step:window.row // step + part.shape[0], window.col // step:window.col // step + part.shape[1]] = part
+        scene = Scene.from_raw(raw, self.meta, None, self.empty_bands)
+        return replace(scene, transform=None, notes=[*scene.notes, f"preview: 1 pixel in {step} along each side of {self.height}×{self.width}"]), step
+
     def tiles(self, size: int, stride: int | None = None):
         """Yield ``(window, scene)`` for tiles of ``size``×``size`` pixels, reading one at a time."""
         for window in tile_windows(self.height, self.width, size, stride):
@@ -78,3 +96,8 @@ class ArraySource(SceneSource):
 
     def read_raw(self, window: Window) -> np.ndarray:
         return np.asarray(self.array[window.slices])
+
+
+def preview_step(height: int, width: int, longest: int = 1024) -> int:
+    """Take every ``step``-th pixel so that a figure's longer side is at most ``longest`` pixels."""
+    return max(1, math.ceil(max(height, width) / longest))
