@@ -246,3 +246,22 @@ def test_a_one_seed_table_shows_no_spread():
     table = markdown_table([one])
     assert "90.00 ± –" in table and "± 0.00" not in table
     assert "90.00 ± 0.00" in markdown_table([{**one, "seeds": 3}])  # three seeds that agree: a measured spread of 0
+
+
+def test_an_epoch_shorter_than_the_logging_interval_logs_once_and_warns_not(tmp_path):
+    import warnings
+
+    from fixtures import classifier_recipe
+    from rsdistill.recipes import parse_recipe
+
+    recipe = classifier_recipe(tmp_path / "run", 2)
+    recipe["trainer"]["log_every_n_steps"] = 50  # Lightning's default; the tiny scene has a few batches an epoch
+    cli = parse_recipe(recipe)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli.trainer.fit(cli.model, cli.datamodule)
+    assert not [w for w in caught if "logging interval" in str(w.message)]
+    batches = cli.trainer.num_training_batches
+    assert 1 <= batches < 50 and cli.trainer.log_every_n_steps == batches
+    logged = [row for row in rows(tmp_path / "run") if row.get("train/ce")]
+    assert len(logged) == 2  # one row per epoch

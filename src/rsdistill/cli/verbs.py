@@ -327,7 +327,8 @@ def show(args) -> None:
     elif args.legend is not None:
         raise InputError("--legend names the classes of --labels; give the label map too")
     out = Path(args.out) if args.out else Path(Path(args.scene).name.split(".")[0] + ".png")
-    title = f"{Path(args.scene).name}: {source.height}×{source.width}, {source.bands} bands" + (f" (shown at 1 pixel in {step} along each side)" if step > 1 else "")
+    title = f"{Path(args.scene).name}: {source.height}×{source.width}, {source.bands} bands"
+    title += f" (shown at 1 pixel in {step} along each side)" if step > 1 else ""
     scene_figure(scene, out, labels, names, title)
     wavelengths = scene.wavelengths
     print(title)

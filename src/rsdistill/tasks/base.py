@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -122,7 +123,7 @@ class BaseTask(L.LightningModule):
     def configure_optimizers(self):
         h = self.hparams
         optimizer = torch.optim.AdamW(self.parameter_groups(), lr=h.lr, weight_decay=h.weight_decay, betas=tuple(h.get("betas", (0.9, 0.999))), fused=True)
-        total = max(int(self.trainer.estimated_stepping_batches), 1) if self._trainer is not None else 1
+        total = max(int(_stepping_batches(self.trainer)), 1) if self._trainer is not None else 1
         per_epoch = total / max(self.trainer.max_epochs or 1, 1) if self._trainer is not None else 1
         warmup = int(round(h.get("warmup_epochs", 0.0) * per_epoch))
 
@@ -168,6 +169,19 @@ class BaseTask(L.LightningModule):
     def count_parameters(self) -> int:
         """Parameters of the model a user keeps (not a distiller's, never a teacher's)."""
         return sum(p.numel() for name, p in self.named_parameters() if not name.startswith(DISTILLER_PREFIX))
+
+
+def _stepping_batches(trainer) -> int:
+    """The optimizer steps of the whole fit. Counting them loads the training data first; an epoch
+    shorter than ``log_every_n_steps`` then lowers the interval to the epoch's length (Lightning
+    would warn and log nothing for such an epoch)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is smaller than the logging interval")
+        total = trainer.estimated_stepping_batches
+    batches = trainer.num_training_batches
+    if 0 < batches < trainer.log_every_n_steps and batches != float("inf"):
+        trainer.log_every_n_steps = int(batches)
+    return total
 
 
 def _rng_states() -> dict:
