@@ -182,3 +182,29 @@ def test_spatial_folds_test_every_labelled_pixel_once_with_a_buffer():
     assert np.array_equal(again.test, splits[1].test)
     with pytest.raises(InputError, match="at least 3 folds"):
         fold_split(coords, classes, block, 2, 0, 0, 0, ["a", "b"], shapes, radius)
+
+
+def test_a_class_too_rare_for_every_fold_is_dropped_from_all_of_them_and_the_folds_stay():
+    from rsdistill.data.splits import fold_split
+
+    rng = np.random.default_rng(1)
+    shape = (48, 48)
+    labels = rng.integers(1, 4, shape)
+    labels[:3, :3] = 9  # 9 pixels of class 9, all in one block: some fold's training side never sees it
+    coords, classes = labelled_pixels([labels])
+    split = lambda k, least=0: fold_split(coords, classes, 8, 4, k, 0, 0, ["a"], [shape], 2, least)  # noqa: E731
+    with pytest.raises(InputError, match=r"no pixel of classes \[9\].*min_class_pixels"):
+        [split(k) for k in range(4)]
+    kept = [split(k, least=10) for k in range(4)]
+    rare = {tuple(p) for p in coords[classes == 9].tolist()}
+    for k, fold in enumerate(kept):
+        assert fold.dropped_classes == [9]
+        assert not rare & {tuple(p) for p in np.concatenate([fold.train, fold.val, fold.test]).tolist()}
+    tested = {tuple(p) for f in kept for p in f.test.tolist()}
+    assert tested == {tuple(p) for p in coords.tolist()} - rare  # every other labelled pixel still tested once
+    for k in range(4):  # the blocks are dealt as without min_class_pixels: the other classes' folds are unchanged
+        try:
+            plain = split(k)
+        except InputError:
+            continue
+        assert {tuple(p) for p in plain.test.tolist()} - rare == {tuple(p) for p in kept[k].test.tolist()}

@@ -64,7 +64,8 @@ class PixelClassificationData(L.LightningDataModule):
             pixels in fresh orders when there are fewer), so the optimiser steps per epoch do not
             depend on ``max_train_per_class`` (label-budget curves); default: each pixel once.
         min_class_pixels: with "blocks", drop a class with fewer pixels than this on the train or
-            the test side from every subset (listed in the log and in ``split.json``), instead of
+            the test side from every subset; with "folds", a class with fewer labelled pixels than
+            this in all, from every fold (listed in the log and in ``split.json``), instead of
             failing when a rare class lands on one side.
         kd_unlabelled: draw this many pixels of the training region that are not training centres
             per epoch for a distilled student's KD term (soft targets, no labels; ``splits.unlabelled_training_pixels``:
@@ -108,8 +109,8 @@ class PixelClassificationData(L.LightningDataModule):
         super().__init__()
         if split not in SPLIT_METHODS:
             raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_METHODS)}")
-        if min_class_pixels is not None and split != "blocks":
-            raise InputError(f"min_class_pixels applies to the blocks split, not {split!r}")
+        if min_class_pixels is not None and split not in ("blocks", "folds"):
+            raise InputError(f"min_class_pixels applies to the blocks and folds splits, not {split!r}")
         self.patch_size, self.batch_size, self.num_workers = patch_size, batch_size, num_workers
         if train_pixels_per_epoch is not None and train_pixels_per_epoch < 1:
             raise InputError(f"train_pixels_per_epoch must be at least 1, got {train_pixels_per_epoch}")
@@ -128,7 +129,9 @@ class PixelClassificationData(L.LightningDataModule):
         elif split == "folds":
             radius = patch_size // 2 if buffer is None else buffer
             self.split = fold_split(coords, classes, block_size, folds, fold, fold_seed, seed, names,
-                                    [s.valid.shape for s in self.scenes], radius)
+                                    [s.valid.shape for s in self.scenes], radius, min_class_pixels or 0)
+            if self.split.dropped_classes:
+                rank_zero_info(f"classes {self.split.dropped_classes} have fewer than {min_class_pixels} labelled pixels: dropped from every fold")
         elif split == "blocks":
             self.split = block_split(coords, classes, block_size, train, val, seed, names, min_class_pixels or 0)
             if self.split.dropped_classes:

@@ -202,9 +202,12 @@ def block_split(coords, classes, block_size: int, train: float, val: float, seed
 
 
 def fold_split(coords, classes, block_size: int, folds: int, fold: int, fold_seed: int, seed: int, scenes: list[str],
-               shapes: list[tuple[int, int]], radius: int) -> PixelSplit:
+               shapes: list[tuple[int, int]], radius: int, min_class_pixels: int = 0) -> PixelSplit:
     """Fold ``fold`` of a spatial ``folds``-fold cross-validation over blocks (module docstring).
-    ``shapes``: (H, W) of each scene, for the held-out regions the buffer is drawn around."""
+    ``shapes``: (H, W) of each scene, for the held-out regions the buffer is drawn around. A class
+    with fewer than ``min_class_pixels`` labelled pixels in all is dropped from every subset of
+    every fold (``dropped_classes``; the blocks are dealt from every labelled pixel first, so the
+    folds do not depend on it), instead of failing the fold whose training side misses it."""
     if folds < 3:
         raise InputError(f"spatial cross-validation needs at least 3 folds (test, validation, training), got {folds}")
     if not 0 <= fold < folds:
@@ -233,8 +236,13 @@ def fold_split(coords, classes, block_size: int, folds: int, fold: int, fold_see
             rows = coords[:, 0] == scene
             near[rows] = region[coords[rows, 1], coords[rows, 2]]
         train &= ~near
-    _require_all_classes(classes[train], classes, "train", f"fold {fold} of {folds}, blocks of {block_size} px")
-    return PixelSplit(coords[train], coords[val], coords[test], "folds", seed, scenes, radius, fold=fold, folds=folds, fold_seed=fold_seed)
+    kinds, counts = np.unique(classes, return_counts=True)
+    dropped = sorted(int(c) for c, n in zip(kinds, counts) if n < min_class_pixels)
+    kept = ~np.isin(classes, dropped)
+    train, val, test = train & kept, val & kept, test & kept
+    _require_all_classes(classes[train], classes[kept], "train", f"fold {fold} of {folds}, blocks of {block_size} px")
+    return PixelSplit(coords[train], coords[val], coords[test], "folds", seed, scenes, radius, dropped_classes=dropped,
+                      fold=fold, folds=folds, fold_seed=fold_seed)
 
 
 def scene_split(coords, classes, assignment: dict[str, list[int]], seed: int, scenes: list[str]) -> PixelSplit:
