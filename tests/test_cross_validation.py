@@ -20,7 +20,7 @@ def test_a_cross_validated_experiment_tests_every_pixel_once_and_pairs_per_fold(
                       "split": "folds", "folds": 3, "block_size": 16}
     config["models"] = {name: config["models"][name] for name in ("teacher", "student_kd")}
     config["models"]["student"] = {k: v for k, v in config["models"]["student_kd"].items() if not k.startswith(("distill", "kd_"))}
-    config.update(seeds=[0], pairs=[["student_kd", "student"]])
+    config.update(seeds=[0], pairs=[["student_kd", "student"]], diagnose=[["teacher", "student"]])
     config["trainer"].update(limit_train_batches=2, limit_val_batches=1)  # every test pixel still scored
     (tmp_path / "cv.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["experiment", "-c", str(tmp_path / "cv.yaml"), "--out", str(tmp_path / "cv")]) == 0
@@ -39,3 +39,20 @@ def test_a_cross_validated_experiment_tests_every_pixel_once_and_pairs_per_fold(
     (oa,) = [p for p in results["paired"] if p["metric"] == "oa"]
     assert len(oa["differences"]) == 3 and oa["seeds"] == ["fold 0 seed 0", "fold 1 seed 0", "fold 2 seed 0"]
     assert "Paired over (fold, seed)" in (tmp_path / "cv/results.md").read_text()
+    assert sorted(d["fold"] for d in results["diagnosis"]) == [0, 1, 2]  # each fold's diagnosis, on its own validation pixels
+    assert [d["pixels"] for d in results["diagnosis"]] == [len(json.loads((tmp_path / f"cv/fold_{f}/split_seed_0.json").read_text())["val"])
+                                                          for f in range(3)]
+    assert "Teacher against student on each fold's validation pixels" in (tmp_path / "cv/results.md").read_text()
+
+
+def test_a_cross_validated_sweep_tabulates_pooled_scores_and_pairs_per_fold_and_seed():
+    from rsdistill.evaluation.curve import curve_tables
+
+    row = lambda model, oa: {"model": model, "oa_pooled": {"mean": oa, "std": 0.01}}  # noqa: E731
+    pair = {"model": "kd", "reference": "alone", "metric": "oa", "mean": 0.02, "std": 0.01, "ahead": 4,
+            "seeds": ["fold 0 seed 0", "fold 1 seed 0", "fold 2 seed 0", "fold 3 seed 0", "fold 4 seed 0"], "wilcoxon_p": 0.0625}
+    curve = {"option": "max_train_per_class", "score": "oa_pooled", "paired_score": "oa", "key": "model",
+             "points": [{"value": 25, "summary": [row("kd", 0.5), row("alone", 0.48)], "paired": [pair]}]}
+    table = curve_tables(curve)
+    assert "| kd | 50.00 ± 1.00 |" in table and "| alone | 48.00 ± 1.00 |" in table
+    assert "| kd − alone | +2.00 ± 1.00 (4/5, p 0.062) |" in table

@@ -6,17 +6,20 @@ blocks inside its training region (``data.splits.fold_split``).
 Reported (``results.json``, ``results.md``): per model, the per-fold scores (mean ± std over
 folds × seeds) and the pooled scores (per seed, the confusion matrices of the k folds summed: every
 labelled pixel tested once), and each declared pair compared per (fold, seed) with a paired t and
-Wilcoxon test and the smallest difference the design detects (``evaluation.paired``).
+Wilcoxon test and the smallest difference the design detects (``evaluation.paired``); the
+declared teacher/student diagnoses of every fold, averaged over folds × seeds.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from rsdistill.errors import InputError
 from rsdistill.evaluation.experiment import REPORTED, run_experiment
+from rsdistill.evaluation.kd_diagnosis import diagnosis_table
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.files import write_json
 from rsdistill.metrics import scores_from_confusion
@@ -56,8 +59,12 @@ def run_cross_validation(config: dict, out_dir, seeds=None, models=None, log=pri
                         **{f"{k}_pooled": _mean_std([p[k] for p in pooled]) for k in REPORTED["classification"]}})
     pairs = [p for p in check_pairs(config.get("pairs"), config["models"]) if set(p) <= set(names)]
     paired = paired_differences(records, pairs, REPORTED["classification"], unit="unit")
-    write_json(out_dir / "results.json", {"folds": folds, "runs": records, "summary": summary, "paired": paired})
+    diagnosis = [{**row, "fold": fold} for fold in range(folds)
+                 for row in json.loads((out_dir / f"fold_{fold}" / "results.json").read_text()).get("diagnosis", [])]
+    write_json(out_dir / "results.json", {"folds": folds, "runs": records, "summary": summary, "paired": paired, "diagnosis": diagnosis})
     table = markdown(summary, folds) + (f"\nPaired over (fold, seed):\n\n{paired_table(paired)}\n" if paired else "")
+    if diagnosis:
+        table += f"\nTeacher against student on each fold's validation pixels (%, mean ± std over folds × seeds):\n\n{diagnosis_table(diagnosis)}\n"
     (out_dir / "results.md").write_text(table)
     return {"runs": records, "summary": summary, "paired": paired}
 
