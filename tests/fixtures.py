@@ -118,3 +118,22 @@ def write_fixture_scenes(out, sensor: str = "sentinel2", size: int = 24, tiles: 
 
 if __name__ == "__main__":
     print(write_fixture_scenes(sys.argv[1] if len(sys.argv) > 1 else "fixture_scenes"))
+
+
+def checkpoint_test_oa(checkpoint, run_dir) -> float:
+    """OA of a classifier checkpoint, reloaded alone, on the test pixels of the split its run saved:
+    an independent count of what a test record should report."""
+    import torch
+    import yaml
+
+    from rsdistill.tasks.loading import load_classifier
+
+    model = load_classifier(checkpoint)
+    options = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["data"]["init_args"]
+    data = PixelClassificationData(**{**options, "split_file": str(Path(run_dir) / "split.json")})
+    correct = total = 0
+    with torch.no_grad():
+        for batch in data.test_dataloader():
+            correct += int((model(batch["image"]).argmax(dim=1) == batch["label"]).sum())
+            total += len(batch["label"])
+    return correct / total
