@@ -66,3 +66,14 @@ def test_show_refuses_labels_of_another_shape_in_one_line(real_file, tmp_path, c
     assert code == 2 and "LULC.npy is 101×100 but the scene is 32×32" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["show"])  # --scene is required: argparse's own one-line usage error
+
+
+def test_pixel_data_plots_a_scene_and_its_split(tmp_path):
+    from rsdistill.data.classification import PixelClassificationData
+    from rsdistill.errors import InputError
+
+    data = PixelClassificationData(synthetic={"sensor": "enmap", "height": 32, "width": 32, "seed": 0}, split="blocks", train=0.5, val=0.2)
+    assert data.plot(tmp_path / "classes.png").stat().st_size > 10_000
+    assert data.plot(tmp_path / "split.png", split=True).stat().st_size > 10_000
+    with pytest.raises(InputError, match=r"scene 1: the data holds scenes 0..0"):
+        data.plot(tmp_path / "x.png", scene=1)

@@ -196,6 +196,25 @@ class PixelClassificationData(L.LightningDataModule):
                                  f"the scenes must come from one sensor to be resampled by one band alignment")
         return first.sensor()
 
+    def plot(self, path, scene: int = 0, split: bool = False):
+        """A quick look at one scene (``figures.scene_figure``): true colour, its labels and class-mean
+        spectra; ``split=True`` draws the split instead of the classes (training, validation, test
+        and unlabelled-KD pixels). Returns the PNG's path."""
+        from rsdistill.figures import scene_figure
+
+        if not 0 <= scene < len(self.scenes):
+            raise InputError(f"scene {scene}: the data holds scenes 0..{len(self.scenes) - 1}")
+        data = self.scenes[scene]
+        labels, names = np.where(data.valid, data.labels, 0), None
+        if split:
+            labels = np.zeros_like(labels)
+            names = {1: "train", 2: "validation", 3: "test", 4: "unlabelled (KD)"}
+            for code, subset in ((4, self.split.unlabelled), (1, self.split.train), (2, self.split.val), (3, self.split.test)):
+                pixels = np.asarray(subset).reshape(-1, 3)
+                pixels = pixels[pixels[:, 0] == scene]
+                labels[pixels[:, 1], pixels[:, 2]] = code
+        return scene_figure(data, path, labels, names, title=f"{data.path or 'synthetic scene'}" + (" — split" if split else ""))
+
     @property
     def num_bands(self) -> int:
         return self.scenes[0].shape[2]
