@@ -10,10 +10,11 @@ import torch
 import yaml
 
 from rsdistill.cli import main
-from rsdistill.data.segmentation import SegmentationData, covering_windows
+from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
 from rsdistill.io import read_scene, write_geotiff
 from rsdistill.io.masks import IGNORE_INDEX, Legend, read_mask
+from rsdistill.io.scene import tile_windows
 from rsdistill.tasks.segmentation import segmentation_metrics
 
 COLOURS = {"building": (60, 16, 152), "land": (132, 41, 246), "water": (226, 169, 41)}
@@ -73,7 +74,7 @@ def test_rgb_and_palette_masks_read_through_the_legend(tmp_path):
 def test_whole_images_per_subset_every_pixel_covered_and_size_checked(tmp_path):
     for k in range(3):
         write_pair(tmp_path, f"img{k}", seed=k)
-    assert {(w.row, w.col) for w in covering_windows(20, 24, 16, 8)} == {(0, 0), (0, 8), (4, 0), (4, 8)}
+    assert {(w.row, w.col) for w in tile_windows(20, 24, 16, 8, edges="shift")} == {(0, 0), (0, 8), (4, 0), (4, 8)}
     data = SegmentationData({"train": [str(tmp_path / "img0.tif"), str(tmp_path / "img1.tif")], "test": [str(tmp_path / "img2.tif")]},
                             LEGEND, masks=[[".tif", "_mask.tif"]], tile_size=16, stride=8, augment=False)
     assert len(data.train_set) == 8 and len(data.test_set) == 4 and data.info["class_names"] == list(COLOURS)
@@ -159,7 +160,7 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     image = torch.from_numpy(model.preprocessing.cube(whole.cube, whole.valid))[None]
     scores = torch.zeros(3, 40, 36)
     with torch.no_grad():
-        for window in covering_windows(40, 36, 16, 8):
+        for window in tile_windows(40, 36, 16, 8, edges="shift"):
             rows, cols = window.slices
             scores[:, rows, cols] += model(image[:, :, rows, cols])[0].softmax(0)
     expected = np.where(whole.valid, scores.argmax(0).numpy() + 1, 0)

@@ -42,16 +42,8 @@ from rsdistill.errors import InputError
 from rsdistill.files import write_json
 from rsdistill.io.masks import IGNORE_INDEX, Legend, read_mask
 from rsdistill.io.readers import open_scene
-from rsdistill.io.scene import Window
+from rsdistill.io.scene import Window, tile_windows
 from rsdistill.preprocessing import Preprocessing
-
-
-def covering_windows(height: int, width: int, size: int, stride: int) -> list[Window]:
-    """``size`` windows every ``stride`` pixels, the last ones aligned to the far edges: every pixel covered."""
-    def starts(extent):
-        positions = list(range(0, extent - size + 1, stride))
-        return positions if positions[-1] == extent - size else positions + [extent - size]
-    return [Window(r, c, size, size) for r in starts(height) for c in starts(width)]
 
 
 class SegmentationTiles(Dataset):
@@ -116,7 +108,7 @@ class SegmentationData(TiledDataModule):
                 height, width, count = _checked_pair(image, _stamp(image), mask, _stamp(mask), self.legend, options, tile_size)
                 bands.add(count)
                 step = (stride or tile_size) if subset == "train" else tile_size  # overlap for training only
-                windows += [(index, w) for w in covering_windows(height, width, tile_size, step)]
+                windows += [(index, w) for w in tile_windows(height, width, tile_size, step, edges="shift")]
             sets[subset] = SegmentationTiles(pairs, windows, self.legend, read_options=self.read_options, augment=augment and subset == "train")
         if not len(sets["train"]):
             raise InputError("no training image")

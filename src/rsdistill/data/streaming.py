@@ -51,8 +51,7 @@ class CorpusFile:
 
 def full_windows(region: Window, size: int, stride: int | None) -> list[Window]:
     """The ``size``² windows (scene coordinates) of ``region`` that lie wholly inside it."""
-    return [Window(region.row + w.row, region.col + w.col, size, size)
-            for w in tile_windows(region.height, region.width, size, stride or size) if w.height == size and w.width == size]
+    return [Window(region.row + w.row, region.col + w.col, size, size) for w in tile_windows(region.height, region.width, size, stride, edges="drop")]
 
 
 class StreamedTiles(IterableDataset):

@@ -31,7 +31,6 @@ from matplotlib.patches import Patch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rsdistill.data.patches import all_pixel_patches, channels_last_patches, check_patch_size  # noqa: E402
-from rsdistill.data.segmentation import covering_windows  # noqa: E402
 from rsdistill.errors import InputError  # noqa: E402
 from rsdistill.figures import stretch, true_colour_bands  # noqa: E402
 from rsdistill.io.geotiff import write_geotiff_windows  # noqa: E402
@@ -200,7 +199,7 @@ def segment_strips(model, read, height: int, width: int, tile: int = 256, overla
     if tile % stride or not 0 <= overlap < tile:
         raise InputError(f"tile {tile} must be a multiple of the model's stride {stride} (a ViT's patch size), and overlap in 0..{tile - 1}")
     padded_h, padded_w = max(height, tile), max(width, tile)
-    windows = covering_windows(padded_h, padded_w, tile, tile - overlap)
+    windows = tile_windows(padded_h, padded_w, tile, tile - overlap, edges="shift")
     starts = sorted({w.row for w in windows})
     weight, classes = _window_weight(tile, blend), len(model.class_names)
     rgb_bands = None

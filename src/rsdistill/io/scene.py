@@ -47,16 +47,30 @@ def parse_window(window: Window | dict | None, path) -> Window | None:
     return window
 
 
-def tile_windows(height: int, width: int, size: int, stride: int | None = None) -> list[Window]:
-    """Windows of ``size``×``size`` covering a ``height``×``width`` raster (edge windows are clipped)."""
+def tile_windows(height: int, width: int, size: int, stride: int | None = None, edges: str = "clip") -> list[Window]:
+    """Windows of ``size``×``size`` every ``stride`` pixels (default: ``size``) over a
+    ``height``×``width`` raster. ``edges``: what happens where the last stride overhangs the raster:
+    ``clip`` (edge windows cut to the raster: every pixel in exactly one window at stride ``size``),
+    ``shift`` (a last full window aligned to the far edge: every pixel covered by full windows, as
+    sliding-window segmentation needs; the raster must be at least ``size`` on each side), or
+    ``drop`` (only windows wholly inside: training tiles)."""
     if size < 1:
         raise InputError(f"tile size must be positive, got {size}")
+    if edges not in ("clip", "shift", "drop"):
+        raise InputError(f"edges must be clip, shift or drop, got {edges!r}")
     stride = stride or size
-    return [
-        Window(r, c, min(size, height - r), min(size, width - c))
-        for r in range(0, height, stride)
-        for c in range(0, width, stride)
-    ]
+    if edges == "shift" and (height < size or width < size):
+        raise InputError(f"a {height}×{width} raster is smaller than the {size}-pixel windows that must cover it")
+
+    def starts(extent: int) -> list[int]:
+        if edges == "clip":
+            return list(range(0, extent, stride))
+        positions = list(range(0, extent - size + 1, stride))
+        if edges == "shift" and (not positions or positions[-1] != extent - size):
+            positions.append(extent - size)
+        return positions
+
+    return [Window(r, c, min(size, height - r), min(size, width - c)) for r in starts(height) for c in starts(width)]
 
 
 @dataclass
