@@ -20,6 +20,18 @@ from rsdistill.tokens import patchify, unpatchify  # noqa: E402
 TRUE_COLOUR_NM = (640.0, 550.0, 470.0)
 
 
+def saved(fig, path, title: str = "", dpi: int = 100) -> Path:
+    """Lay out ``fig`` (with ``title`` above, if any), write it to ``path`` (folders made) and close it."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def true_colour_bands(wavelengths, bands: int) -> list[int]:
     """Indices of the bands nearest red/green/blue; without wavelengths, an RGB image's own three
     bands, or three spread bands."""
@@ -75,12 +87,7 @@ def reconstruction_figure(task, images: torch.Tensor, path, tiles: int = 3) -> P
             endmembers = preprocessing.denormalise(model.mixing.endmembers.detach().cpu(), channel_axis=0).numpy()
             axes[i][4].plot(wavelengths, endmembers)
             axes[i][4].set_title("learned endmembers")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return saved(figure, path, dpi=90)
 
 
 def unmixing_figure(arrays: dict[str, np.ndarray], names: list[str], path, title: str) -> Path:
@@ -108,12 +115,7 @@ def unmixing_figure(arrays: dict[str, np.ndarray], names: list[str], path, title
             if j == 0:
                 axes[i, j].set_ylabel(label, fontsize=8)
     axes[0, 0].legend(fontsize=6)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return saved(fig, path, title, dpi=110)
 
 
 def r_schedule_figure(metrics_csv, path, stages: tuple[str, ...], thresholds: tuple[float, float]) -> Path | None:
@@ -139,11 +141,7 @@ def r_schedule_figure(metrics_csv, path, stages: tuple[str, ...], thresholds: tu
     right.set_yticks(range(len(stages)), stages)
     right.set_ylim(-0.3, len(stages) - 0.7)
     top.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return saved(fig, path, dpi=110)
 
 
 def scene_figure(scene, path, labels: np.ndarray | None = None, class_names: dict[int, str] | None = None,
@@ -196,9 +194,4 @@ def scene_figure(scene, path, labels: np.ndarray | None = None, class_names: dic
         spectra_ax.legend(fontsize=6)
     for ax in axes[:-1]:
         ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return saved(fig, path, title, dpi=100)
