@@ -107,11 +107,11 @@ def test_an_ensemble_teacher_and_a_kd_ceiling(tmp_path):
     patches = torch.rand(6, student.preprocessing.bands, 5, 5) * 1000
     with torch.no_grad():
         torch.testing.assert_close(distiller.teacher(patches), (members[0](patches) + members[1](patches)) / 2)
-    other = {**student.data_info, "class_ids": [*student.class_ids, 99]}
+    other = {**student.hparams.data_info, "class_ids": [*student.class_ids, 99]}
     with pytest.raises(InputError, match=r"a/seed_0/last.ckpt: the teacher classifies class ids"):
         PixelClassifier(other, teacher_ckpt=str(tmp_path / "a/seed_0/last.ckpt")).configure_distiller()
     with pytest.raises(InputError, match="kd_max_weight is the ceiling"):
-        PixelClassifier(student.data_info, teacher_ckpt=str(tmp_path / "a/seed_0/last.ckpt"), kd_max_weight=1.5).configure_distiller()
+        PixelClassifier(student.hparams.data_info, teacher_ckpt=str(tmp_path / "a/seed_0/last.ckpt"), kd_max_weight=1.5).configure_distiller()
 
 
 def test_map_writes_georeferenced_classes(tmp_path, capsys):

@@ -319,4 +319,25 @@ def test_every_experiment_run_is_a_valid_recipe(config, artefacts, data_dir, tmp
         recipes = [r for _, data, model in experiment_datasets(experiment) for r in pretrain_recipes(experiment, data, model, 0, tmp_path).values()]
     for recipe in recipes:
         cli = parse_recipe(recipe)
-        assert cli.model.data_info == cli.datamodule.info
+        # the recipe's data module gives the facts its task reads, typed
+        assert cli.model.data_info == type(cli.model).DATA_INFO.from_dict(cli.datamodule.info)
+
+
+def test_data_info_round_trips_as_plain_data_and_names_a_missing_key():
+    import io
+
+    import torch
+
+    from rsdistill.data.info import PixelDataInfo, SegmentationDataInfo, TileDataInfo
+
+    info = PixelDataInfo({"bands": 2, "mean": [0, 0], "std": [1, 1]}, [1, 3], 5)
+    assert PixelDataInfo.from_dict(info.to_dict()) == info
+    buffer = io.BytesIO()
+    torch.save({"data_info": info.to_dict()}, buffer)
+    buffer.seek(0)
+    assert PixelDataInfo.from_dict(torch.load(buffer, weights_only=True)["data_info"]) == info  # plain data: weights-only safe
+    assert TileDataInfo.from_dict({"preprocessing": {}, "tile_size": 16}).data_range == 1.0  # older cards lack the newer keys
+    with pytest.raises(InputError, match="a SegmentationDataInfo needs preprocessing, class_names, tile_size; missing tile_size"):
+        SegmentationDataInfo.from_dict({"preprocessing": {}, "class_names": ["a"]})
+    legend = SegmentationDataInfo({}, ["road", "roof"], 16).mask_legend()
+    assert legend.names == ("road", "roof") and legend.codes == ((1,), (2,))

@@ -185,7 +185,6 @@ def map(args) -> None:  # noqa: A001 - the verb's name
     from rsdistill.deploy.runtime import OnnxModel
     from rsdistill.evaluation.mapping import PatchClassifier, map_scene_file, segment_scene_file, write_class_png
     from rsdistill.evaluation.tile_scores import classifier_legend
-    from rsdistill.io.masks import Legend
     from rsdistill.io.readers import open_scene
     from rsdistill.tasks.classification import PixelClassifier
     from rsdistill.tasks.segmentation import SemanticSegmenter
@@ -195,7 +194,7 @@ def map(args) -> None:  # noqa: A001 - the verb's name
     source = open_scene(data_file(args.scene), key=args.key, sensor=args.sensor, time_index=args.time_index)
     if isinstance(model, SemanticSegmenter):  # blended sliding windows from the file, strip by strip into the GeoTIFF
         result = segment_scene_file(model, source.with_scene_bad_bands(), out, args.tile, args.overlap, args.blend)
-        class_ids, names, legend = list(range(1, len(model.class_names) + 1)), model.class_names, Legend.parse(**model.data_info["legend"])
+        class_ids, names, legend = list(range(1, len(model.class_names) + 1)), model.class_names, model.data_info.mask_legend()
     elif isinstance(model, (PixelClassifier, OnnxModel)):  # block by block from the file into the GeoTIFF
         classifier = PatchClassifier(model, args.batch_size)
         result = map_scene_file(classifier, source, out, args.block)

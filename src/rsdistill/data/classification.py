@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from rsdistill.data.info import PixelDataInfo
 from rsdistill.data.patches import PixelPatches, check_patch_size, padded_cube
 from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.sampling import EpochShuffle
@@ -167,7 +168,7 @@ class PixelClassificationData(L.LightningDataModule):
     @property
     def info(self) -> dict:
         """What a classifier needs to know about this data (saved in its checkpoint)."""
-        return {"preprocessing": self.preprocessing.to_dict(), "class_ids": self.class_ids, "patch_size": self.patch_size}
+        return PixelDataInfo(self.preprocessing.to_dict(), self.class_ids, self.patch_size).to_dict()
 
     @staticmethod
     def _load_scenes(images, labels, tile_lists, synthetic, root, read_options):

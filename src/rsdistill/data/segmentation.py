@@ -35,6 +35,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
 from rsdistill.data.base import TiledDataModule
+from rsdistill.data.info import SegmentationDataInfo
 from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.data.splits import SUBSETS
 from rsdistill.data.statistics import RunningMoments
@@ -122,8 +123,7 @@ class SegmentationData(TiledDataModule):
 
     @property
     def info(self) -> dict:
-        return {"preprocessing": self.preprocessing.to_dict(), "class_names": list(self.legend.names), "tile_size": self.tile_size,
-                "legend": self.legend.to_dict()}
+        return SegmentationDataInfo(self.preprocessing.to_dict(), list(self.legend.names), self.tile_size, self.legend.to_dict()).to_dict()
 
     def setup(self, stage: str | None = None) -> None:
         # every rank asks (under DDP trainer.log_dir is a collective); rank 0 writes

@@ -44,6 +44,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rsdistill.data.base import TiledDataModule
+from rsdistill.data.info import TileDataInfo
 from rsdistill.data.paths import expand, read_tile_list, resolve
 from rsdistill.data.splits import SUBSETS
 from rsdistill.data.statistics import BandStatistics, RunningMoments
@@ -206,8 +207,7 @@ class TileData(TiledDataModule):
     @property
     def info(self) -> dict:
         """What a model needs to know about this data (saved in its checkpoint and card)."""
-        return {"preprocessing": self.preprocessing.to_dict(), "tile_size": self.tile_size, "data_range": self.data_range,
-                "sensor": self.target_sensor, "scenes": self.scene_names}
+        return TileDataInfo(self.preprocessing.to_dict(), self.tile_size, self.data_range, self.target_sensor, self.scene_names).to_dict()
 
     @property
     def num_bands(self) -> int:

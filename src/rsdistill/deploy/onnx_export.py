@@ -83,17 +83,17 @@ def deployable(source) -> Deployable:
     info = task.data_info
     base = {"source": str(source) if isinstance(source, (str, Path)) else type(task).__name__, "recipe": task.recipe}
     if isinstance(task, PixelClassifier):
-        p, bands = info["patch_size"], task.preprocessing.bands
-        card = {**base, "class_ids": list(task.class_ids), "class_names": info.get("class_names")}
+        p, bands = info.patch_size, task.preprocessing.bands
+        card = {**base, "class_ids": list(task.class_ids)}
         return Deployable(task, "pixel_classification", (bands, p, p), ["logits"], _card(task.preprocessing, "pixel_classification", card))
     if isinstance(task, SemanticSegmenter):
-        t, bands = info["tile_size"], task.preprocessing.bands
+        t, bands = info.tile_size, task.preprocessing.bands
         card = {**base, "class_names": list(task.class_names), "ignore_index": 255}
         return Deployable(_SegmenterOnRaw(task), "segmentation", (bands, t, t), ["logits"], _card(task.preprocessing, "segmentation", card))
     encoder = task.exported_encoder()
     if encoder is None:
         raise InputError(f"{source}: a {type(task).__name__} checkpoint leaves no model to export")
-    return _encoder_deployable(PretrainedEncoder(encoder, task.preprocessing).eval(), info.get("tile_size", 224), base)
+    return _encoder_deployable(PretrainedEncoder(encoder, task.preprocessing).eval(), getattr(info, "tile_size", 224), base)
 
 
 def _encoder_deployable(encoder, tile: int, card: dict) -> Deployable:

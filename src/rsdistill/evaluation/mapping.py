@@ -54,7 +54,7 @@ class PatchClassifier:
                 raise InputError(f"{model.path}: an exported {model.card['task']} model; block maps need a pixel classifier")
             self.patch_size, self.class_ids, self.bands = model.input_shape[1], model.card["class_ids"], model.input_shape[0]
         else:
-            self.patch_size, self.class_ids, self.bands = model.data_info["patch_size"], model.class_ids, model.preprocessing.bands
+            self.patch_size, self.class_ids, self.bands = model.data_info.patch_size, model.class_ids, model.preprocessing.bands
             model.eval()
 
     @property

@@ -30,7 +30,7 @@ def classifier_legend(class_ids: list[int]) -> Legend:
 def map_maker(model, tile: int, overlap: int):
     """(scene -> (H, W) class indices 0..K-1, 255 where no data; the legend of the model's masks; class names)."""
     if isinstance(model, SemanticSegmenter):
-        legend = Legend.parse(**model.data_info["legend"])
+        legend = model.data_info.mask_legend()
         return (lambda scene: segment_scene(model, scene, tile, overlap).astype(np.int64) - 1), legend, list(model.class_names)
     if isinstance(model, PixelClassifier):
         ids = list(model.class_ids)

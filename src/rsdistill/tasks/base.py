@@ -3,9 +3,10 @@
 A task fills in ``configure_models``, ``configure_losses`` and ``configure_metrics`` (called once,
 in that order, when it is built) and, if it distils, ``configure_distiller``. The base class owns:
 
-- **data facts**: ``data_info``, a plain dict the data module provides (``info``): the
-  ``preprocessing`` record (``rsdistill.preprocessing``) and task facts (classes, tile or patch
-  size, value range). It is a hyper-parameter, so a checkpoint is self-contained;
+- **data facts**: ``data_info``, what the data module provides (``info``): the ``preprocessing``
+  record (``rsdistill.preprocessing``) and task facts (classes, tile or patch size, value range).
+  It is a hyper-parameter in plain data, so a checkpoint is self-contained, and the task reads it
+  as its ``DATA_INFO`` dataclass (``data.info``);
 - **the optimizer**: AdamW (fused), no weight decay on biases and 1-D parameters (norms), as MAE's
   ``add_weight_decay``; per-parameter overrides from ``parameter_overrides``; the learning rate
   rises linearly for ``warmup_epochs`` (counted in steps) and then follows a cosine to 0 per step;
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rsdistill.data.info import DataInfo
 from rsdistill.errors import InputError
 from rsdistill.preprocessing import Preprocessing
 
@@ -44,14 +46,17 @@ TASK_KEY = "rsdistill_task"
 
 
 class BaseTask(L.LightningModule):
+    DATA_INFO: type[DataInfo] = DataInfo  # the data facts the task reads (data.info)
+
     def __init__(self) -> None:
         super().__init__()
         self.save_hyperparameters()
         if self.hparams.get("data_info") is None:
             raise InputError(f"{type(self).__name__} needs data_info (the data module's info: preprocessing and task facts)")
         self.distiller: nn.Module | None = None
+        self._data_info = self.DATA_INFO.from_dict(self.hparams.data_info, f"{type(self).__name__} data_info")
         # raw scene bands -> normalised model input, as the data module fitted it
-        self.preprocessing = Preprocessing.from_dict(self.data_info["preprocessing"], "data_info")
+        self.preprocessing = Preprocessing.from_dict(self.data_info.preprocessing, "data_info")
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
@@ -76,8 +81,9 @@ class BaseTask(L.LightningModule):
 
     # -- data facts ------------------------------------------------------------------------------
     @property
-    def data_info(self) -> dict:
-        return self.hparams.data_info
+    def data_info(self):
+        """The data facts as the task's ``DATA_INFO`` dataclass."""
+        return self._data_info
 
     # -- teacher policy --------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -148,7 +154,7 @@ class BaseTask(L.LightningModule):
         """Save ``exported_encoder`` as safetensors + JSON card (architecture, preprocessing, recipe, metrics)."""
         from rsdistill.models.registry import save_encoder
 
-        card = {"bands": self.preprocessing.channels, "sensor": self.data_info.get("sensor"), "scenes": self.data_info.get("scenes"),
+        card = {"bands": self.preprocessing.channels, "sensor": getattr(self.data_info, "sensor", None), "scenes": getattr(self.data_info, "scenes", None),
                 "recipe": self.recipe, "metrics": metrics or {}}
         save_encoder(self.exported_encoder(), path, self.preprocessing, card)
 

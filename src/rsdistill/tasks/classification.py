@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from rsdistill.data.info import PixelDataInfo
 from rsdistill.distill.logits import EnsembleTeacher, LogitDistiller
 from rsdistill.errors import InputError
 from rsdistill.metrics import scores_from_confusion
@@ -44,6 +45,8 @@ class PixelClassifier(BaseTask):
     it is installed (``models.selective_scan``); the same function, so the checkpoint runs anywhere.
     """
 
+    DATA_INFO = PixelDataInfo
+
     def __init__(
         self,
         data_info: dict | None = None,
@@ -70,7 +73,7 @@ class PixelClassifier(BaseTask):
 
     @property
     def class_ids(self) -> list[int]:
-        return self.data_info["class_ids"]
+        return self.data_info.class_ids
 
     def configure_models(self) -> None:
         h = self.hparams
@@ -118,9 +121,9 @@ class PixelClassifier(BaseTask):
         members = []
         for path in paths:
             teacher = load_classifier(path, expect_bands=self.preprocessing.bands)
-            if list(teacher.class_ids) != list(self.class_ids) or teacher.data_info["patch_size"] != self.data_info["patch_size"]:
-                raise InputError(f"{path}: the teacher classifies class ids {list(teacher.class_ids)} from {teacher.data_info['patch_size']}² patches, "
-                                 f"the student {list(self.class_ids)} from {self.data_info['patch_size']}² patches")
+            if list(teacher.class_ids) != list(self.class_ids) or teacher.data_info.patch_size != self.data_info.patch_size:
+                raise InputError(f"{path}: the teacher classifies class ids {list(teacher.class_ids)} from {teacher.data_info.patch_size}² patches, "
+                                 f"the student {list(self.class_ids)} from {self.data_info.patch_size}² patches")
             members.append(teacher)
         return LogitDistiller(members[0] if len(members) == 1 else EnsembleTeacher(members), h.kd_temperature, h.kd_warmup_epochs, h.kd_max_weight)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rsdistill.data.info import TileDataInfo
 from rsdistill.distill.mask_cdkd import FeatureKD
 from rsdistill.distill.r_schedule import STAGES, RSchedule
 from rsdistill.errors import InputError
@@ -45,6 +46,8 @@ MASK_RATIO = 0.75
 
 
 class MaskCDKD(BaseTask):
+    DATA_INFO = TileDataInfo
+
     def __init__(
         self,
         data_info: dict | None = None,
@@ -83,7 +86,7 @@ class MaskCDKD(BaseTask):
             raise InputError(f"{h.teacher}: the teacher takes {self.teacher_preprocessing.bands} bands but the tiles have "
                              f"{self.preprocessing.bands}; Mask-CDKD has no band alignment between teacher and student")
         self.teacher = MMoAEncoder(encoder, MMoAOptions(**(h.mmoa or {})))
-        patch, tile = encoder.patch_size, self.data_info["tile_size"]
+        patch, tile = encoder.patch_size, self.data_info.tile_size
         if tile % (2 * patch):
             raise InputError(f"tile size {tile}: Mask-CDKD needs an even token grid of the teacher's {patch}-pixel patches")
         grid = tile // patch

@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.image import PeakSignalNoiseRatio, SpectralAngleMapper, StructuralSimilarityIndexMeasure
 
+from rsdistill.data.info import TileDataInfo
 from rsdistill.distill.cross_spectral import CrossSpectralDistiller, CrossSpectralOptions
 from rsdistill.errors import InputError
 from rsdistill.losses.reconstruction import check_loss_weights, reconstruction_terms
@@ -43,6 +44,8 @@ EVAL_MASKS = ("own", "random")
 
 class MAEPretrainer(BaseTask):
     """data_info: ``TileData.info`` (preprocessing, tile_size, data_range, sensor, scenes)."""
+
+    DATA_INFO = TileDataInfo
 
     def __init__(
         self,
@@ -89,7 +92,7 @@ class MAEPretrainer(BaseTask):
 
     @property
     def tile_size(self) -> int:
-        return self.hparams.img_size or self.data_info["tile_size"]
+        return self.hparams.img_size or self.data_info.tile_size
 
     def configure_models(self) -> None:
         h = self.hparams
@@ -105,7 +108,7 @@ class MAEPretrainer(BaseTask):
         # PSNR and SSIM in the data's own units with one fixed range (that of the training pixels),
         # so values are comparable across batches, epochs and recipes. Validation and test never
         # run at once, so one set serves both, logged under the stage's name.
-        data_range = self.data_info.get("data_range", 1.0)
+        data_range = self.data_info.data_range
         self.metrics = torch.nn.ModuleDict({
             "psnr_masked": PeakSignalNoiseRatio(data_range), "psnr_tile": PeakSignalNoiseRatio(data_range),
             "ssim_masked": StructuralSimilarityIndexMeasure(data_range=data_range),

@@ -24,6 +24,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassJaccardIndex
 
+from rsdistill.data.info import SegmentationDataInfo
 from rsdistill.errors import InputError
 from rsdistill.io.masks import IGNORE_INDEX
 from rsdistill.metrics import specdeepmap_batch_iou, specdeepmap_numbering
@@ -48,6 +49,8 @@ def segmentation_metrics(classes: int) -> MetricCollection:
 class SemanticSegmenter(BaseTask):
     """Normalised tiles (N, C, H, W) -> class scores (N, K, H, W). data_info: ``SegmentationData.info``."""
 
+    DATA_INFO = SegmentationDataInfo
+
     def __init__(
         self,
         data_info: dict | None = None,
@@ -70,15 +73,15 @@ class SemanticSegmenter(BaseTask):
 
     @property
     def class_names(self) -> list[str]:
-        return self.data_info["class_names"]
+        return self.data_info.class_names
 
     def configure_models(self) -> None:
         h = self.hparams
         if h.arch in ARCHITECTURES:
             self.input_preprocessing = self.preprocessing
             self.net = ARCHITECTURES[h.arch](self.preprocessing.channels, len(self.class_names), **(h.cnn or {}))
-            if self.data_info["tile_size"] % self.net.stride:
-                raise InputError(f"arch {h.arch}: the tile size {self.data_info['tile_size']} must be a multiple of {self.net.stride}")
+            if self.data_info.tile_size % self.net.stride:
+                raise InputError(f"arch {h.arch}: the tile size {self.data_info.tile_size} must be a multiple of {self.net.stride}")
             return
         if h.arch != "upernet":
             raise InputError(f"arch must be upernet or one of {sorted(ARCHITECTURES)}, got {h.arch!r}")
@@ -88,7 +91,7 @@ class SemanticSegmenter(BaseTask):
             encoder, preprocessing, self.hparams["encoder_card"] = pretrained_backbone(h.encoder, h.encoder_card, h.encoder_options, self.preprocessing)
         else:
             preprocessing = self.preprocessing
-            encoder = ViTEncoder(preprocessing.channels, self.data_info["tile_size"], **h.backbone)
+            encoder = ViTEncoder(preprocessing.channels, self.data_info.tile_size, **h.backbone)
         if preprocessing.bands != self.preprocessing.bands:
             raise InputError(f"{h.encoder}: the encoder takes {preprocessing.bands} raw bands but the images have {self.preprocessing.bands} "
                              f"(encoder_options.align feeds it by band alignment)")
