@@ -18,8 +18,6 @@ from rsdistill.spectral.sensors import Sensor
 
 def flag_or_argument(flag, argument, name: str, required: bool = True):
     """One value given as ``--name VALUE`` (every verb's spelling) or as the first argument (kept for older commands)."""
-    from rsdistill.errors import InputError
-
     if flag is not None and argument is not None and flag != argument:
         raise InputError(f"--{name} {flag} and the argument {argument} disagree; give the {name} once")
     if flag is None and argument is None and required:
@@ -315,6 +313,7 @@ def unmixing_eval(args) -> None:
 
 def show(args) -> None:
     from rsdistill.figures import scene_figure
+
     source = open_scene(data_file(args.scene), key=args.key, sensor=args.sensor, time_index=args.time_index, empty_bands="bad")
     if args.longest < 16:
         raise InputError(f"--longest {args.longest}: the preview needs at least 16 pixels on its longer side")
