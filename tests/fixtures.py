@@ -5,6 +5,7 @@
 - ``write_fixture_scenes``: a folder of tiny labelled GeoTIFF scenes with EnMAP-like band metadata
   and tile lists, the shape of ``../shared/data/enmap_potsdam_specdeepmap``; run as a script it
   writes them where you say (``python tests/fixtures.py OUT``);
+- ``shell_commands``: the ``rsdistill`` commands of a Markdown file's bash blocks (README, tutorial);
 - ``RecordTiles``: a callback that writes the keys of the streamed tiles each rank trains on;
   ``KillJob``: one that SIGKILLs the whole process group (every DDP rank) at a given batch;
   ``ReportDDP``: one that writes, per rank, what DDP wraps and where the frozen teacher is.
@@ -15,6 +16,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -137,3 +140,24 @@ def checkpoint_test_oa(checkpoint, run_dir) -> float:
             correct += int((model(batch["image"]).argmax(dim=1) == batch["label"]).sum())
             total += len(batch["label"])
     return correct / total
+
+
+def shell_commands(text: str, variables: dict[str, str] | None = None) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """(the line as written, its words after ``rsdistill`` as (word, quoted)) of every command in the
+    Markdown ``text``'s bash blocks, as the shell would see them: continuations joined,
+    ``for x in …; do …; done`` unrolled, ``NAME=value`` lines setting ``$NAME``, and ``pip … &&
+    rsdistill …`` or ``torchrun … -m rsdistill …`` read from the ``rsdistill`` word on."""
+    variables, found = dict(variables or {}), []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\$(\w+)", lambda m: variables.get(m[1], m[0]), line)
+            loop = re.fullmatch(r"\s*for (\w+) in ([^;]+); do (.+?); done\s*", line)
+            for body in [loop[3].replace(f"${loop[1]}", value) for value in loop[2].split()] if loop else [line]:
+                words = shlex.split(body, comments=True)
+                if len(words) == 1 and re.fullmatch(r"\w+=.*", words[0]):
+                    name, value = words[0].split("=", 1)
+                    variables[name] = value
+                elif "rsdistill" in words:
+                    quoted = {a or b for a, b in re.findall(r'"([^"]*)"|\'([^\']*)\'', body)}
+                    found.append((line.strip(), [(w, w in quoted) for w in words[words.index("rsdistill") + 1:]]))
+    return found

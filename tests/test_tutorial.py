@@ -4,32 +4,17 @@ shared data (``$RSDISTILL_DATA``), each exiting 0."""
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
+from fixtures import shell_commands
 from rsdistill.cli import main
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorial.md"
 
 
-def commands(text: str, variables: dict[str, str]) -> list[list[str]]:
-    """The ``rsdistill`` command lines of the bash blocks, ``$NAME`` expanded; ``NAME=value`` lines set variables."""
-    found = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        for line in block.splitlines():
-            words = shlex.split(re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], line), comments=True)
-            if len(words) == 1 and re.fullmatch(r"\w+=.*", words[0]):
-                name, value = words[0].split("=", 1)
-                variables[name] = value
-            elif words:
-                assert words[0] == "rsdistill", f"the tutorial's bash blocks hold rsdistill commands only: {line}"
-                found.append(words[1:])
-    return found
-
-
 def test_the_tutorial_runs_as_written(data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    steps = commands(TUTORIAL.read_text(), {"RSDISTILL_DATA": str(data_dir)})
+    steps = [[word for word, _ in argv] for _, argv in shell_commands(TUTORIAL.read_text(), {"RSDISTILL_DATA": str(data_dir)})]
     assert [s[0] for s in steps] == ["info", "info", "show", "quickstart", "map", "export", "map"]
     for step in steps:
         assert main(step) == 0, f"rsdistill {' '.join(step)}\n{capsys.readouterr().err[-2000:]}"

@@ -8,7 +8,11 @@ Dropped (each known harmless, with why):
   count; the fit that follows says nothing else);
 - torch's ``isinstance(treespec, LeafSpec)`` deprecation raised inside Lightning's own code;
 - jsonargparse's deprecations of arguments LightningCLI passes itself (``skip_none``,
-  ``add_instantiator``, ``instantiate_classes``).
+  ``add_instantiator``, ``instantiate_classes``) and the note jsonargparse puts before the first;
+- onnxconverter's "the float32 number … will be truncated" on fp16 export (tiny weights below fp16's
+  range; what it costs is in the export's parity report);
+- the ONNX exporter's "torchvision is not installed. Skipping torchvision::nms" (four lines on every
+  export: rsdistill's models use no torchvision operator).
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import logging
 import os
 import warnings
 
-_MESSAGES = ("💡 Tip:", "Loading `train_dataloader` to estimate number of stepping batches")
+_MESSAGES = ("💡 Tip:", "Loading `train_dataloader` to estimate number of stepping batches", "torchvision is not installed. Skipping")
+_NOISY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero", "torch.onnx._internal.exporter._registration")
 _WARNINGS = (r".*isinstance\(treespec, LeafSpec\)` is deprecated", r"(?s).*skip_none parameter was deprecated",
-             r"(?s).*add_instantiator`` was deprecated", r"(?s).*instantiate_classes`` was deprecated")
+             r"(?s).*add_instantiator`` was deprecated", r"(?s).*instantiate_classes`` was deprecated",
+             r"(?s)\s*By default only one JsonargparseDeprecationWarning per type is shown",  # the note before the first of them
+             r"the float32 number .* will be truncated to")  # fp16 export: weights below fp16's range; the parity check measures it
 
 
 class _DropKnownNoise(logging.Filter):
@@ -35,7 +42,7 @@ def quiet() -> None:
     """Install the filters (idempotent); nothing when ``RSDISTILL_VERBOSE`` is set."""
     if verbose():
         return
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+    for name in _NOISY_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropKnownNoise) for f in logger.filters):
             logger.addFilter(_DropKnownNoise())
