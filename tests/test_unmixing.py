@@ -15,7 +15,7 @@ from rsdistill.errors import InputError
 from rsdistill.io.describe import describe_file
 from rsdistill.io.matlab import load_mat_variables
 from rsdistill.io.unmixing_reference import read_reference
-from rsdistill.unmixing import fcls, vca
+from rsdistill.unmixing import extract_endmembers, fcls, match_endmembers, nfindr, reconstruction_rmse, vca, vca_restarts
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["1-Asphalt", "2-Grass", "3-Tree", "4-Roof"]
@@ -42,6 +42,26 @@ def _write_reference_file(path, cube, endmembers, abundances, order="column", **
     scipy.io.savemat(path, {"Y": pixels, "nRow": height, "nCol": width, "M": endmembers,
                             "M1": endmembers[:, ::-1] + 0.01, "A": a, "cood": names, **extra})
     return path
+
+
+def test_nfindr_finds_the_pure_pixels_and_restarts_choose_by_reconstruction_only():
+    """A noisy mixture that holds one pure pixel of each material: N-FINDR returns exactly those
+    pixels from any start; the best of 10 VCA draws is the draw with the least FCLS reconstruction
+    error (never worse than any single draw); every extraction is one line when misnamed."""
+    rng = np.random.default_rng(0)
+    endmembers = rng.uniform(0.05, 0.9, (20, 4))
+    abundances = rng.dirichlet(np.full(4, 0.7), 500).T
+    abundances[:, :4] = np.eye(4)  # pure pixels 0-3
+    pixels = endmembers @ abundances + rng.normal(0, 0.002, (20, 500))
+    for seed in range(3):
+        assert sorted(np.flatnonzero(np.isin(pixels.T, nfindr(pixels, 4, seed=seed).T).all(axis=1))) == [0, 1, 2, 3]
+    draws = [reconstruction_rmse(pixels, vca(pixels, 4, seed=r)) for r in range(10)]
+    assert reconstruction_rmse(pixels, vca_restarts(pixels, 4, seed=0)) == min(draws)
+    for method in ("vca", "vca_restarts", "nfindr", "nmf"):
+        _, angles = match_endmembers(extract_endmembers(method, pixels, 4), endmembers)
+        assert angles.max() < 0.05, method  # pure pixels present: each method finds every material
+    with pytest.raises(InputError, match="unknown endmember extraction 'ppi'"):
+        extract_endmembers("ppi", pixels, 4)
 
 
 def test_fcls_is_scale_free():
@@ -125,7 +145,7 @@ def test_unmixing_eval_on_a_user_scene_end_to_end(tmp_path, monkeypatch, capsys)
     run = tmp_path / "out/seed_1"
     record = json.loads((run / "scores.json").read_text())
     methods = record["methods"]
-    assert list(methods) == ["VCA + FCLS", "KARMA", "KARMA endmembers + FCLS"]
+    assert list(methods) == ["VCA + FCLS", "VCA best of 10 + FCLS", "N-FINDR + FCLS", "NMF + FCLS", "KARMA", "KARMA endmembers + FCLS"]
     assert set(methods["KARMA"]["sad_per_endmember"]) == {"Asphalt", "Grass", "Tree", "Roof"}
     # noise-free synthetic mixture: VCA + FCLS is near exact
     assert methods["VCA + FCLS"]["sad"] < 0.1 and methods["VCA + FCLS"]["abundance_rmse"] < 0.1
@@ -137,6 +157,15 @@ def test_unmixing_eval_on_a_user_scene_end_to_end(tmp_path, monkeypatch, capsys)
     assert arrays["karma_abundances"].shape == (24, 16, 4) and arrays["reference_abundances"].shape == (24, 16, 4)
     assert (run / "unmixing.png").stat().st_size > 0 and (tmp_path / "out/results.md").exists()
     assert "| user_scene | VCA + FCLS |" in capsys.readouterr().out
+    # the same folder with other settings is refused, not reused; KARMA can start from another extraction
+    assert main(["unmixing-eval", "--scene", "user_scene.mat", "-c", str(recipe), "--seeds", "[1]", "--epochs", "1", "--out", "out",
+                 "--init", "nfindr"]) == 2
+    assert "init: 'vca' -> 'nfindr'" in capsys.readouterr().err
+    assert main(["unmixing-eval", "--scene", "user_scene.mat", "-c", str(recipe), "--seeds", "[1]", "--epochs", "1", "--out", "out_nfindr",
+                 "--init", "nfindr"]) == 0
+    assert np.allclose(np.load(tmp_path / "out_nfindr/seed_1/endmember_init.npy"), nfindr(pixels, 4, seed=1), atol=1e-5)
+    assert main(["unmixing-eval", "--scene", "user_scene.mat", "-c", str(recipe), "--out", "out_bad", "--init", "ppi"]) == 2
+    assert "init 'ppi': KARMA starts from one of the extractions vca, vca_restarts, nfindr, nmf" in capsys.readouterr().err
     # a scene YAML holds the scene's options: giving them on the command line too is refused
     (tmp_path / "scene.yaml").write_text("scene: user_scene.mat\n")
     assert main(["unmixing-eval", "--scene", "scene.yaml", "--scale", "2", "-c", str(recipe), "--out", "out2"]) == 2

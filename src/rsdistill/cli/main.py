@@ -197,9 +197,11 @@ def _teacher_knowledge_parser() -> ArgumentParser:
 
 
 def _unmixing_parser() -> ArgumentParser:
-    parser = ArgumentParser(description="Unmix a scene with KARMA and with VCA + FCLS (same VCA draw per seed) and score both "
-                            "against a reference: SAD per endmember (Hungarian-matched), abundance RMSE, and KARMA's "
-                            "endmembers refined per pixel by FCLS. Per seed: scores.json, unmixing.npz, unmixing.png.")
+    parser = ArgumentParser(description="Unmix a scene with KARMA and with classical extractions + FCLS (VCA, the best of 10 "
+                            "VCA draws by reconstruction error, N-FINDR, NMF; KARMA starts from one of them, --init) and score "
+                            "all against a reference: SAD per endmember (Hungarian-matched), whether every material was found, "
+                            "abundance RMSE, and KARMA's endmembers refined per pixel by FCLS. Per seed: scores.json, "
+                            "unmixing.npz, unmixing.png.")
     parser.add_argument("--scene", required=True, help="the cube (any reader format), or a scene YAML holding the options "
                         "below (configs/unmixing/samson.yaml, moffett.yaml, muufl.yaml)")
     parser.add_argument("--reference", default=None, help=".mat with reference endmembers (bands × M), abundances "
@@ -215,8 +217,12 @@ def _unmixing_parser() -> ArgumentParser:
     parser.add_argument("--abundances_key", "--abundances-key", default=None, help=".mat variable of the reference abundances")
     parser.add_argument("--pixel_order", "--pixel-order", default="auto", choices=["auto", "column", "row"],
                         help="pixel order of an (M, pixels) abundance matrix; auto: the order whose E·A reproduces the cube")
+    parser.add_argument("--init", default="vca", help="the extraction whose draw starts KARMA's endmembers: vca, vca_restarts, "
+                        "nfindr or nmf (rsdistill.unmixing.EXTRACTORS; every one is also a baseline with FCLS)")
     parser.add_argument("--seeds", type=list[int], default=[0, 1, 2])
     parser.add_argument("--epochs", type=Optional[int], default=None, help="override the recipe's max_epochs")
+    parser.add_argument("--overwrite", type=bool, default=False, help="replace runs in --out made with other settings "
+                        "(without it, a finished run is reused only for the same settings and refused otherwise)")
     parser.add_argument("--out", required=True, help="results.json, results.md and one folder per seed")
     return parser
 

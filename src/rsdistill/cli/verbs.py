@@ -304,7 +304,7 @@ def unmixing_eval(args) -> None:
     else:
         scene = load_unmixing_scene(args.scene, **options)
     out = Path(args.out)
-    rows = run_unmixing_eval(scene, args.recipe, args.seeds, out, args.endmembers, args.epochs)
+    rows = run_unmixing_eval(scene, args.recipe, args.seeds, out, args.endmembers, args.epochs, args.init, args.overwrite)
     table = markdown(rows)
     write_json(out / "results.json", rows)
     (out / "results.md").write_text(table + "\n")

@@ -4,15 +4,19 @@ A scene is a cube (any reader format) and a reference file (``io.unmixing_refere
 abundances, names); a scene YAML (``configs/unmixing/<scene>.yaml``) names both with their read
 options. In each run (seed s):
 
-1. VCA (seed s) on every pixel gives the baseline endmembers; FCLS gives their abundances;
+1. every classical extraction (``unmixing.EXTRACTORS``: VCA, the best of 10 VCA draws by
+   reconstruction error, N-FINDR, NMF; seed s) on every pixel gives a baseline's endmembers, FCLS
+   their abundances;
 2. KARMA (any KARMA recipe, e.g. ``configs/unmixing/karma.yaml``) is pretrained on the scene with
-   its endmembers initialised from **that same VCA draw** (``endmember_init``: the draw as .npy), so
-   the baseline and KARMA differ only in what KARMA learns;
+   its endmembers initialised from **one of those draws** (``init``, VCA by default; the draw as
+   .npy in ``endmember_init``), so that baseline and KARMA differ only in what KARMA learns;
 3. KARMA's abundances of every pixel (its decoder's softmax head, nothing masked), and a per-pixel
    refinement: FCLS with KARMA's learned endmembers ("KARMA endmembers + FCLS").
 
 Each method's endmembers are matched to the reference by spectral angle (Hungarian); scores are
-the mean and per-endmember SAD and the abundance RMSE over every pixel. Per run: ``scores.json``,
+the mean and per-endmember SAD, whether every reference material was found (matched SAD below
+``FOUND_SAD`` = 0.15 rad), the abundance RMSE over every pixel, and for the classical baselines the
+reconstruction RMSE of the pixels (what ``vca_restarts`` chooses by: the data, never the reference). Per run: ``scores.json``,
 ``unmixing.npz`` (endmembers (bands, M) and abundance maps (H, W, M) of the reference and of each
 method, matched to the reference order) and ``unmixing.png``. Finished runs are reused.
 """
@@ -35,9 +39,19 @@ from rsdistill.io.matlab import grid_of, load_mat_variables
 from rsdistill.io.readers import read_scene
 from rsdistill.io.unmixing_reference import PIXEL_ORDERS, UnmixingReference, read_reference
 from rsdistill.recipes import load_recipe, parse_recipe
-from rsdistill.unmixing import abundance_rmse, fcls, match_endmembers, vca
+from rsdistill.runs import claim_settings
+from rsdistill.unmixing import EXTRACTOR_NAMES, EXTRACTORS, abundance_rmse, extract_endmembers, fcls, match_endmembers, reconstruction_rmse
 
-BASELINE, KARMA, REFINED = "VCA + FCLS", "KARMA", "KARMA endmembers + FCLS"
+KARMA, REFINED = "KARMA", "KARMA endmembers + FCLS"
+FOUND_SAD = 0.15  # rad: a reference material counts as found when its matched endmember is closer than this
+
+
+def baseline_name(extractor: str) -> str:
+    """The table's name of an extraction followed by FCLS, e.g. ``VCA + FCLS``."""
+    return f"{EXTRACTOR_NAMES[extractor]} + FCLS"
+
+
+BASELINE = baseline_name("vca")
 SCENE_KEYS = ("scene", "reference", "name", "key", "scale", "endmembers_key", "abundances_key", "pixel_order", "names")
 
 
@@ -102,7 +116,8 @@ def score(endmembers: np.ndarray, abundances: np.ndarray, reference: UnmixingRef
     columns matched to the reference's materials, in its order. Abundance RMSE only when the
     counts are equal (extra materials would take abundance from the matched ones)."""
     order, angles = match_endmembers(endmembers, reference.endmembers)
-    scores = {"sad": float(angles.mean()), "sad_per_endmember": dict(zip(reference.names, map(float, angles)))}
+    scores = {"sad": float(angles.mean()), "sad_per_endmember": dict(zip(reference.names, map(float, angles))),
+              "all_found": bool(angles.max() < FOUND_SAD)}
     if reference.abundances is not None and endmembers.shape[1] == reference.count:
         scores["abundance_rmse"] = abundance_rmse(abundances[order], reference.abundances)
     return scores, order
@@ -153,31 +168,37 @@ def karma_unmixing(scene: UnmixingScene, recipe_path, count: int, initial_endmem
     return endmembers, abundances
 
 
-def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: int | None = None, epochs: int | None = None) -> dict:
-    """One seed: baseline, KARMA and the refinement, scored; writes the run's npz, JSON and figure."""
+def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: int | None = None, epochs: int | None = None,
+                 init: str = "vca", overwrite: bool = False) -> dict:
+    """One seed: every classical baseline, KARMA (started from the ``init`` extraction's draw) and
+    its refinement, scored; writes the run's npz, JSON and figure. A finished run is reused only
+    for the same settings (``runs.claim_settings``; ``overwrite`` replaces one of other settings)."""
     from rsdistill.figures import unmixing_figure
 
     run_dir = Path(run_dir)
+    count = count or scene.reference.count
+    settings = {"scene": scene.path, "key": scene.key, "scale": scene.scale, "reference": scene.reference.names,
+                "recipe": load_recipe(recipe_path), "endmembers": count, "epochs": epochs, "init": init, "seed": seed}
+    claim_settings(run_dir, settings, overwrite)
     done = finished_record(run_dir)
     if done is not None:
         return done
-    count = count or scene.reference.count
     pixels = scene.pixels
     if not scene.reference.count <= count <= pixels.shape[0]:
         raise InputError(f"{scene.path}: {count} endmembers to estimate; expected from the reference's {scene.reference.count} "
                          f"(each reference material is matched to one) to the {pixels.shape[0]} bands")
-    vca_endmembers = vca(pixels, count, seed=seed)
-    karma_endmembers, karma_abundances = karma_unmixing(scene, recipe_path, count, vca_endmembers, seed, run_dir, epochs)
-    estimates = {
-        BASELINE: (vca_endmembers, fcls(pixels, vca_endmembers)),
-        KARMA: (karma_endmembers, karma_abundances),
-        REFINED: (karma_endmembers, fcls(pixels, karma_endmembers)),
-    }
+    if init not in EXTRACTORS:
+        raise InputError(f"init {init!r}: KARMA starts from one of the extractions {', '.join(EXTRACTORS)}")
+    drawn = {name: extract_endmembers(name, pixels, count, seed=seed) for name in EXTRACTORS}
+    karma_endmembers, karma_abundances = karma_unmixing(scene, recipe_path, count, drawn[init], seed, run_dir, epochs)
+    estimates = {name: (baseline_name(name), endmembers, fcls(pixels, endmembers)) for name, endmembers in drawn.items()}
+    estimates.update(karma=(KARMA, karma_endmembers, karma_abundances), karma_fcls=(REFINED, karma_endmembers, fcls(pixels, karma_endmembers)))
     height, width, _ = scene.cube.shape
-    record, arrays = {"scene": scene.name, "seed": seed, "methods": {}}, {}
-    for method, (endmembers, abundances) in estimates.items():
+    record, arrays = {"scene": scene.name, "seed": seed, "karma_init": init, "methods": {}}, {}
+    for slug, (method, endmembers, abundances) in estimates.items():
         record["methods"][method], order = score(endmembers, abundances, scene.reference)
-        slug = method.split()[0].lower() if method != REFINED else "karma_fcls"
+        if slug in drawn:
+            record["methods"][method]["reconstruction_rmse"] = reconstruction_rmse(pixels, endmembers)
         arrays[f"{slug}_endmembers"] = endmembers[:, order]
         arrays[f"{slug}_abundances"] = abundances[order].T.reshape(height, width, -1)
     if scene.reference.abundances is not None:
@@ -190,11 +211,11 @@ def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: i
 
 
 def run_unmixing_eval(scene: UnmixingScene, recipe_path, seeds, out_dir, count: int | None = None,
-                      epochs: int | None = None, log=print) -> list[dict]:
-    """Every seed of one scene; rows (scene, method, seed, sad, abundance_rmse, sad_per_endmember)."""
+                      epochs: int | None = None, init: str = "vca", overwrite: bool = False, log=print) -> list[dict]:
+    """Every seed of one scene; rows (scene, method, seed, sad, all_found, abundance_rmse, sad_per_endmember)."""
     rows = []
     for seed in seeds:
-        record = unmixing_run(scene, recipe_path, seed, Path(out_dir) / f"seed_{seed}", count, epochs)
+        record = unmixing_run(scene, recipe_path, seed, Path(out_dir) / f"seed_{seed}", count, epochs, init, overwrite)
         for method, scores in record["methods"].items():
             rows.append({"scene": scene.name, "method": method, "seed": seed, **scores})
             rmse = scores.get("abundance_rmse")
@@ -204,10 +225,11 @@ def run_unmixing_eval(scene: UnmixingScene, recipe_path, seeds, out_dir, count: 
 
 
 def markdown(rows: list[dict]) -> str:
-    """Mean ± std over seeds per scene and method: SAD, abundance RMSE, then SAD per material."""
+    """Mean ± std over seeds per scene and method: SAD, the seeds that found every material,
+    abundance RMSE, then SAD per material."""
     materials = list(dict.fromkeys(name for r in rows for name in r["sad_per_endmember"]))
-    lines = ["| scene | method | SAD (rad) | abundance RMSE | " + " | ".join(f"SAD {m}" for m in materials) + " | seeds |",
-             "|---|---|---|---|" + "---|" * len(materials) + "---|"]
+    lines = [f"| scene | method | SAD (rad) | all found (< {FOUND_SAD} rad) | abundance RMSE | " + " | ".join(f"SAD {m}" for m in materials)
+             + " | seeds |", "|---|---|---|---|---|" + "---|" * len(materials) + "---|"]
 
     def cell(values) -> str:
         values = np.array([v for v in values if v is not None], dtype=float)
@@ -216,6 +238,7 @@ def markdown(rows: list[dict]) -> str:
     for key in dict.fromkeys((r["scene"], r["method"]) for r in rows):
         runs = [r for r in rows if (r["scene"], r["method"]) == key]
         per = [cell(r["sad_per_endmember"].get(m) for r in runs) for m in materials]
-        lines.append(f"| {key[0]} | {key[1]} | {cell(r['sad'] for r in runs)} | {cell(r.get('abundance_rmse') for r in runs)} | "
+        found = f"{sum(bool(r.get('all_found')) for r in runs)}/{len(runs)}"
+        lines.append(f"| {key[0]} | {key[1]} | {cell(r['sad'] for r in runs)} | {found} | {cell(r.get('abundance_rmse') for r in runs)} | "
                      + " | ".join(per) + f" | {len(runs)} |")
     return "\n".join(lines)
