@@ -157,6 +157,10 @@ def test_unmixing_eval_on_a_user_scene_end_to_end(tmp_path, monkeypatch, capsys)
     assert arrays["karma_abundances"].shape == (24, 16, 4) and arrays["reference_abundances"].shape == (24, 16, 4)
     assert (run / "unmixing.png").stat().st_size > 0 and (tmp_path / "out/results.md").exists()
     assert "| user_scene | VCA + FCLS |" in capsys.readouterr().out
+    paired = json.loads((tmp_path / "out/results.json").read_text())["paired"]
+    sad = next(p for p in paired if p["metric"] == "sad")
+    assert (sad["model"], sad["reference"]) == ("KARMA", "VCA + FCLS")
+    assert sad["differences"] == [pytest.approx(methods["KARMA"]["sad"] - methods["VCA + FCLS"]["sad"])]
     # the same folder with other settings is refused, not reused; KARMA can start from another extraction
     assert main(["unmixing-eval", "--scene", "user_scene.mat", "-c", str(recipe), "--seeds", "[1]", "--epochs", "1", "--out", "out",
                  "--init", "nfindr"]) == 2

@@ -290,7 +290,7 @@ def unmixing_eval(args) -> None:
     import inspect
 
     from rsdistill.errors import InputError
-    from rsdistill.evaluation.unmixing_eval import load_unmixing_scene, markdown, run_unmixing_eval
+    from rsdistill.evaluation.unmixing_eval import load_unmixing_scene, markdown, paired_comparisons, paired_markdown, run_unmixing_eval
     from rsdistill.files import write_json
 
     options = {"reference": args.reference, "key": args.key, "scale": args.scale, "endmembers_key": args.endmembers_key,
@@ -305,8 +305,9 @@ def unmixing_eval(args) -> None:
         scene = load_unmixing_scene(args.scene, **options)
     out = Path(args.out)
     rows = run_unmixing_eval(scene, args.recipe, args.seeds, out, args.endmembers, args.epochs, args.init, args.overwrite)
-    table = markdown(rows)
-    write_json(out / "results.json", rows)
+    pairs = paired_comparisons(rows, args.init)
+    table = markdown(rows) + ("\n\n" + paired_markdown(pairs) if pairs else "")
+    write_json(out / "results.json", {"runs": rows, "paired": pairs})
     (out / "results.md").write_text(table + "\n")
     print(table)
 
