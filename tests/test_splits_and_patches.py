@@ -182,6 +182,14 @@ def test_spatial_folds_test_every_labelled_pixel_once_with_a_buffer():
     assert np.array_equal(again.test, splits[1].test)
     with pytest.raises(InputError, match="at least 3 folds"):
         fold_split(coords, classes, block, 2, 0, 0, 0, ["a", "b"], shapes, radius)
+    # without a validation fold (a fixed probe): the same test blocks, nothing held for validation,
+    # training only kept away from the test blocks, so it holds more than with one
+    probe = fold_split(coords, classes, block, folds, 1, fold_seed=3, seed=0, scenes=["a", "b"], shapes=shapes, radius=radius, validation=False)
+    assert np.array_equal(probe.test, splits[1].test) and len(probe.val) == 0 and len(probe.train) > len(splits[1].train)
+    train = {tuple(p) for p in probe.train.tolist()}
+    for scene, r, c in probe.test.tolist():  # no training pixel within the radius of a test pixel
+        assert not any((scene, r + dr, c + dc) in train for dr in range(-radius, radius + 1) for dc in range(-radius, radius + 1))
+    assert len(fold_split(coords, classes, block, 2, 0, 0, 0, ["a", "b"], shapes, radius, validation=False).test) > 0
 
 
 def test_a_class_too_rare_for_every_fold_is_dropped_from_all_of_them_and_the_folds_stay():

@@ -1,30 +1,16 @@
-"""``rsdistill teacher-knowledge``: the shipped config's protocols on a slice of the real data, and
-the scene folds' promises (every labelled pixel tested once, a buffer around each test block)."""
+"""``rsdistill teacher-knowledge``: the shipped config's protocols on a slice of the real data (its
+scene folds are ``data.splits.fold_split`` without a validation fold, tested in test_splits_and_patches.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from rsdistill.cli import main
-from rsdistill.evaluation.teacher_knowledge import _scene_folds
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/galileo/teacher_knowledge.yaml"
-
-
-def test_scene_folds_test_every_labelled_pixel_once_with_a_buffer():
-    labels = np.random.default_rng(0).integers(0, 4, (47, 53))
-    folds = _scene_folds(labels, block=10, folds=4, buffer=3, seed=0)
-    tested = sum(test.astype(int) for _, test in folds)
-    assert np.array_equal(tested, (labels > 0).astype(int))
-    for train, test in folds:
-        rows, cols = np.nonzero(test)
-        for r, c in zip(rows[::50], cols[::50]):  # no training pixel within 3 px of a test pixel
-            assert not train[max(r - 3, 0): r + 4, max(c - 3, 0): c + 4].any()
-        assert train.any()
 
 
 def test_the_shipped_config_runs_on_a_slice_of_each_dataset(data_dir, tmp_path, monkeypatch, capsys):

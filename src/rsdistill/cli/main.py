@@ -193,6 +193,8 @@ def _teacher_knowledge_parser() -> ArgumentParser:
                             "(stratified folds), a scene (buffered spatial blocks) and tile lists; results.json and results.md.")
     parser.add_argument("-c", "--config", required=True, help="e.g. configs/galileo/teacher_knowledge.yaml")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--datasets", type=Optional[list[str]], default=None, help="run only these of the config's datasets, "
+                        "e.g. '[slovenia]' (default: all)")
     return parser
 
 

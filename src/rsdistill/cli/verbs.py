@@ -279,6 +279,11 @@ def teacher_knowledge(args) -> None:
         config = yaml.safe_load(Path(args.config).read_text())
     except (OSError, yaml.YAMLError) as error:
         raise InputError(f"{args.config}: not a readable YAML file ({error})") from None
+    if args.datasets:
+        unknown = [name for name in args.datasets if name not in config.get("datasets", {})]
+        if unknown:
+            raise InputError(f"{args.config}: no dataset {unknown[0]!r}; it declares {', '.join(config.get('datasets', {}))}")
+        config["datasets"] = {name: config["datasets"][name] for name in args.datasets}
     results = run_teacher_knowledge(config)
     out = Path(args.out)
     write_json(out / "results.json", {"config": config, "results": results})

@@ -202,14 +202,17 @@ def block_split(coords, classes, block_size: int, train: float, val: float, seed
 
 
 def fold_split(coords, classes, block_size: int, folds: int, fold: int, fold_seed: int, seed: int, scenes: list[str],
-               shapes: list[tuple[int, int]], radius: int, min_class_pixels: int = 0) -> PixelSplit:
+               shapes: list[tuple[int, int]], radius: int, min_class_pixels: int = 0, validation: bool = True) -> PixelSplit:
     """Fold ``fold`` of a spatial ``folds``-fold cross-validation over blocks (module docstring).
     ``shapes``: (H, W) of each scene, for the held-out regions the buffer is drawn around. A class
     with fewer than ``min_class_pixels`` labelled pixels in all is dropped from every subset of
     every fold (``dropped_classes``; the blocks are dealt from every labelled pixel first, so the
-    folds do not depend on it), instead of failing the fold whose training side misses it."""
-    if folds < 3:
-        raise InputError(f"spatial cross-validation needs at least 3 folds (test, validation, training), got {folds}")
+    folds do not depend on it), instead of failing the fold whose training side misses it.
+    ``validation=False``: no validation fold (for a fixed probe that chooses nothing); every fold
+    but the test one trains."""
+    if folds < (3 if validation else 2):
+        raise InputError(f"spatial cross-validation needs at least {3 if validation else 2} folds "
+                         f"(test, {'validation, ' if validation else ''}training), got {folds}")
     if not 0 <= fold < folds:
         raise InputError(f"fold {fold}: must lie in 0..{folds - 1}")
     if block_size < 2:
@@ -221,10 +224,11 @@ def fold_split(coords, classes, block_size: int, folds: int, fold: int, fold_see
     order = np.random.default_rng(fold_seed).permutation(blocks)
     fold_of = dict(zip(order.tolist(), (np.arange(blocks.size) % folds).tolist()))
     pixel_fold = np.array([fold_of[b] for b in block_ids.tolist()])
-    test, val = pixel_fold == fold, pixel_fold == (fold + 1) % folds
+    held_folds = [fold, (fold + 1) % folds] if validation else [fold]
+    test, val = pixel_fold == fold, (pixel_fold == held_folds[-1]) & validation
     train = ~test & ~val
     if radius > 0:  # training pixels within the patch radius of a held-out block are dropped
-        held_blocks = set(order[(np.arange(blocks.size) % folds == fold) | (np.arange(blocks.size) % folds == (fold + 1) % folds)].tolist())
+        held_blocks = set(order[np.isin(np.arange(blocks.size) % folds, held_folds)].tolist())
         near = np.zeros(len(coords), bool)
         for scene, (height, width) in enumerate(shapes):
             grid = np.zeros((-(-height // block_size), -(-width // block_size)), bool)

@@ -35,6 +35,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from rsdistill.data.paths import expand, read_tile_list, resolve
+from rsdistill.data.splits import fold_split
 from rsdistill.errors import InputError
 from rsdistill.io.readers import open_scene, read_scene
 from rsdistill.io.scene import Scene
@@ -121,22 +122,6 @@ def _aligned(fed: PretrainedEncoder, spectra: np.ndarray) -> np.ndarray:
     return fed.preprocessing.scale * spectra @ alignment[present].T
 
 
-def _scene_folds(labels: np.ndarray, block: int, folds: int, buffer: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train mask, test mask) per fold over the labelled pixels: blocks of ``block``² dealt into
-    ``folds`` at random, training pixels within ``buffer`` px of the test blocks dropped."""
-    h, w = labels.shape
-    block_ids = (np.arange(h)[:, None] // block) * ((w + block - 1) // block) + np.arange(w)[None] // block
-    order = np.random.default_rng(seed).permutation(int(block_ids.max()) + 1)
-    fold_of = (order.argsort() % folds)[block_ids]
-    labelled = labels > 0
-    out = []
-    for k in range(folds):
-        test = labelled & (fold_of == k)
-        near = F.max_pool2d(torch.from_numpy((fold_of == k).astype(np.float32))[None, None], 2 * buffer + 1, 1, buffer)[0, 0].numpy() > 0
-        out.append((labelled & ~near, test))
-    return out
-
-
 # -- the three protocols -----------------------------------------------------------------------------
 def run_chips(dataset: dict, encoders: dict, seed: int) -> list[dict]:
     features, labels = _chip_features(dataset, encoders)
@@ -156,9 +141,14 @@ def run_scene(dataset: dict, encoders: dict, seed: int) -> list[dict]:
     rows, cols = np.nonzero(labels > 0)
     features = _pixel_features(scene, encoders, dataset, rows, cols)
     y = labels[rows, cols]
+    coords = np.stack([np.zeros_like(rows), rows, cols], axis=1)
+    width = labels.shape[1]
     records = []
-    for fold, (train_mask, test_mask) in enumerate(_scene_folds(labels, dataset["block"], dataset["folds"], dataset["buffer"], seed)):
-        train, test = train_mask[rows, cols], test_mask[rows, cols]
+    for fold in range(dataset["folds"]):
+        # the project's spatial folds (data.splits.fold_split), without a validation fold: the probe chooses nothing
+        split = fold_split(coords, y, dataset["block"], dataset["folds"], fold, seed, seed, [dataset["scene"]], [labels.shape],
+                           dataset["buffer"], dataset.get("min_class_pixels", 0), validation=False)
+        train, test = (np.isin(rows * width + cols, part[:, 1] * width + part[:, 2]) for part in (split.train, split.test))
         for name, x in features.items():
             records.append({"model": name, "seed": fold, "train_pixels": int(train.sum()), "test_pixels": int(test.sum()),
                             **_probe_scores(x[train], y[train], x[test], y[test])})

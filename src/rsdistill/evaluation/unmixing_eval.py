@@ -269,4 +269,5 @@ def paired_markdown(rows: list[dict]) -> str:
     from rsdistill.evaluation.paired import paired_table
 
     table = paired_table([{**r, "model": f"{r['scene']}: {r['model']}"} for r in rows], scale=1000.0)
-    return "Paired over seeds, differences × 1000 (mrad for SAD; negative = closer to the reference):\n\n" + table
+    return ("Paired over seeds, differences × 1000 (mrad for SAD); negative = closer to the reference, so "
+            "'ahead' counts the seeds where the first method is *worse*:\n\n" + table)
