@@ -232,3 +232,32 @@ def test_spectral_angle_hungarian_matching_and_rmse_by_hand():
     assert order.tolist() == [0, 1] and np.degrees(angles).sum() == pytest.approx(39)
     estimated, truth = np.array([[0.5, 0.0], [0.5, 1.0]]), np.array([[1.0, 0.0], [0.0, 1.0]])
     assert abundance_rmse(estimated, truth) == pytest.approx(np.sqrt((0.25 + 0 + 0.25 + 0) / 4))
+
+
+def test_the_volume_term_is_the_simplex_log_volume_and_shrinks_the_endmembers():
+    """½·log det(DᵀD) by hand on a right triangle (area ½·|u|·|v|), invariant to a shift of every
+    endmember; in a KARMA step with only that term the endmembers move toward each other."""
+    import torch
+
+    from rsdistill.losses.reconstruction import reconstruction_terms, simplex_log_volume
+    from rsdistill.tasks.pretrain import MAEPretrainer
+
+    triangle = torch.tensor([[0.0, 3.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # 4 bands, 3 endmembers
+    assert simplex_log_volume(triangle).item() == pytest.approx(np.log(3.0 * 2.0), abs=1e-5)  # ½·log(9·4)
+    assert simplex_log_volume(triangle + 5.0).item() == pytest.approx(np.log(6.0), abs=1e-5)
+    task = MAEPretrainer(tile_info(4, tile_size=8), patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
+                         endmembers=3, loss_weights={"volume": 1.0})
+    mixing = task.model.mixing
+    spread = lambda e: torch.cdist(e.T, e.T).sum().item()  # noqa: E731
+    before = spread(mixing.endmembers.detach())
+    terms = task.model(torch.randn(2, 4, 8, 8))
+    loss = reconstruction_terms(task.loss_weights, terms, torch.zeros(2, 4, 64), torch.ones(2, 4, 16), 4, (8, 8), lambda x: x)["total"]
+    loss.backward()
+    with torch.no_grad():
+        mixing.endmembers -= 0.01 * mixing.endmembers.grad
+    assert spread(mixing.endmembers.detach()) < before
+    no_branch = MAEPretrainer(tile_info(4, tile_size=8), patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8,
+                              decoder_depth=1, loss_weights={"volume": 1.0})
+    with pytest.raises(InputError, match="'volume' needs the linear-mixing branch"):
+        reconstruction_terms(no_branch.loss_weights, no_branch.model(torch.randn(2, 4, 8, 8)), torch.zeros(2, 4, 64), torch.ones(2, 4, 16),
+                             4, (8, 8), lambda x: x)

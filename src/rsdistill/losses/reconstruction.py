@@ -10,7 +10,10 @@ a per-pixel validity (N, L, p²) so nodata pixels never count. Terms:
   units (normalisation undone by the model's ``Preprocessing``), since angles are not preserved by
   per-band z-scores (KARMA);
 - ``physics``: the linear-mixing reconstruction E·a against the target on every valid pixel, plus
-  its agreement with the pixel head on masked pixels (KARMA's physics-consistency term).
+  its agreement with the pixel head on masked pixels (KARMA's physics-consistency term);
+- ``volume``: the log-volume of the endmember simplex (``simplex_log_volume``), a minimum-volume
+  prior against a simplex that grows past the data (Miao & Qi, MVC-NMF, IEEE TGRS 45(3), 2007, Eq. 8,
+  in the log-determinant form of Fu et al., IEEE TSP 64(19), 2016).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from rsdistill.errors import InputError
 from rsdistill.tokens import take_tokens, unpatchify
 
-LOSS_TERMS = ("mse", "huber", "ssim", "sam", "physics")
+LOSS_TERMS = ("mse", "huber", "ssim", "sam", "physics", "volume")
 
 
 def _masked_mean(per_pixel: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -35,6 +38,14 @@ def spectral_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Angle (radians) between spectra along the last axis."""
     cosine = F.cosine_similarity(a, b, dim=-1, eps=1e-8).clamp(-1 + 1e-7, 1 - 1e-7)
     return torch.acos(cosine)
+
+
+def simplex_log_volume(endmembers: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """½·log det(DᵀD + εI) of endmembers (C, M), D = [e₂ − e₁, …, e_M − e₁] (C, M−1): the log of the
+    (M−1)-volume of their simplex up to a constant, defined for any band count C ≥ M − 1."""
+    edges = (endmembers[:, 1:] - endmembers[:, :1]).float()
+    gram = edges.T @ edges
+    return 0.5 * torch.logdet(gram + eps * torch.eye(gram.shape[0], device=gram.device))
 
 
 def check_loss_weights(weights: dict[str, float]) -> dict[str, float]:
@@ -85,5 +96,9 @@ def reconstruction_terms(
         mixture_masked = spectra(take_tokens(mixture, ids))
         to_pixel_head = _masked_mean(F.mse_loss(mixture_masked, pred_px.detach(), reduction="none").mean(-1), valid_masked)
         terms["physics"] = to_target + to_pixel_head
+    if "volume" in weights:
+        if "endmembers" not in outputs:
+            raise InputError("loss term 'volume' needs the linear-mixing branch (set endmembers > 0)")
+        terms["volume"] = simplex_log_volume(outputs["endmembers"])
     terms["total"] = sum(weights[k] * v for k, v in terms.items())
     return terms

@@ -180,7 +180,7 @@ class MaskedAutoencoder(nn.Module):
         patches ``ids_masked`` (N, L_mask); with ``predict="all"`` also ``pred`` (N, L, p²C);
         ``mask`` (N, L) 1 = masked; ``latent`` (N, 1 + L_keep, D); ``layers`` {layer: tokens of the
         visible patches}; ``ids_keep`` (N, L_keep) the visible patches; and with the physics branch
-        ``abundances`` (N, L, p², M) and ``mixture`` (N, L, p²C) of every patch.
+        ``abundances`` (N, L, p², M) and ``mixture`` (N, L, p²C) of every patch, and ``endmembers`` (C, M).
         """
         if predict not in ("all", "masked"):
             raise ValueError(f"predict must be 'all' or 'masked', got {predict!r}")
@@ -202,5 +202,5 @@ class MaskedAutoencoder(nn.Module):
             out["pred_masked"] = self.decoder.pred(take_tokens(decoded, patch_mask.ids_masked))
         if self.mixing is not None:
             abundances, mixture = self.mixing(decoded)
-            out["abundances"], out["mixture"] = abundances, mixture.flatten(2)
+            out["abundances"], out["mixture"], out["endmembers"] = abundances, mixture.flatten(2), self.mixing.endmembers
         return out
