@@ -261,3 +261,28 @@ def test_the_volume_term_is_the_simplex_log_volume_and_shrinks_the_endmembers():
     with pytest.raises(InputError, match="'volume' needs the linear-mixing branch"):
         reconstruction_terms(no_branch.loss_weights, no_branch.model(torch.randn(2, 4, 8, 8)), torch.zeros(2, 4, 64), torch.ones(2, 4, 16),
                              4, (8, 8), lambda x: x)
+
+
+def test_pixel_abundances_add_a_linear_term_of_each_pixels_own_spectrum():
+    """``pixel_abundances``: zero at the start (the token-only head's abundances exactly); then each
+    pixel's logits differ from the token-only ones by W·x + b of its own spectrum (checked through
+    log-ratios, which softmax keeps); for masked patches the spectrum is the pixel head's detached
+    reconstruction, so the abundances never train the pixel head."""
+    import torch
+
+    from rsdistill.models.mae import MaskedAutoencoder
+
+    torch.manual_seed(0)
+    shape = dict(bands=5, img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1, endmembers=3)
+    token_only, per_pixel = MaskedAutoencoder(**shape), MaskedAutoencoder(**shape, pixel_abundances=True)
+    per_pixel.load_state_dict(token_only.state_dict(), strict=False)
+    images = torch.randn(2, 5, 8, 8)
+    assert torch.allclose(per_pixel.unmix(images), token_only.unmix(images))
+    with torch.no_grad():
+        per_pixel.mixing.spectral.weight.normal_(), per_pixel.mixing.spectral.bias.normal_()
+    logits = per_pixel.mixing.spectral(images.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (N, M, H, W)
+    ratio = per_pixel.unmix(images).log() - token_only.unmix(images).log()
+    assert torch.allclose(ratio - ratio[:, :1], logits - logits[:, :1], atol=1e-4)
+    out = per_pixel(images, mask_ratio=0.5)
+    out["abundances"].pow(2).sum().backward()
+    assert per_pixel.decoder.pred.weight.grad is None and per_pixel.mixing.spectral.weight.grad.abs().sum() > 0

@@ -12,7 +12,10 @@ strided-grid mask (``masking.strided_grid_mask``, 75 %).
 KARMA (arXiv 2512.12445): parallel to the pixel head, an abundance head (MLP D → D/2 → p²·M)
 gives, for every pixel of a patch, abundances over M endmembers through a softmax (non-negative,
 summing to one); the physics reconstruction of that pixel is E·a with the endmember matrix E
-(bands × M), learnable or fixed.
+(bands × M), learnable or fixed. From one token the p² abundances of a patch vary little, so the
+maps show the token grid; with ``pixel_abundances`` the logits of each pixel also get a linear
+term of that pixel's own spectrum (zero at the start): the input where the encoder saw it, the
+pixel head's reconstruction (detached) where it was masked, so abundances follow the pixels.
 """
 
 from __future__ import annotations
@@ -24,16 +27,21 @@ from rsdistill.errors import InputError
 from rsdistill.masking import PatchMask, mask_from_scores, patch_scores, strided_grid_mask
 from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.vit import Block, ViTEncoder, sincos_position_embedding
-from rsdistill.tokens import take_tokens, unpatchify
+from rsdistill.tokens import patchify, take_tokens, unpatchify
 
 
 class LinearMixingHead(nn.Module):
-    """Decoder tokens (N, L, D) -> abundances (N, L, p², M) and mixtures (N, L, p², bands)."""
+    """Decoder tokens (N, L, D) [and the pixels' spectra (N, L, p², bands)] -> abundances (N, L, p², M)
+    and mixtures (N, L, p², bands)."""
 
-    def __init__(self, dim: int, bands: int, endmembers: int, patch_size: int, initial=None, learnable: bool = True):
+    def __init__(self, dim: int, bands: int, endmembers: int, patch_size: int, initial=None, learnable: bool = True,
+                 pixel_spectra: bool = False):
         super().__init__()
         self.pixels, self.endmembers_count = patch_size**2, endmembers
         self.abundance = nn.Sequential(nn.Linear(dim, dim // 2), nn.GELU(), nn.Linear(dim // 2, self.pixels * endmembers))
+        self.spectral = nn.Linear(bands, endmembers) if pixel_spectra else None
+        if self.spectral is not None:  # starts as the token-only head
+            nn.init.zeros_(self.spectral.weight), nn.init.zeros_(self.spectral.bias)
         initial = torch.rand(bands, endmembers) if initial is None else torch.as_tensor(initial, dtype=torch.float32)
         if initial.shape != (bands, endmembers):
             raise ValueError(f"endmember matrix must be ({bands}, {endmembers}), got {tuple(initial.shape)}")
@@ -42,9 +50,12 @@ class LinearMixingHead(nn.Module):
         else:
             self.register_buffer("endmembers", initial.clone())
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, spectra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         n, length, _ = tokens.shape
-        abundances = self.abundance(tokens).view(n, length, self.pixels, self.endmembers_count).softmax(dim=-1)
+        logits = self.abundance(tokens).view(n, length, self.pixels, self.endmembers_count)
+        if self.spectral is not None:
+            logits = logits + self.spectral(spectra)
+        abundances = logits.softmax(dim=-1)
         return abundances, abundances @ self.endmembers.T
 
 
@@ -116,6 +127,7 @@ class MaskedAutoencoder(nn.Module):
         endmember_init=None,
         learnable_endmembers: bool = True,
         sam: dict | None = None,
+        pixel_abundances: bool = False,
     ):
         super().__init__()
         self.patch_size, self.bands = patch_size, bands
@@ -126,7 +138,7 @@ class MaskedAutoencoder(nn.Module):
         grid = img_size // patch_size
         self.decoder = MAEDecoder(embed_dim, decoder_embed_dim, decoder_depth, decoder_num_heads, mlp_ratio, patch_size**2 * bands, (grid, grid))
         self.mixing = (
-            LinearMixingHead(decoder_embed_dim, bands, endmembers, patch_size, endmember_init, learnable_endmembers)
+            LinearMixingHead(decoder_embed_dim, bands, endmembers, patch_size, endmember_init, learnable_endmembers, pixel_abundances)
             if endmembers else None
         )
         self._register_load_state_dict_pre_hook(_rename_old_decoder_keys)
@@ -156,6 +168,10 @@ class MaskedAutoencoder(nn.Module):
             return self.decoder(latent, ids_restore, grid)
         return self.decoder(latent[:, 1:], ids_restore, grid, cls=latent[:, :1])
 
+    def _pixel_spectra(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, L, p²C) patches -> (N, L, p², C) spectra of their pixels."""
+        return patches.view(*patches.shape[:2], self.patch_size**2, self.bands)
+
     def unmix(self, images: torch.Tensor) -> torch.Tensor:
         """Abundances of every pixel with nothing masked: (N, C, H, W) -> (N, M, H, W)."""
         if self.mixing is None:
@@ -164,7 +180,7 @@ class MaskedAutoencoder(nn.Module):
         grid = (height // self.patch_size, width // self.patch_size)
         everything = torch.arange(grid[0] * grid[1], device=images.device).expand(n, -1)
         latent, _ = self.forward_encoder(images, everything)
-        abundances, _ = self.mixing(self.forward_decoder(latent, everything, grid))  # (N, L, p², M)
+        abundances, _ = self.mixing(self.forward_decoder(latent, everything, grid), self._pixel_spectra(patchify(images, self.patch_size)))
         return unpatchify(abundances.flatten(2), self.patch_size, height, width)
 
     def forward(self, images: torch.Tensor, mask_ratio: float = 0.75, score: str = "random", noise: float = 0.5,
@@ -201,6 +217,10 @@ class MaskedAutoencoder(nn.Module):
         else:
             out["pred_masked"] = self.decoder.pred(take_tokens(decoded, patch_mask.ids_masked))
         if self.mixing is not None:
-            abundances, mixture = self.mixing(decoded)
+            spectra = None
+            if self.mixing.spectral is not None:  # seen pixels as they are, masked ones as the pixel head rebuilt them
+                masked = patch_mask.ids_masked[..., None].expand_as(out["pred_masked"])
+                spectra = self._pixel_spectra(patchify(images, self.patch_size).scatter(1, masked, out["pred_masked"].detach()))
+            abundances, mixture = self.mixing(decoded, spectra)
             out["abundances"], out["mixture"], out["endmembers"] = abundances, mixture.flatten(2), self.mixing.endmembers
         return out

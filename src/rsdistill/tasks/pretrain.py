@@ -68,6 +68,7 @@ class MAEPretrainer(BaseTask):
         learnable_endmembers: bool = True,
         endmember_lr: float = 1.5e-4,
         nonnegative_endmembers: bool = False,
+        pixel_abundances: bool = False,
         lr: float = 1.5e-3,
         weight_decay: float = 0.05,
         betas: tuple[float, float] = (0.9, 0.95),
@@ -99,6 +100,7 @@ class MAEPretrainer(BaseTask):
         self.model = MaskedAutoencoder(
             self.preprocessing.channels, self.tile_size, h.patch_size, h.embed_dim, h.depth, h.num_heads, h.decoder_embed_dim,
             h.decoder_depth, h.decoder_num_heads, endmembers=h.endmembers, learnable_endmembers=h.learnable_endmembers, sam=h.sam,
+            pixel_abundances=h.pixel_abundances,
         )
 
     def configure_losses(self) -> None:
