@@ -168,6 +168,16 @@ def test_unmixing_eval_on_a_user_scene_end_to_end(tmp_path, monkeypatch, capsys)
     assert main(["unmixing-eval", "--scene", "user_scene.mat", "-c", str(recipe), "--seeds", "[1]", "--epochs", "1", "--out", "out_nfindr",
                  "--init", "nfindr"]) == 0
     assert np.allclose(np.load(tmp_path / "out_nfindr/seed_1/endmember_init.npy"), nfindr(pixels, 4, seed=1), atol=1e-5)
+    # a variant against another run of the same scene and seeds: KARMA paired per seed
+    assert main(["unmixing-eval", "--scene", "user_scene.mat", "-c", str(recipe), "--seeds", "[1]", "--epochs", "1", "--out", "out_nfindr",
+                 "--init", "nfindr", "--against", "out"]) == 0
+    against = [p for p in json.loads((tmp_path / "out_nfindr/results.json").read_text())["paired"] if p["reference"] == "KARMA (out)"]
+    other = json.loads((tmp_path / "out_nfindr/seed_1/scores.json").read_text())["methods"]["KARMA"]
+    assert [p["metric"] for p in against] == ["abundance_rmse", "sad"]
+    assert against[1]["differences"] == [pytest.approx(other["sad"] - methods["KARMA"]["sad"])]
+    assert main(["unmixing-eval", "--scene", "user_scene.mat", "-c", str(recipe), "--seeds", "[1]", "--out", "out_nfindr", "--init", "nfindr",
+                 "--epochs", "1", "--against", "nowhere"]) == 2
+    assert "--against nowhere: no results.json there" in capsys.readouterr().err
     assert main(["unmixing-eval", "--scene", "user_scene.mat", "-c", str(recipe), "--out", "out_bad", "--init", "ppi"]) == 2
     assert "init 'ppi': KARMA starts from one of the extractions vca, vca_restarts, nfindr, nmf" in capsys.readouterr().err
     # a scene YAML holds the scene's options: giving them on the command line too is refused

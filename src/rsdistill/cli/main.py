@@ -226,6 +226,8 @@ def _unmixing_parser() -> ArgumentParser:
     parser.add_argument("--overwrite", type=bool, default=False, help="replace runs in --out made with other settings "
                         "(without it, a finished run is reused only for the same settings and refused otherwise)")
     parser.add_argument("--out", required=True, help="results.json, results.md and one folder per seed")
+    parser.add_argument("--against", default=None, help="another unmixing-eval --out folder of the same scene and seeds (e.g. "
+                        "karma.yaml's): KARMA's abundance RMSE and SAD paired per seed against it")
     return parser
 
 

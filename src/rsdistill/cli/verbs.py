@@ -293,9 +293,10 @@ def teacher_knowledge(args) -> None:
 
 def unmixing_eval(args) -> None:
     import inspect
+    import json
 
     from rsdistill.errors import InputError
-    from rsdistill.evaluation.unmixing_eval import load_unmixing_scene, markdown, paired_comparisons, paired_markdown, run_unmixing_eval
+    from rsdistill.evaluation.unmixing_eval import load_unmixing_scene, markdown, paired_against, paired_comparisons, paired_markdown, run_unmixing_eval
     from rsdistill.files import write_json
 
     options = {"reference": args.reference, "key": args.key, "scale": args.scale, "endmembers_key": args.endmembers_key,
@@ -308,9 +309,14 @@ def unmixing_eval(args) -> None:
         scene = load_unmixing_scene(args.scene)
     else:
         scene = load_unmixing_scene(args.scene, **options)
+    other = Path(args.against or "") / "results.json"
+    if args.against and not other.is_file():  # before anything trains
+        raise InputError(f"--against {args.against}: no results.json there (an unmixing-eval --out folder)")
     out = Path(args.out)
     rows = run_unmixing_eval(scene, args.recipe, args.seeds, out, args.endmembers, args.epochs, args.init, args.overwrite)
     pairs = paired_comparisons(rows, args.init)
+    if args.against:
+        pairs += paired_against(rows, json.loads(other.read_text())["runs"], str(args.recipe), args.against)
     table = markdown(rows) + ("\n\n" + paired_markdown(pairs) if pairs else "")
     write_json(out / "results.json", {"runs": rows, "paired": pairs})
     (out / "results.md").write_text(table + "\n")

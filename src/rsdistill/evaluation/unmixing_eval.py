@@ -264,6 +264,22 @@ def paired_comparisons(rows: list[dict], init: str) -> list[dict]:
     return found
 
 
+def paired_against(rows: list[dict], other: list[dict], label: str = "this run", other_label: str = "the other") -> list[dict]:
+    """KARMA's abundance RMSE and SAD, and its refined abundances' RMSE, of this run against another
+    run of the same scene and seeds (e.g. a recipe variant against ``karma.yaml``), paired per seed:
+    the same seed gives both the same extraction draws and data order."""
+    from rsdistill.evaluation.paired import paired_differences
+
+    records = [{**r, "model": f"{r['method']} ({label})"} for r in rows] + [{**r, "model": f"{r['method']} ({other_label})"} for r in other]
+    found = []
+    for scene in dict.fromkeys(r["scene"] for r in rows):
+        of_scene = [r for r in records if r["scene"] == scene]
+        for method, metric in ((KARMA, "abundance_rmse"), (KARMA, "sad"), (REFINED, "abundance_rmse")):
+            pair = [(f"{method} ({label})", f"{method} ({other_label})")]
+            found += [{**row, "scene": scene} for row in paired_differences(of_scene, pair, [metric])]
+    return found
+
+
 def paired_markdown(rows: list[dict]) -> str:
     """The pairs of ``paired_comparisons`` as a table, differences × 1000 (milliradians, RMSE × 1000); negative is better."""
     from rsdistill.evaluation.paired import paired_table
