@@ -37,7 +37,7 @@ PARSED_ONLY = [
     (r"--trainer\.strategy ddp|--trainer\.accelerator gpu|--trainer\.num_nodes", "DDP over processes and GPUs: "
      "test_ddp.py runs Lightning's DDP on CPU ranks, the README's two-node line included; no GPU here"),
     (r"^weights --download", "network: test_galileo.py downloads through a mocked urlopen"),
-    (r"configs/(segmentation|hyperkd|mask_cdkd)/|runs/(segmentation|hyperkd|mask_cdkd)/", "one step of a 256² tile or a "
+    (r"^(fit|validate|test|predict) .*configs/(segmentation|hyperkd|mask_cdkd)/|runs/(segmentation|hyperkd|mask_cdkd)/", "one step of a 256² tile or a "
      "218-band MAE costs a minute here: one batch of every one of these recipes runs in "
      "test_task_vocabulary.py::test_every_recipe_runs_one_batch; the HyperKD teacher → student recipes end to end on real "
      "data in test_hyperkd.py, Mask-CDKD's stages in test_mask_cdkd.py, a segmenter's test and map in test_segmentation.py, "
