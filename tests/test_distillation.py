@@ -86,3 +86,28 @@ def test_unlabelled_pixels_enter_the_kd_term_only():
     kd = logit_kd_loss(torch.cat([student, extra_student]), torch.cat([teacher, extra_teacher]), 2.0)
     assert float(parts["kd"]) == pytest.approx(float(kd)) and float(parts["ce"]) == pytest.approx(float(F.cross_entropy(student, targets)))
     assert float(loss) == pytest.approx(0.7 * float(parts["ce"]) + 0.3 * float(kd))
+
+
+def test_feature_kd_losses_by_hand():
+    """The three feature distances on two tokens of three channels, worked in numpy from their
+    definitions (HyperKD's KL over channels with T² and T = 2; MSE against the teacher token
+    standardised over its channels, ε = 1e-5 as LayerNorm; 1 − cosine), each averaged over tokens."""
+    from rsdistill.losses.distillation import feature_kd_loss
+
+    s = np.array([[[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]]])
+    t = np.array([[[0.0, 1.0, 3.0], [2.0, 2.0, -2.0]]])
+
+    def log_softmax(x):
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    kl = 4 * (np.exp(log_softmax(t / 2)) * (log_softmax(t / 2) - log_softmax(s / 2))).sum(-1).mean()
+    standardised = (t - t.mean(-1, keepdims=True)) / np.sqrt(t.var(-1, keepdims=True) + 1e-5)
+    mse = ((s - standardised) ** 2).mean()
+    cosine = (1 - (s * t).sum(-1) / (np.linalg.norm(s, axis=-1) * np.linalg.norm(t, axis=-1))).mean()
+    as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    assert feature_kd_loss(as_tensor(s), as_tensor(t), "kl", temperature=2.0).item() == pytest.approx(kl, rel=1e-5)
+    assert feature_kd_loss(as_tensor(s), as_tensor(t), "mse").item() == pytest.approx(mse, rel=1e-5)
+    assert feature_kd_loss(as_tensor(s), as_tensor(t), "cosine").item() == pytest.approx(cosine, rel=1e-5)
+    assert min(kl, mse, cosine) > 0.1  # the example is not one where a distance vanishes
+    with pytest.raises(ValueError, match="unknown feature loss 'l1'"):
+        feature_kd_loss(as_tensor(s), as_tensor(t), "l1")
