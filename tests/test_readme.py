@@ -144,6 +144,8 @@ def run_python_blocks(data: Path, scratch: Path) -> None:
     tiles, a Dubai photo and the runs made above; the HyperKD teacher (a recipe parsed, not run) is
     a small HLS ViT saved with its card. ``raw_batch``, ``valid`` and ``class_map``, which the
     README's text gives as the user's, are EnMAP pixels, their mask, and a class map of the tile."""
+    import torch
+
     from rsdistill import Preprocessing, save_encoder
     from rsdistill.io import read_scene, write_geotiff
     from rsdistill.models import ViTEncoder
@@ -162,8 +164,6 @@ def run_python_blocks(data: Path, scratch: Path) -> None:
              "train.csv": "enmap_potsdam_specdeepmap/train_files.csv", "test.csv": "enmap_potsdam_specdeepmap/test_files.csv"}
     given = {"raw_batch": np.ascontiguousarray(tile.cube[None, :16, :16].transpose(0, 3, 1, 2)),
              "valid": tile.valid[None, :16, :16], "class_map": tile.valid.astype(np.int64)}
-    import torch
-
     namespace = {k: torch.from_numpy(v) if k != "class_map" else v for k, v in given.items()}
     for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S):
         for name, path in files.items():
