@@ -158,17 +158,42 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     # strip by strip from the file = every window's probabilities summed over the whole scene at once
     whole = read_scene(scene_path)
     image = torch.from_numpy(model.preprocessing.cube(whole.cube, whole.valid))[None]
-    scores = torch.zeros(3, 40, 36)
-    with torch.no_grad():
-        for window in tile_windows(40, 36, 16, 8, edges="shift"):
-            rows, cols = window.slices
-            scores[:, rows, cols] += model(image[:, :, rows, cols])[0].softmax(0)
-    expected = np.where(whole.valid, scores.argmax(0).numpy() + 1, 0)
+
+    def blended(segmenter, weight: torch.Tensor) -> np.ndarray:  # every window's probabilities × weight, summed over the scene
+        scores = torch.zeros(3, 40, 36)
+        with torch.no_grad():
+            for window in tile_windows(40, 36, 16, 8, edges="shift"):
+                rows, cols = window.slices
+                scores[:, rows, cols] += segmenter(image[:, :, rows, cols])[0].softmax(0) * weight
+        return np.where(whole.valid, scores.argmax(0).numpy() + 1, 0)
+
+    expected = blended(model, torch.ones(16, 16))
     assert main(["map", "--ckpt", str(tmp_path / "run/last.ckpt"), "--scene", str(scene_path), "--out", str(tmp_path / "uniform.tif"),
                  "--tile", "16", "--overlap", "8", "--blend", "uniform"]) == 0
     with rasterio.open(tmp_path / "uniform.tif") as ds:
         assert np.array_equal(ds.read(1), expected)
     assert np.array_equal(segment_scene(model, whole, tile=16, overlap=8, blend="uniform"), expected)
+    # the default cosine blend: numpy's symmetric Hann window, floored at 1 %, as an outer product
+    hann = np.maximum(np.hanning(16), 0.01)
+    cosine = torch.from_numpy(np.outer(hann, hann)).float()
+    assert np.array_equal(segment_scene(model, whole, tile=16, overlap=8), blended(model, cosine))
+    with rasterio.open(tmp_path / "map.tif") as ds:  # the first `map` above: default blend, strip by strip from the file
+        assert np.array_equal(ds.read(1), blended(model, cosine))
+
+    class EdgeOrCentre(torch.nn.Module):  # class 1 near a window's edges, class 2 at its centre: the blends disagree in overlaps
+        def __init__(self, inner):
+            super().__init__()
+            self.net, self.preprocessing, self.class_names = inner.net, inner.preprocessing, inner.class_names
+
+        def forward(self, x):
+            centre = cosine / cosine.max()
+            return 4 * torch.stack([1 - centre, centre, torch.zeros_like(centre)])[None].expand(len(x), -1, -1, -1)
+
+    biased = EdgeOrCentre(model)
+    by_blend = {blend: blended(biased, weight) for blend, weight in (("uniform", torch.ones(16, 16)), ("cosine", cosine))}
+    assert (by_blend["uniform"] != by_blend["cosine"]).sum() > 50
+    for blend, expected_map in by_blend.items():
+        assert np.array_equal(segment_scene(biased, whole, tile=16, overlap=8, blend=blend), expected_map), blend
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
