@@ -5,8 +5,8 @@ which KARMA's physics branch is judged.
 VCA: Nascimento & Bioucas-Dias, "Vertex Component Analysis", IEEE TGRS 43(4), 2005.
 N-FINDR: Winter, "N-FINDR: an algorithm for fast autonomous spectral end-member determination in
 hyperspectral data", Proc. SPIE 3753, 1999 (the simplex of largest volume among the pixels).
-NMF: Lee & Seung, Nature 401, 1999; scikit-learn's coordinate-descent solver, pixels ≈ A·E with
-A, E ≥ 0 (no sum-to-one and no volume term: it finds a cone, not a simplex).
+NMF: Lee & Seung, Nature 401, 1999 (multiplicative updates, scikit-learn's ``NMF``), pixels ≈ E·A
+with E, A ≥ 0 (no sum-to-one and no volume term: alone it finds a cone, not a simplex).
 FCLS: Heinz & Chang, IEEE TGRS 39(3), 2001 (non-negative, sum-to-one least squares), solved as
 NNLS with the sum-to-one row weighted by ``delta`` relative to the endmembers' scale, so the
 abundances do not depend on the data's units (reflectance, ×10000, raw digital numbers).
@@ -125,9 +125,11 @@ def extract_endmembers(method: str, pixels: np.ndarray, endmembers: int, seed: i
     return EXTRACTORS[method](pixels, endmembers, seed=seed)
 
 
-def reconstruction_rmse(pixels: np.ndarray, endmembers: np.ndarray) -> float:
-    """RMS of pixels − E·FCLS(pixels, E) over every band and pixel: how well a simplex explains the data."""
-    return float(np.sqrt(np.mean((pixels - endmembers @ fcls(pixels, endmembers)) ** 2)))
+def reconstruction_rmse(pixels: np.ndarray, endmembers: np.ndarray, abundances: np.ndarray | None = None) -> float:
+    """RMS of pixels − E·A over every band and pixel, A = FCLS(pixels, E) unless given: how well a
+    simplex explains the data."""
+    abundances = fcls(pixels, endmembers) if abundances is None else abundances
+    return float(np.sqrt(np.mean((pixels - endmembers @ abundances) ** 2)))
 
 
 def fcls(pixels: np.ndarray, endmembers: np.ndarray, delta: float = 1e3) -> np.ndarray:

@@ -309,13 +309,13 @@ def unmixing_eval(args) -> None:
         scene = load_unmixing_scene(args.scene)
     else:
         scene = load_unmixing_scene(args.scene, **options)
-    other = Path(args.against or "") / "results.json"
-    if args.against and not other.is_file():  # before anything trains
+    other = Path(args.against) / "results.json" if args.against else None
+    if other is not None and not other.is_file():  # before anything trains
         raise InputError(f"--against {args.against}: no results.json there (an unmixing-eval --out folder)")
     out = Path(args.out)
     rows = run_unmixing_eval(scene, args.recipe, args.seeds, out, args.endmembers, args.epochs, args.init, args.overwrite)
     pairs = paired_comparisons(rows, args.init)
-    if args.against:
+    if other is not None:
         pairs += paired_against(rows, json.loads(other.read_text())["runs"], str(args.recipe), args.against)
     table = markdown(rows) + ("\n\n" + paired_markdown(pairs) if pairs else "")
     write_json(out / "results.json", {"runs": rows, "paired": pairs})

@@ -225,7 +225,8 @@ def fold_split(coords, classes, block_size: int, folds: int, fold: int, fold_see
     fold_of = dict(zip(order.tolist(), (np.arange(blocks.size) % folds).tolist()))
     pixel_fold = np.array([fold_of[b] for b in block_ids.tolist()])
     held_folds = [fold, (fold + 1) % folds] if validation else [fold]
-    test, val = pixel_fold == fold, (pixel_fold == held_folds[-1]) & validation
+    test = pixel_fold == fold
+    val = pixel_fold == held_folds[1] if validation else np.zeros_like(test)
     train = ~test & ~val
     if radius > 0:  # training pixels within the patch radius of a held-out block are dropped
         held_blocks = set(order[np.isin(np.arange(blocks.size) % folds, held_folds)].tolist())

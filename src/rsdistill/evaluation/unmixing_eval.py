@@ -175,6 +175,8 @@ def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: i
     for the same settings (``runs.claim_settings``; ``overwrite`` replaces one of other settings)."""
     from rsdistill.figures import unmixing_figure
 
+    if init not in EXTRACTORS:
+        raise InputError(f"init {init!r}: KARMA starts from one of the extractions {', '.join(EXTRACTORS)}")
     run_dir = Path(run_dir)
     count = count or scene.reference.count
     settings = {"scene": scene.path, "key": scene.key, "scale": scene.scale, "reference": scene.reference.names,
@@ -187,8 +189,6 @@ def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: i
     if not scene.reference.count <= count <= pixels.shape[0]:
         raise InputError(f"{scene.path}: {count} endmembers to estimate; expected from the reference's {scene.reference.count} "
                          f"(each reference material is matched to one) to the {pixels.shape[0]} bands")
-    if init not in EXTRACTORS:
-        raise InputError(f"init {init!r}: KARMA starts from one of the extractions {', '.join(EXTRACTORS)}")
     drawn = {name: extract_endmembers(name, pixels, count, seed=seed) for name in EXTRACTORS}
     karma_endmembers, karma_abundances = karma_unmixing(scene, recipe_path, count, drawn[init], seed, run_dir, epochs)
     estimates = {name: (baseline_name(name), endmembers, fcls(pixels, endmembers)) for name, endmembers in drawn.items()}
@@ -198,7 +198,7 @@ def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: i
     for slug, (method, endmembers, abundances) in estimates.items():
         record["methods"][method], order = score(endmembers, abundances, scene.reference)
         if slug in drawn:
-            record["methods"][method]["reconstruction_rmse"] = reconstruction_rmse(pixels, endmembers)
+            record["methods"][method]["reconstruction_rmse"] = reconstruction_rmse(pixels, endmembers, abundances)
         arrays[f"{slug}_endmembers"] = endmembers[:, order]
         arrays[f"{slug}_abundances"] = abundances[order].T.reshape(height, width, -1)
     if scene.reference.abundances is not None:
