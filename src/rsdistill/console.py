@@ -12,7 +12,11 @@ Dropped (each known harmless, with why):
 - onnxconverter's "the float32 number … will be truncated" on fp16 export (tiny weights below fp16's
   range; what it costs is in the export's parity report);
 - the ONNX exporter's "torchvision is not installed. Skipping torchvision::nms" (four lines on every
-  export: rsdistill's models use no torchvision operator).
+  export: rsdistill's models use no torchvision operator);
+- Lightning's lines at every fit of an experiment's runs: "Seed set to N" (the seed is in rsdistill's
+  own result line), "GPU/TPU/HPU available: …, used: …" (the device is the Trainer's
+  ``accelerator`` option; Lightning still warns when a GPU is there and unused) and "`Trainer.fit`
+  stopped: `max_epochs=N` reached" (the planned end, not an early stop).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import logging
 import os
 import warnings
 
-_MESSAGES = ("💡 Tip:", "Loading `train_dataloader` to estimate number of stepping batches", "torchvision is not installed. Skipping")
-_NOISY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero", "torch.onnx._internal.exporter._registration")
+_MESSAGES = ("💡 Tip:", "Loading `train_dataloader` to estimate number of stepping batches", "torchvision is not installed. Skipping",
+             "Seed set to ", "GPU available: ", "TPU available: ", "HPU available: ", "`Trainer.fit` stopped: `max_epochs=")
+# a logger's filter sees only the records logged on it, not its children's: each logger by name
+_NOISY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed",
+                  "torch.onnx._internal.exporter._registration")
 _WARNINGS = (r".*isinstance\(treespec, LeafSpec\)` is deprecated", r"(?s).*skip_none parameter was deprecated",
              r"(?s).*add_instantiator`` was deprecated", r"(?s).*instantiate_classes`` was deprecated",
              r"(?s)\s*By default only one JsonargparseDeprecationWarning per type is shown",  # the note before the first of them
