@@ -192,7 +192,7 @@ def test_experiment_options_as_the_readme_shows_them(tmp_path):
 
     from rsdistill.evaluation.quickstart import quickstart_config
 
-    config = quickstart_config(None, None, "enmap", 0, epochs=3)
+    config = quickstart_config(None, None, "enmap", epochs=3)
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**config, "seeds": [0, 1]}, sort_keys=False))
     out = tmp_path / "out"
     assert main(["experiment", "-c", str(tmp_path / "exp.yaml"), "--out", str(out), "--models", "teacher", "student",
@@ -223,10 +223,10 @@ def test_an_experiment_names_missing_prerequisites_before_training(tmp_path, cap
 
     from rsdistill.evaluation.quickstart import quickstart_config
 
-    config = quickstart_config(None, None, "enmap", 0, epochs=1)
+    config = quickstart_config(None, None, "enmap", epochs=1)
     config["models"] = {"student": config["models"]["student"],
                         "probe": {"arch": "encoder", "encoder": str(tmp_path / "seed_{seed}/encoder.safetensors")}}
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**config, "seeds": [0, 1]}, sort_keys=False))
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**config, "seeds": [0, 1], "pairs": []}, sort_keys=False))
     assert main(["experiment", "-c", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(tmp_path / "seed_0/encoder.safetensors") in err and str(tmp_path / "seed_1/encoder.safetensors") in err

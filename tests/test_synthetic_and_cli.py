@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 
 from rsdistill.cli import main
@@ -93,3 +95,19 @@ def test_the_quickstart_console_has_no_warning_line(tmp_path):
     lines = [line for line in (done.stdout + done.stderr).splitlines() if any(n in line.lower() for n in noise)]
     assert lines == []
     assert "student_kd" in done.stdout
+    # the paired line is the run's own difference, KD − no KD, whatever its sign
+    runs = {r["model"]: r for r in json.loads((tmp_path / "qs/results.json").read_text())["runs"]}
+    assert f"KD − no KD, OA points per seed: {100 * (runs['student_kd']['oa'] - runs['student']['oa']):+.2f} (fewer than 3" in done.stdout
+
+
+def test_the_quickstart_verdict_pairs_three_seeds_or_says_it_cannot():
+    from rsdistill.cli.verbs import quickstart_verdict
+    from rsdistill.evaluation.paired import paired_differences
+
+    oa = {("student_kd", 0): 0.80, ("student", 0): 0.78, ("student_kd", 1): 0.70, ("student", 1): 0.71, ("student_kd", 2): 0.90, ("student", 2): 0.87}
+    records = [{"model": m, "seed": s, "oa": v} for (m, s), v in oa.items()]
+    line = quickstart_verdict(paired_differences(records, [("student_kd", "student")], ["oa"])[0])
+    # differences +2, -1, +3: mean 1.33, population std 1.70, t = 1.33 / (2.08 / sqrt 3) = 1.11, p = 0.38 (2 df)
+    assert line == "KD − no KD, OA points per seed: +2.00, -1.00, +3.00; mean +1.33 ± 1.70, ahead on 2 of 3 seeds, paired t p 0.383"
+    one = quickstart_verdict(paired_differences(records[:2], [("student_kd", "student")], ["oa"])[0])
+    assert one == "KD − no KD, OA points per seed: +2.00 (fewer than 3 seeds: no test; --seeds 0 1 2 3 4 gives one)"

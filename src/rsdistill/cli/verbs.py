@@ -91,15 +91,31 @@ def stats(args) -> None:
 
 def quickstart(args) -> None:
     from rsdistill.evaluation.experiment import summarise
-    from rsdistill.evaluation.quickstart import run_quickstart
+    from rsdistill.evaluation.paired import paired_differences
+    from rsdistill.evaluation.quickstart import PAIR, run_quickstart
 
     scene = flag_or_argument(args.scene, args.scene_argument, "scene", required=False)
-    records = run_quickstart(scene, args.labels, args.sensor, args.seed, args.epochs, args.out, args.overwrite)
-    print(f"\n{'model':<11} {'params':>9} {'OA':>7} {'kappa':>7} {'ms/1000 px':>11}")
+    student_sensor = args.student_sensor or ("sentinel2" if scene is None else None)
+    student_sensor = None if student_sensor == "none" else student_sensor
+    records = run_quickstart(scene, args.labels, args.sensor, args.seeds, args.epochs, args.out, student_sensor, args.overwrite)
+    print(f"\n{'model':<11} {'params':>9} {'OA':>7} {'kappa':>7} {'ms/1000 px':>11}   bands")
     for row in summarise(records):
+        bands = student_sensor if row["model"] != "teacher" and student_sensor else "all of the scene's"
         print(f"{row['model']:<11} {row['params']:>9,} {100 * row['oa']['mean']:>6.2f}% "
-              f"{100 * row['kappa']['mean']:>6.2f}% {row['ms_per_1000_px']['mean']:>11.1f}")
-    print(f"\nsplit, checkpoints and results.json/results.md in {args.out}")
+              f"{100 * row['kappa']['mean']:>6.2f}% {row['ms_per_1000_px']['mean']:>11.1f}   {bands}")
+    print(f"\n{quickstart_verdict(paired_differences(records, [PAIR], ['oa'])[0])}")
+    print(f"split, checkpoints and results.json/results.md in {args.out}")
+
+
+def quickstart_verdict(row: dict) -> str:
+    """The paired OA difference student_kd − student in one honest line, whatever its sign."""
+    differences = ", ".join(f"{100 * d:+.2f}" for d in row["differences"])
+    line = f"KD − no KD, OA points per seed: {differences}"
+    if len(row["differences"]) < 3:
+        return line + " (fewer than 3 seeds: no test; --seeds 0 1 2 3 4 gives one)"
+    p = "–" if row["t_p"] is None else f"{row['t_p']:.3f}"
+    return (line + f"; mean {100 * row['mean']:+.2f} ± {100 * row['std']:.2f}, ahead on {row['ahead']} of "
+            f"{len(row['differences'])} seeds, paired t p {p}")
 
 
 def pretrain_experiment(args) -> None:
