@@ -121,6 +121,8 @@ class PixelClassificationData(L.LightningDataModule):
         names = [s.path for s in self.scenes]
         label_maps = [np.where(s.valid, s.labels, 0) for s in self.scenes]  # nodata pixels are never centres
         coords, classes = labelled_pixels(label_maps)
+        if np.unique(classes).size < 2:
+            raise InputError(f"{', '.join(map(str, names))}: the labels hold one class ({int(classes[0])}); classification needs at least two")
         if split_file is not None:
             self.split = PixelSplit.load(split_file, names)
         elif split == "scenes":
@@ -155,7 +157,8 @@ class PixelClassificationData(L.LightningDataModule):
             raise InputError("kd_unlabelled: the training region holds no unlabelled pixel (outside a patch radius of the held-out pixels)")
         self.class_ids = sorted(int(c) for c in np.unique(classes) if int(c) not in self.split.dropped_classes)
         if len(self.class_ids) < 2:
-            raise InputError(f"{', '.join(map(str, names))}: the labels hold one class ({self.class_ids[0]}); classification needs at least two")
+            raise InputError(f"{', '.join(map(str, names))}: dropping classes {self.split.dropped_classes} (min_class_pixels) leaves one "
+                             f"class ({self.class_ids[0]}); classification needs at least two")
         self._padded = [padded_cube(s, patch_size) for s in self.scenes]
         train_pixels = self._centre_spectra(self.split.train)
         alignment, wavelengths = None, self.scenes[0].wavelengths

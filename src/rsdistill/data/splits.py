@@ -188,7 +188,7 @@ def block_split(coords, classes, block_size: int, train: float, val: float, seed
     block_ids = coords[:, 0] * 1_000_003 ** 2 + (coords[:, 1] // block_size) * 1_000_003 + coords[:, 2] // block_size
     blocks = np.unique(block_ids)
     if blocks.size < 3:
-        raise InputError(f"only {blocks.size} blocks of {block_size} px hold labels; use a smaller block size")
+        raise InputError(f"{_named(scenes)}: only {blocks.size} blocks of {block_size} px hold labels; use a smaller block size")
     order = np.random.default_rng(seed).permutation(blocks)
     n_train = max(1, int(round(train * blocks.size)))
     n_val = max(1, int(round(val * blocks.size))) if val else 0
@@ -220,7 +220,8 @@ def fold_split(coords, classes, block_size: int, folds: int, fold: int, fold_see
     block_ids = coords[:, 0] * 1_000_003 ** 2 + (coords[:, 1] // block_size) * 1_000_003 + coords[:, 2] // block_size
     blocks = np.unique(block_ids)
     if blocks.size < folds:
-        raise InputError(f"only {blocks.size} blocks of {block_size} px hold labels, fewer than {folds} folds; use a smaller block size")
+        raise InputError(f"{_named(scenes)}: only {blocks.size} blocks of {block_size} px hold labels, fewer than {folds} folds; "
+                         "use a smaller block size")
     order = np.random.default_rng(fold_seed).permutation(blocks)
     fold_of = dict(zip(order.tolist(), (np.arange(blocks.size) % folds).tolist()))
     pixel_fold = np.array([fold_of[b] for b in block_ids.tolist()])
@@ -273,3 +274,8 @@ def _require_all_classes(train_classes, classes, subset: str, how: str) -> None:
     if missing.size:
         raise InputError(f"the {subset} side of the split ({how}) has no pixel of classes {missing.tolist()}; change the seed or block size, "
                          "or set min_class_pixels to drop classes too rare to split")
+
+
+def _named(scenes: list[str]) -> str:
+    """The scenes of an error message: the first, and how many more."""
+    return f"{scenes[0]} and {len(scenes) - 1} more scenes" if len(scenes) > 1 else str(scenes[0])
