@@ -17,7 +17,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from rsdistill.errors import InputError
+from rsdistill.evaluation.cost import forward_flops, ms_per_1000_pixels, pass_ms
 
 PIXEL_BATCH = 256
 NAMED_TILE = 64  # pretrained weights by name are timed on one chip of 64 x 64 px
@@ -79,7 +79,6 @@ def load_candidate(path, threads: int) -> Candidate:
 
 
 def _named_candidate(spec: str) -> Candidate:
-    from rsdistill.evaluation.cost import forward_flops
     from rsdistill.models.registry import load_encoder
 
     name, _, patch = spec.partition(":")
@@ -102,8 +101,6 @@ def _torch_runner(module):
 
 
 def _flops(model) -> int:
-    from rsdistill.evaluation.cost import forward_flops
-
     return forward_flops(model.module, torch.randn(1, *model.input_shape))
 
 
@@ -121,13 +118,9 @@ def inputs_for(candidate: Candidate, pixels: int, seed: int = 0) -> np.ndarray:
 
 def _time_once(candidate: Candidate, inputs: np.ndarray) -> float:
     """ms per 1,000 pixels (pixel classifiers) or per tile."""
-    start = time.perf_counter()
     if candidate.per_pixel:
-        for first in range(0, len(inputs), PIXEL_BATCH):
-            candidate.run(inputs[first:first + PIXEL_BATCH])
-        return 1e6 * (time.perf_counter() - start) / len(inputs)
-    candidate.run(inputs)
-    return 1e3 * (time.perf_counter() - start)
+        return ms_per_1000_pixels(candidate.run, inputs, PIXEL_BATCH)
+    return pass_ms(candidate.run, inputs)
 
 
 def measure(candidates: list[Candidate], rounds: int, pixels: int) -> dict[str, list[float]]:

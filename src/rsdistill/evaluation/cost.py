@@ -75,14 +75,26 @@ def forward_flops(model: nn.Module, example: torch.Tensor) -> int:
     return counter.get_total_flops() + scan_work(model, example)["flops"]
 
 
+def pass_ms(run, inputs, batch: int | None = None) -> float:
+    """Wall time in ms of one pass of ``run`` over ``inputs`` (a tensor or array), in chunks of
+    ``batch`` along the first axis when given: the one clock every latency here is read from."""
+    start = time.perf_counter()
+    if batch is None:
+        run(inputs)
+    else:
+        for first in range(0, len(inputs), batch):
+            run(inputs[first:first + batch])
+    return 1e3 * (time.perf_counter() - start)
+
+
+def ms_per_1000_pixels(run, pixels, batch: int) -> float:
+    """One pass over ``pixels`` (N, ...) in batches, in ms per 1,000 pixels."""
+    return 1e3 * pass_ms(run, pixels, batch) / len(pixels)
+
+
 def latency_ms(model: nn.Module, example: torch.Tensor, repeats: int = 5) -> float:
     """Median wall time of ``model(example)`` in ms (eval mode, no grad, after one warm-up pass)."""
     model.eval()
-    times = []
     with torch.no_grad():
         model(example)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(example)
-            times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+        return statistics.median(pass_ms(model, example) for _ in range(repeats))

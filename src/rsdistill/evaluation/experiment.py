@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import yaml
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
-from rsdistill.evaluation.cost import forward_flops, latency_ms
+from rsdistill.evaluation.cost import forward_flops, latency_ms, ms_per_1000_pixels
 from rsdistill.evaluation.grid import choose, grid_points, grid_table, run_dir_of, with_point
 from rsdistill.evaluation.kd_diagnosis import diagnose as diagnose_transfer
 from rsdistill.evaluation.kd_diagnosis import diagnosis_table
@@ -82,18 +81,11 @@ def finished_record(run_dir: Path, name: str = "scores.json") -> dict | None:
 def inference_ms_per_1000(model: PixelClassifier, data: PixelClassificationData, pixels: int = 1024) -> float:
     """Wall time to classify 1,000 test pixels (batch 256, best of 3 passes, this machine's threads)."""
     dataset = data.dataset("test")
-    n = min(pixels, len(dataset))
-    patches = torch.stack([dataset[i]["image"] for i in range(n)])
+    patches = torch.stack([dataset[i]["image"] for i in range(min(pixels, len(dataset)))])
     model.eval()
-    best = float("inf")
     with torch.no_grad():
         model(patches[:8])
-        for _ in range(3):
-            start = time.perf_counter()
-            for chunk in patches.split(256):
-                model(chunk)
-            best = min(best, time.perf_counter() - start)
-    return 1000.0 * best * 1000.0 / n
+        return min(ms_per_1000_pixels(model, patches, 256) for _ in range(3))
 
 
 def task_of(config: dict) -> str:
