@@ -1,6 +1,7 @@
 """Killed runs resume exactly, one run folder holds one run, and untrusted pickles are refused."""
 
 import csv
+import importlib.util
 import json
 import os
 import pathlib
@@ -13,6 +14,8 @@ import pytest
 import torch
 
 from rsdistill.cli import main
+
+importlib_find_spec = importlib.util.find_spec
 
 REPO = Path(__file__).resolve().parents[1]
 # the shipped recipes at a size that takes a few seconds an epoch here
@@ -261,3 +264,23 @@ def test_an_epoch_shorter_than_the_logging_interval_logs_once_and_warns_not(tmp_
     assert 1 <= batches < 50 and cli.trainer.log_every_n_steps == batches
     logged = [row for row in rows(tmp_path / "run") if row.get("train/ce")]
     assert len(logged) == 2  # one row per epoch
+
+
+def test_tensorboard_logs_what_metrics_csv_logs(data_dir, tmp_path, monkeypatch, capsys):
+    """``--tensorboard true``: event files in run_dir/tensorboard with the same validation values
+    as metrics.csv (which stays); without the package, one line naming the extra."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
+    run_dir = tmp_path / "run"
+    command = ["fit", "-c", str(REPO / "configs/blm_kd/teacher.yaml"), "--run_dir", str(run_dir), "--model.init_args.d_model", "8",
+               "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+               "--trainer.enable_progress_bar", "false", "--tensorboard", "true"]
+    assert main(command) == 0
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    logged = [row for row in rows(run_dir) if row.get("val/oa")]
+    assert [round(e.value, 5) for e in events.Scalars("val/oa")] == [round(float(row["val/oa"]), 5) for row in logged]
+    assert len(logged) == 2 and "train/ce" in events.Tags()["scalars"]
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "tensorboard" else importlib_find_spec(name, *a))
+    assert main([*command[:4], str(tmp_path / "other"), *command[5:]]) == 2
+    assert capsys.readouterr().err.strip().endswith('the tensorboard package is not installed; pip install -e ".[tensorboard]"')

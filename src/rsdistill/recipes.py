@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 import pickle
 import re
@@ -31,7 +32,7 @@ import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from rsdistill.errors import InputError
@@ -145,6 +146,8 @@ class RecipeCLI(LightningCLI):
         parser.add_argument("--base", type=Optional[str], default=None, help="a recipe this one overrides (resolved before parsing)")
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="start a new run in a run_dir that holds one (its last.ckpt and metrics.csv are removed)")
+        parser.add_argument("--tensorboard", type=bool, default=False,
+                            help="also log to TensorBoard, in run_dir/tensorboard (the tensorboard extra); metrics.csv stays")
         parser.link_arguments("data.info", "model.init_args.data_info", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
@@ -159,13 +162,16 @@ class RecipeCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         run_dir = config.get("run_dir")
         trainer = config.get("trainer", {})
+        if config.get("tensorboard") and (run_dir is None or trainer.get("logger") not in (None, True)):
+            raise InputError("--tensorboard: logs beside the run's metrics.csv, so it needs --run_dir and no trainer.logger of the recipe's own")
         if run_dir is not None:
             kwargs.setdefault("default_root_dir", run_dir)
             if trainer.get("logger") in (None, True):
                 # fit logs in the run folder (kept across resumes); test/validate/predict in a
                 # sub-folder, never over fit's metrics.csv
                 fitting = self.subcommand in (None, "fit")
-                kwargs.setdefault("logger", RunCSVLogger(run_dir, name="", version="") if fitting else CSVLogger(run_dir, name="", version=self.subcommand))
+                csv = RunCSVLogger(run_dir, name="", version="") if fitting else CSVLogger(run_dir, name="", version=self.subcommand)
+                kwargs.setdefault("logger", [csv, *tensorboard_logger(run_dir, self.subcommand)] if config.get("tensorboard") else csv)
             # the recipe's own callbacks stay (LightningCLI would let this list replace them); the
             # run's last.ckpt callback is added unless the recipe brings its own ModelCheckpoint
             init = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -188,6 +194,16 @@ class RecipeCLI(LightningCLI):
     def after_fit(self) -> None:
         if self._lock is not None:
             release_run_folder(self._lock)
+
+
+def tensorboard_logger(run_dir, subcommand: str | None) -> list:
+    """TensorBoard event files in ``run_dir/tensorboard`` (fit) or ``run_dir/tensorboard/<verb>``.
+    A resumed fit appends to them: the interrupted epoch's steps then show twice there, never in
+    metrics.csv."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise InputError("--tensorboard: the tensorboard package is not installed; pip install -e \".[tensorboard]\"")
+    return [TensorBoardLogger(run_dir, name="tensorboard", version="" if subcommand in (None, "fit") else subcommand,
+                              default_hp_metric=False)]
 
 
 class PredictionWriter(BasePredictionWriter):
