@@ -151,8 +151,7 @@ def tested(name: str, seed: int, recipe: dict, trainer, model, data, cost_tile: 
     if isinstance(model, SemanticSegmenter):
         return {**record, **segmentation_record(model, cost_tile)}
     return {
-        **record, **{k: model.test_scores[k] for k in REPORTED["classification"]},
-        "per_class": model.test_scores["per_class"], "confusion": model.test_scores["confusion"],
+        **record, **{k: model.scores["test"][k] for k in (*REPORTED["classification"], "per_class", "confusion")},
         "ms_per_1000_px": inference_ms_per_1000(model, data), "class_ids": data.class_ids,
     }
 

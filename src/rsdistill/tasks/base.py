@@ -17,6 +17,8 @@ in that order, when it is built) and, if it distils, ``configure_distiller``. Th
 - **the teacher policy** (``rsdistill.distill.teacher``): the distiller, with its frozen teacher,
   is built when fitting starts and never when a checkpoint is loaded for inference; its own
   trained state (projections) is saved for resuming and dropped when a checkpoint loads without it;
+- **the scores a run leaves**: ``scores[stage]``, the last validation's or test's scores as plain
+  numbers, filled by the tasks that evaluate (what ``rsdistill experiment`` records);
 - **the encoder a run leaves**: a task whose ``exported_encoder`` is not None writes it, when a fit
   ends, as ``encoder.safetensors`` + card (architecture, preprocessing, recipe, metrics) in the
   run folder, for the other recipes to take as a backbone.
@@ -54,6 +56,7 @@ class BaseTask(L.LightningModule):
         if self.hparams.get("data_info") is None:
             raise InputError(f"{type(self).__name__} needs data_info (the data module's info: preprocessing and task facts)")
         self.distiller: nn.Module | None = None
+        self.scores: dict[str, dict] = {}  # {"val" | "test": the stage's last scores}: one test record for every task
         self._data_info = self.DATA_INFO.from_dict(self.hparams.data_info, f"{type(self).__name__} data_info")
         # raw scene bands -> normalised model input, as the data module fitted it
         self.preprocessing = Preprocessing.from_dict(self.data_info.preprocessing, "data_info")

@@ -105,7 +105,6 @@ class PixelClassifier(BaseTask):
 
     def configure_metrics(self) -> None:
         self.confusion = nn.ModuleDict({stage: MulticlassConfusionMatrix(len(self.class_ids)) for stage in ("val", "test")})
-        self.test_scores: dict | None = None
 
     def configure_distiller(self) -> LogitDistiller | None:
         """The teacher of ``teacher_ckpt``: one classifier checkpoint (any architecture), or a list
@@ -163,17 +162,17 @@ class PixelClassifier(BaseTask):
     def test_step(self, batch, batch_idx):
         self._evaluation_step(batch, "test")
 
-    def _log_scores(self, stage: str) -> dict:
+    def _log_scores(self, stage: str) -> None:
         scores = scores_from_confusion(self.confusion[stage].compute().cpu())
         self.confusion[stage].reset()
         self.log_dict({f"{stage}/{k}": scores[k] for k in ("oa", "aa", "kappa")}, prog_bar=stage == "val")
-        return scores
+        self.scores[stage] = scores
 
     def on_validation_epoch_end(self):
         self._log_scores("val")
 
     def on_test_epoch_end(self):
-        self.test_scores = self._log_scores("test")
+        self._log_scores("test")
 
     def predict_step(self, batch, batch_idx):
         """Class ids (as in the label maps) of a batch of patches."""

@@ -102,7 +102,6 @@ class SemanticSegmenter(BaseTask):
         self.metrics = nn.ModuleDict({stage: segmentation_metrics(len(self.class_names)) for stage in ("val", "test")})
         self.batch_iou = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
         self.full_batch: int | None = None  # SpecDeepMap's loaders drop the last partial batch
-        self.scores: dict[str, dict] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: (N, C, H, W) normalised with the data's statistics -> logits (N, K, H, W).
