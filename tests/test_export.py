@@ -173,3 +173,26 @@ def test_a_run_of_a_base_recipe_exports_from_its_own_folder(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path / "run")
     load_recipe(saved)
     assert main(["export", "last.ckpt", "--data", "config.yaml", "--samples", "32", "--out", str(tmp_path / "x.onnx")]) == 0
+
+
+def test_a_pixel_classifier_scores_tiles_with_a_labelled_no_data_pixel(blm_run, tmp_path):
+    """A labelled pixel the classifier cannot map (no data) is wrong for every class: before, its
+    code 0 became index 254 and the confusion matrix failed with a reshape error."""
+    from fixtures import SYNTHETIC_PIXELS
+    from rsdistill.data.synthetic import make_synthetic_scene
+    from rsdistill.evaluation.mapping import classify_scene
+    from rsdistill.evaluation.tile_scores import code_indices, score_tiles
+    from rsdistill.io import read_scene, write_geotiff
+    from rsdistill.tasks.loading import load_classifier
+
+    assert code_indices(np.array([[0, 7], [3, 9]]), [3, 7]).tolist() == [[-1, 1], [0, -1]]
+    scene = make_synthetic_scene(**SYNTHETIC_PIXELS["synthetic"]).scene
+    cube = scene.cube.copy()
+    cube[2, 3] = -1
+    image = write_geotiff(tmp_path / "tile.tif", cube, nodata=-1)
+    mask = write_geotiff(tmp_path / "tile_mask.tif", scene.labels.astype(np.uint8))
+    model = load_classifier(blm_run[0])
+    scores = score_tiles(model, [(image, mask)], batch_size=1)
+    mapped = classify_scene(model, read_scene(image))
+    assert mapped[2, 3] == 0 and sum(map(sum, scores["confusion"])) == scene.labels.size  # the unmapped pixel counted, once
+    assert scores["oa"] == pytest.approx(float((mapped == scene.labels).mean()))

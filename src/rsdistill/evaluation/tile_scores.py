@@ -15,7 +15,7 @@ import torch
 
 from rsdistill.errors import InputError
 from rsdistill.evaluation.mapping import classify_scene, segment_scene
-from rsdistill.io.masks import IGNORE_INDEX, Legend, read_mask
+from rsdistill.io.masks import Legend, read_mask
 from rsdistill.io.readers import read_scene
 from rsdistill.metrics import specdeepmap_batch_iou, specdeepmap_numbering
 from rsdistill.tasks.classification import PixelClassifier
@@ -28,17 +28,27 @@ def classifier_legend(class_ids: list[int]) -> Legend:
 
 
 def map_maker(model, tile: int, overlap: int):
-    """(scene -> (H, W) class indices 0..K-1, 255 where no data; the legend of the model's masks; class names)."""
+    """(scene -> (H, W) class indices 0..K-1, -1 where no data; the legend of the model's masks;
+    class names). Both kinds draw class codes (0 = no data: a segmenter's index + 1, a pixel
+    classifier's label values), turned into indices by ``code_indices``."""
     if isinstance(model, SemanticSegmenter):
-        legend = model.data_info.mask_legend()
-        return (lambda scene: segment_scene(model, scene, tile, overlap).astype(np.int64) - 1), legend, list(model.class_names)
-    if isinstance(model, PixelClassifier):
-        ids = list(model.class_ids)
-        legend = classifier_legend(ids)
-        lookup = np.full(256, IGNORE_INDEX - 1, np.int64)
-        lookup[ids] = np.arange(len(ids))
-        return (lambda scene: lookup[classify_scene(model, scene)]), legend, legend.names
-    raise InputError(f"a {type(model).__name__} makes no class map; give a classifier or segmentation checkpoint")
+        codes = list(range(1, len(model.class_names) + 1))
+        draw, legend, names = (lambda scene: segment_scene(model, scene, tile, overlap)), model.data_info.mask_legend(), list(model.class_names)
+    elif isinstance(model, PixelClassifier):
+        codes = list(model.class_ids)
+        legend = classifier_legend(codes)
+        draw, names = (lambda scene: classify_scene(model, scene)), legend.names
+    else:
+        raise InputError(f"a {type(model).__name__} makes no class map; give a classifier or segmentation checkpoint")
+    return (lambda scene: code_indices(draw(scene), codes)), legend, names
+
+
+def code_indices(class_map: np.ndarray, codes: list[int]) -> np.ndarray:
+    """A class map of codes -> the index of each code in ``codes``, -1 where a pixel holds no code
+    of them (0: no data)."""
+    lookup = np.full(max(max(codes), int(class_map.max(initial=0))) + 1, -1, np.int64)
+    lookup[codes] = np.arange(len(codes))
+    return lookup[class_map]
 
 
 def score_tiles(model, pairs: list[tuple], batch_size: int = 2, tile: int = 256, overlap: int = 64) -> dict:
