@@ -55,11 +55,13 @@ class TileDataInfo(DataInfo):
 
 @dataclass(frozen=True)
 class SegmentationDataInfo(DataInfo):
-    """``SegmentationData.info``: class names, tile size and the legend of the masks."""
+    """``SegmentationData.info``: class names, tile size, the legend of the masks and the pixels of
+    each class in the training masks (None in checkpoints written before it was recorded)."""
 
     class_names: list
     tile_size: int
     legend: dict | None = None
+    class_pixels: list | None = None
 
     def mask_legend(self) -> Legend:
         """The legend the masks were read with; without one, class k is mask value k + 1."""

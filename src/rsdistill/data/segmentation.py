@@ -101,13 +101,16 @@ class SegmentationData(TiledDataModule):
         self.pairs = {subset: [pair for entry in images.get(subset, []) for pair in _pairs(entry, masks or [], root)] for subset in SUBSETS}
         self.files = {subset: [image for image, _ in pairs] for subset, pairs in self.pairs.items()}
         sets, bands = {}, set()
+        self.class_pixels = [0] * len(self.legend.names)  # per class, in the training masks (rare-class weights)
         options = json.dumps(self.read_options, sort_keys=True)
         for subset in SUBSETS:
             pairs = self.pairs[subset]
             windows = []
             for index, (image, mask) in enumerate(pairs):
-                height, width, count = _checked_pair(image, _stamp(image), mask, _stamp(mask), self.legend, options, tile_size)
+                height, width, count, class_pixels = _checked_pair(image, _stamp(image), mask, _stamp(mask), self.legend, options, tile_size)
                 bands.add(count)
+                if subset == "train":
+                    self.class_pixels = [a + b for a, b in zip(self.class_pixels, class_pixels)]
                 step = (stride or tile_size) if subset == "train" else tile_size  # overlap for training only
                 windows += [(index, w) for w in tile_windows(height, width, tile_size, step, edges="shift")]
             sets[subset] = SegmentationTiles(pairs, windows, self.legend, read_options=self.read_options, augment=augment and subset == "train")
@@ -123,7 +126,8 @@ class SegmentationData(TiledDataModule):
 
     @property
     def info(self) -> dict:
-        return SegmentationDataInfo(self.preprocessing.to_dict(), list(self.legend.names), self.tile_size, self.legend.to_dict()).to_dict()
+        return SegmentationDataInfo(self.preprocessing.to_dict(), list(self.legend.names), self.tile_size, self.legend.to_dict(),
+                                    self.class_pixels).to_dict()
 
     def setup(self, stage: str | None = None) -> None:
         # every rank asks (under DDP trainer.log_dir is a collective); rank 0 writes
@@ -156,9 +160,11 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _checked_pair(image: Path, image_stamp, mask: Path, mask_stamp, legend: Legend, read_options: str, tile_size: int) -> tuple[int, int, int]:
-    """(height, width, bands) of an image whose mask is the same size and big enough for a tile;
-    unknown mask codes reported once per file state. ``read_options``: JSON of the reader options."""
+def _checked_pair(image: Path, image_stamp, mask: Path, mask_stamp, legend: Legend, read_options: str,
+                  tile_size: int) -> tuple[int, int, int, tuple[int, ...]]:
+    """(height, width, bands, pixels per class of the mask) of an image whose mask is the same size
+    and big enough for a tile; unknown mask codes reported once per file state. ``read_options``:
+    JSON of the reader options."""
     source = open_scene(image, **json.loads(read_options))
     classes, unknown = read_mask(mask, legend)
     if classes.shape != (source.height, source.width):
@@ -167,7 +173,8 @@ def _checked_pair(image: Path, image_stamp, mask: Path, mask_stamp, legend: Lege
         raise InputError(f"{image}: {source.height}×{source.width} is smaller than the tile size {tile_size}")
     if unknown:
         rank_zero_warn(f"{mask}: {unknown} pixels have a colour or id the legend does not name; they are ignored")
-    return source.height, source.width, source.bands
+    counts = np.bincount(classes[classes != IGNORE_INDEX].ravel(), minlength=len(legend.names))
+    return source.height, source.width, source.bands, tuple(int(c) for c in counts)
 
 
 @functools.lru_cache(maxsize=16)

@@ -27,6 +27,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from rsdistill.data.info import SegmentationDataInfo
 from rsdistill.errors import InputError
 from rsdistill.io.masks import IGNORE_INDEX
+from rsdistill.losses.segmentation import LOSSES, median_frequency_weights, segmentation_loss
 from rsdistill.metrics import specdeepmap_batch_iou, specdeepmap_numbering
 from rsdistill.models.registry import pretrained_backbone
 from rsdistill.models.segmentation_cnn import ARCHITECTURES
@@ -68,7 +69,13 @@ class SemanticSegmenter(BaseTask):
         weight_decay: float = 0.01,
         warmup_epochs: float = 0.0,
         specdeepmap_iou: bool = False,
+        loss: str = "ce",
+        class_weights: list[float] | str | None = None,
+        focal_gamma: float = 2.0,
     ):
+        """``loss``: ce, focal, dice or ce+dice (``losses.segmentation``); ``class_weights``: one
+        weight per class, or ``frequency`` (median frequency balancing of the training masks), for
+        ce and focal; ``focal_gamma``: the focal loss's γ."""
         super().__init__()
 
     @property
@@ -98,6 +105,22 @@ class SemanticSegmenter(BaseTask):
         self.input_preprocessing = preprocessing
         self.net = UPerNet(encoder, len(self.class_names), tuple(h.layers) if h.layers else None, h.channels, h.dropout, h.freeze_encoder)
 
+    def configure_losses(self) -> None:
+        h = self.hparams
+        if h.loss not in LOSSES:
+            raise InputError(f"loss: one of {', '.join(LOSSES)}, got {h.loss!r}")
+        weights = h.class_weights
+        if weights == "frequency":
+            if self.data_info.class_pixels is None:
+                raise InputError("class_weights: frequency needs the training masks' class counts, which this checkpoint's data_info lacks")
+            weights = median_frequency_weights(self.data_info.class_pixels)
+        elif isinstance(weights, str) or (weights is not None and len(weights) != len(self.class_names)):
+            raise InputError(f"class_weights: 'frequency' or one weight per class ({len(self.class_names)}: "
+                             f"{', '.join(self.class_names)}), got {weights!r}")
+        if weights is not None and h.loss == "dice":
+            raise InputError("class_weights: the dice loss weighs every class equally already; use them with ce, focal or ce+dice")
+        self.register_buffer("class_weight", None if weights is None else torch.tensor(weights, dtype=torch.float32), persistent=False)
+
     def configure_metrics(self) -> None:
         self.metrics = nn.ModuleDict({stage: segmentation_metrics(len(self.class_names)) for stage in ("val", "test")})
         self.batch_iou = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
@@ -113,10 +136,11 @@ class SemanticSegmenter(BaseTask):
         return self.net(images)
 
     def training_step(self, batch, batch_idx):
-        loss = F.cross_entropy(self(batch["image"]).float(), batch["mask"], ignore_index=IGNORE_INDEX)  # float32 under bf16 autocast
-        self.check_finite({"ce": loss})
-        self.log("train/ce", loss, prog_bar=True)
-        return loss
+        h = self.hparams
+        terms = segmentation_loss(h.loss, self(batch["image"]), batch["mask"], self.class_weight, h.focal_gamma)  # float32 under bf16 autocast
+        self.check_finite(terms)
+        self.log_dict({f"train/{name}": value for name, value in terms.items()}, prog_bar=True)
+        return sum(terms.values())
 
     def _evaluate(self, batch, stage: str) -> None:
         logits = self(batch["image"])
