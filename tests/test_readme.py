@@ -49,7 +49,7 @@ SHORTER = {
     "fit": ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"],
     "test": ["--trainer.limit_test_batches", "1"],
     "predict": ["--trainer.limit_predict_batches", "1"],
-    "quickstart": ["--epochs", "1"],
+    "quickstart": ["--epochs", "1", "--seeds", "0"],
     "export": ["--samples", "64", "--calibration", "16"],
     "benchmark": ["--rounds", "1", "--memory", "false", "--pixels", "64"],
     "unmixing-eval": ["--epochs", "1", "--seeds", "[0]"],

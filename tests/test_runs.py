@@ -150,15 +150,15 @@ def test_a_run_folder_is_reused_only_for_the_settings_it_ran(tmp_path, capsys):
     from rsdistill.runs import SETTINGS_NAME
 
     out = tmp_path / "qs"
-    assert main(["quickstart", "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["quickstart", "--epochs", "1", "--seeds", "0", "--out", str(out)]) == 0
     settings = json.loads((out / "teacher/seed_0" / SETTINGS_NAME).read_text())
     assert settings["trainer"]["max_epochs"] == 1 and settings["seed"] == 0
     capsys.readouterr()
-    assert main(["quickstart", "--epochs", "1", "--out", str(out)]) == 0  # the same settings: reused
-    assert main(["quickstart", "--epochs", "2", "--out", str(out)]) == 2
+    assert main(["quickstart", "--epochs", "1", "--seeds", "0", "--out", str(out)]) == 0  # the same settings: reused
+    assert main(["quickstart", "--epochs", "2", "--seeds", "0", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "trainer.max_epochs: 1 -> 2" in err and "--overwrite true" in err
-    assert main(["quickstart", "--epochs", "2", "--out", str(out), "--overwrite", "true"]) == 0
+    assert main(["quickstart", "--epochs", "2", "--seeds", "0", "--out", str(out), "--overwrite", "true"]) == 0
     assert json.loads((out / "student/seed_0" / SETTINGS_NAME).read_text())["trainer"]["max_epochs"] == 2
     assert torch.load(out / "student/seed_0/last.ckpt", weights_only=True)["epoch"] == 1  # two epochs ran, 0 and 1
 

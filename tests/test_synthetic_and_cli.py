@@ -96,8 +96,10 @@ def test_the_quickstart_console_has_no_warning_line(tmp_path):
     assert lines == []
     assert "student_kd" in done.stdout
     # the paired line is the run's own difference, KD − no KD, whatever its sign
-    runs = {r["model"]: r for r in json.loads((tmp_path / "qs/results.json").read_text())["runs"]}
-    assert f"KD − no KD, OA points per seed: {100 * (runs['student_kd']['oa'] - runs['student']['oa']):+.2f} (fewer than 3" in done.stdout
+    (pair,) = [row for row in json.loads((tmp_path / "qs/results.json").read_text())["paired"] if row["metric"] == "oa"]
+    assert pair["seeds"] == [0, 1, 2]  # three seeds by default, each a paired unit
+    differences = ", ".join(f"{100 * d:+.2f}" for d in pair["differences"])
+    assert f"KD − no KD, OA points per seed: {differences}; mean {100 * pair['mean']:+.2f} ± {100 * pair['std']:.2f}, ahead on" in done.stdout
 
 
 def test_the_quickstart_verdict_pairs_three_seeds_or_says_it_cannot():
@@ -110,4 +112,4 @@ def test_the_quickstart_verdict_pairs_three_seeds_or_says_it_cannot():
     # differences +2, -1, +3: mean 1.33, population std 1.70, t = 1.33 / (2.08 / sqrt 3) = 1.11, p = 0.38 (2 df)
     assert line == "KD − no KD, OA points per seed: +2.00, -1.00, +3.00; mean +1.33 ± 1.70, ahead on 2 of 3 seeds, paired t p 0.383"
     one = quickstart_verdict(paired_differences(records[:2], [("student_kd", "student")], ["oa"])[0])
-    assert one == "KD − no KD, OA points per seed: +2.00 (fewer than 3 seeds: no test; --seeds 0 1 2 3 4 gives one)"
+    assert one == "KD − no KD, OA points per seed: +2.00 (fewer than 3 seeds: no test; --seeds 0 1 2 gives one)"

@@ -90,8 +90,8 @@ def _quickstart_parser() -> ArgumentParser:
     parser.add_argument("--student-sensor", default=None, help="the student's bands, made from the scene's by spectral "
                         "response (a registered sensor, see rsdistill sensors); 'none': the scene's own bands. Default: "
                         "sentinel2 for the synthetic scene, the scene's own bands for yours")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (split, label draw, training); "
-                        "three or more give a paired test")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (split, label draw, training), "
+                        "each a paired unit; three or more give a paired t-test")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", default="runs/quickstart", help="where checkpoints, split and results go")
     parser.add_argument("--overwrite", type=bool, default=False, help="replace runs in --out made with other settings "

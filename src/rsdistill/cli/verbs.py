@@ -112,7 +112,7 @@ def quickstart_verdict(row: dict) -> str:
     differences = ", ".join(f"{100 * d:+.2f}" for d in row["differences"])
     line = f"KD − no KD, OA points per seed: {differences}"
     if len(row["differences"]) < 3:
-        return line + " (fewer than 3 seeds: no test; --seeds 0 1 2 3 4 gives one)"
+        return line + " (fewer than 3 seeds: no test; --seeds 0 1 2 gives one)"
     p = "–" if row["t_p"] is None else f"{row['t_p']:.3f}"
     return (line + f"; mean {100 * row['mean']:+.2f} ± {100 * row['std']:.2f}, ahead on {row['ahead']} of "
             f"{len(row['differences'])} seeds, paired t p {p}")
