@@ -171,7 +171,7 @@ class RecipeCLI(LightningCLI):
                 # sub-folder, never over fit's metrics.csv
                 fitting = self.subcommand in (None, "fit")
                 csv = RunCSVLogger(run_dir, name="", version="") if fitting else CSVLogger(run_dir, name="", version=self.subcommand)
-                kwargs.setdefault("logger", [csv, *tensorboard_logger(run_dir, self.subcommand)] if config.get("tensorboard") else csv)
+                kwargs.setdefault("logger", [csv, tensorboard_logger(run_dir, self.subcommand)] if config.get("tensorboard") else csv)
             # the recipe's own callbacks stay (LightningCLI would let this list replace them); the
             # run's last.ckpt callback is added unless the recipe brings its own ModelCheckpoint
             init = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -196,14 +196,13 @@ class RecipeCLI(LightningCLI):
             release_run_folder(self._lock)
 
 
-def tensorboard_logger(run_dir, subcommand: str | None) -> list:
+def tensorboard_logger(run_dir, subcommand: str | None) -> TensorBoardLogger:
     """TensorBoard event files in ``run_dir/tensorboard`` (fit) or ``run_dir/tensorboard/<verb>``.
     A resumed fit appends to them: the interrupted epoch's steps then show twice there, never in
     metrics.csv."""
     if importlib.util.find_spec("tensorboard") is None:
         raise InputError("--tensorboard: the tensorboard package is not installed; pip install -e \".[tensorboard]\"")
-    return [TensorBoardLogger(run_dir, name="tensorboard", version="" if subcommand in (None, "fit") else subcommand,
-                              default_hp_metric=False)]
+    return TensorBoardLogger(run_dir, name="tensorboard", version="" if subcommand in (None, "fit") else subcommand, default_hp_metric=False)
 
 
 class PredictionWriter(BasePredictionWriter):

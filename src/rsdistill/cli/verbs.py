@@ -92,11 +92,10 @@ def stats(args) -> None:
 def quickstart(args) -> None:
     from rsdistill.evaluation.experiment import summarise
     from rsdistill.evaluation.paired import paired_differences
-    from rsdistill.evaluation.quickstart import PAIR, run_quickstart
+    from rsdistill.evaluation.quickstart import PAIR, run_quickstart, student_sensor_of
 
     scene = flag_or_argument(args.scene, args.scene_argument, "scene", required=False)
-    student_sensor = args.student_sensor or ("sentinel2" if scene is None else None)
-    student_sensor = None if student_sensor == "none" else student_sensor
+    student_sensor = student_sensor_of(scene, args.student_sensor)
     records = run_quickstart(scene, args.labels, args.sensor, args.seeds, args.epochs, args.out, student_sensor, args.overwrite)
     print(f"\n{'model':<11} {'params':>9} {'OA':>7} {'kappa':>7} {'ms/1000 px':>11}   bands")
     for row in summarise(records):

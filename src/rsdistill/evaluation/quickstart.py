@@ -48,7 +48,15 @@ def quickstart_config(scene: str | None, labels: str | None, sensor: str, epochs
     }
 
 
-def run_quickstart(scene, labels, sensor: str, seeds: list[int], epochs: int, out, student_sensor: str | None = "sentinel2",
+def student_sensor_of(scene: str | None, asked: str | None) -> str | None:
+    """The student's sensor: the one asked for (``none``: the scene's own bands), else Sentinel-2
+    for the synthetic scene and the scene's own bands for a user's scene."""
+    if asked is None:
+        return "sentinel2" if scene is None else None
+    return None if asked == "none" else asked
+
+
+def run_quickstart(scene, labels, sensor: str, seeds: list[int], epochs: int, out, student_sensor: str | None,
                    overwrite: bool = False) -> list[dict]:
     """The experiment's runs in ``out``: a run of the same settings is reused, one of other settings
     (another scene, student sensor or epoch count) refused unless ``overwrite``."""

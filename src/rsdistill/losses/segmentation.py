@@ -58,14 +58,12 @@ def dice_loss(logits: torch.Tensor, mask: torch.Tensor, smooth: float = 1.0) -> 
     return 1 - dice.mean()
 
 
+def _cross_entropy(logits: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), mask, weight=weights, ignore_index=IGNORE_INDEX)
+
+
 def segmentation_loss(name: str, logits: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None, gamma: float) -> dict[str, torch.Tensor]:
-    """The loss ``name`` (one of ``LOSSES``) as its named terms, to be summed."""
-    if name == "ce":
-        return {"ce": F.cross_entropy(logits.float(), mask, weight=weights, ignore_index=IGNORE_INDEX)}
-    if name == "focal":
-        return {"focal": focal_loss(logits, mask, weights, gamma)}
-    if name == "dice":
-        return {"dice": dice_loss(logits, mask)}
-    if name == "ce+dice":
-        return {"ce": F.cross_entropy(logits.float(), mask, weight=weights, ignore_index=IGNORE_INDEX), "dice": dice_loss(logits, mask)}
-    raise InputError(f"loss: one of {', '.join(LOSSES)}, got {name!r}")
+    """The loss ``name`` (one of ``LOSSES``: terms joined by ``+``) as its named terms, to be summed."""
+    terms = {"ce": lambda: _cross_entropy(logits, mask, weights), "focal": lambda: focal_loss(logits, mask, weights, gamma),
+             "dice": lambda: dice_loss(logits, mask)}
+    return {term: terms[term]() for term in name.split("+")}
