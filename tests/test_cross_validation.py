@@ -37,6 +37,8 @@ def test_a_cross_validated_experiment_tests_every_pixel_once_and_pairs_per_fold(
     (oa,) = [p for p in results["paired"] if p["metric"] == "oa"]
     assert len(oa["differences"]) == 3 and oa["seeds"] == ["fold 0 seed 0", "fold 1 seed 0", "fold 2 seed 0"]
     assert "Paired over (fold, seed)" in (tmp_path / "cv/results.md").read_text()
+    # one seed: one pooled value per model, no spread to show ("± –", not a measured "± 0.00")
+    assert "± 0.00" not in (tmp_path / "cv/results.md").read_text().split("Paired")[0]
     assert sorted(d["fold"] for d in results["diagnosis"]) == [0, 1, 2]  # each fold's diagnosis, on its own validation pixels
     assert [d["pixels"] for d in results["diagnosis"]] == [len(json.loads((tmp_path / f"cv/fold_{f}/split_seed_0.json").read_text())["val"])
                                                           for f in range(3)]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rsdistill.errors import InputError
-from rsdistill.evaluation.experiment import REPORTED, run_experiment
+from rsdistill.evaluation.experiment import REPORTED, mean_std_cell, run_experiment
 from rsdistill.evaluation.kd_diagnosis import diagnosis_table
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.files import write_json
@@ -78,8 +78,8 @@ def markdown(summary: list[dict], folds: int) -> str:
     lines = [f"Spatial {folds}-fold cross-validation: per fold (mean ± std over folds × seeds) and pooled (the folds' confusion "
              "matrices summed per seed: every labelled pixel tested once; mean ± std over seeds), %.", "",
              "| model | OA per fold | OA pooled | AA pooled | kappa pooled | params | runs |", "|---|---|---|---|---|---|---|"]
-    cell = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}"  # noqa: E731
-    for row in summary:
-        lines.append(f"| {row['model']} | {cell(row['oa_per_fold'])} | {cell(row['oa_pooled'])} | {cell(row['aa_pooled'])} | "
-                     f"{cell(row['kappa_pooled'])} | {row['params']:,} | {row['runs']} |")
+    for row in summary:  # pooled: one value per seed (one seed: no spread to show)
+        pooled = [mean_std_cell(row[f"{k}_pooled"], row["runs"] // folds) for k in ("oa", "aa", "kappa")]
+        lines.append(f"| {row['model']} | {mean_std_cell(row['oa_per_fold'], row['runs'])} | {' | '.join(pooled)} | "
+                     f"{row['params']:,} | {row['runs']} |")
     return "\n".join(lines) + "\n"
