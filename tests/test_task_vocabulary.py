@@ -341,3 +341,25 @@ def test_data_info_round_trips_as_plain_data_and_names_a_missing_key():
         SegmentationDataInfo.from_dict({"preprocessing": {}, "class_names": ["a"]})
     legend = SegmentationDataInfo({}, ["road", "roof"], 16).mask_legend()
     assert legend.names == ("road", "roof") and legend.codes == ((1,), (2,))
+
+
+def test_one_registry_names_every_network_and_task_and_refuses_the_unknown_in_one_line():
+    from rsdistill.models.registry import ENCODERS, PIXEL_CLASSIFIERS, SEGMENTATION_NETS
+    from rsdistill.models.spectral import SpectralMLP
+    from rsdistill.registry import Registry
+    from rsdistill.tasks.loading import TASKS
+
+    assert list(TASKS) == ["PixelClassifier", "SemanticSegmenter", "MAEPretrainer", "MaskCDKD"]
+    assert {"vit", "sam", "sam_mmoa", "galileo"} <= set(ENCODERS) and {"unet", "specdeepmap_cnn"} <= set(SEGMENTATION_NETS)
+    # a task's flat options: only what the network's constructor names is passed
+    net = PIXEL_CLASSIFIERS.build("spectral_mlp", 6, 3, options={"dropout": 0.3, "d_model": 16, "lr": 1.0})
+    assert isinstance(net, SpectralMLP) and net.body[3].p == 0.3
+    with pytest.raises(InputError, match=r"^unknown pixel classifier architecture 'mlp'; registered: blm, hybrid_cnn, spectral_mlp, spectral_cnn1d$"):
+        PIXEL_CLASSIFIERS["mlp"]
+    with pytest.raises(InputError, match=r"^segmentation architecture 'unet': .*'wdth'"):
+        SEGMENTATION_NETS.build("unet", 3, 2, wdth=8)
+    with pytest.raises(ValueError, match="registered twice"):
+        Registry("thing", {"a": 1}).register("a", 2)
+    # a task that makes no class map says so; the classifying ones answer what their maps hold
+    with pytest.raises(InputError, match="MAEPretrainer makes no class map"):
+        TASKS["MAEPretrainer"].map_classes(object.__new__(TASKS["MAEPretrainer"]))

@@ -195,31 +195,26 @@ def benchmark(args) -> None:
 
 
 def map(args) -> None:  # noqa: A001 - the verb's name
-    from rsdistill.deploy.runtime import OnnxModel
     from rsdistill.evaluation.mapping import PatchClassifier, map_scene_file, segment_scene_file, write_class_png
-    from rsdistill.evaluation.tile_scores import classifier_legend
     from rsdistill.io.readers import open_scene
-    from rsdistill.tasks.classification import PixelClassifier
-    from rsdistill.tasks.segmentation import SemanticSegmenter
 
     out = Path(args.out)
     model = _map_model(args.ckpt, args.engine, out)
+    try:
+        class_ids, names, legend = model.map_classes()
+    except InputError as error:
+        raise InputError(f"{args.ckpt}: {error}") from None
     source = open_scene(data_file(args.scene), key=args.key, sensor=args.sensor, time_index=args.time_index)
-    if isinstance(model, SemanticSegmenter):  # blended sliding windows from the file, strip by strip into the GeoTIFF
+    if model.kind == "segmentation":  # blended sliding windows from the file, strip by strip into the GeoTIFF
         result = segment_scene_file(model, source.with_scene_bad_bands(), out, args.tile, args.overlap, args.blend)
-        class_ids, names, legend = list(range(1, len(model.class_names) + 1)), model.class_names, model.data_info.mask_legend()
-    elif isinstance(model, (PixelClassifier, OnnxModel)):  # block by block from the file into the GeoTIFF
-        classifier = PatchClassifier(model, args.batch_size)
-        result = map_scene_file(classifier, source, out, args.block)
-        class_ids, names, legend = classifier.class_ids, None, classifier_legend(classifier.class_ids)
-    else:
-        raise InputError(f"{args.ckpt}: a {type(model).__name__} checkpoint makes no class map; give a classifier or segmentation checkpoint")
+    else:  # a pixel classifier (PyTorch or ONNX), block by block from the file into the GeoTIFF
+        result = map_scene_file(PatchClassifier(model, args.batch_size), source, out, args.block)
     class_map, rgb, step, counts = result["classes"], result["rgb"], result["step"], result["counts"]
     shape = (source.height, source.width)
     timing = f" in {result['seconds']:.1f} s ({result['pixels_per_s']:,.0f} px/s)"
     reference = reference_codes(legend, args.reference, class_ids, shape)[::step, ::step] if args.reference else None
     png = write_class_png(out.with_suffix(".png"), rgb, class_map, class_ids, names, reference, Path(args.scene).name)
-    labels = dict(zip(class_ids, names or [f"class {c}" for c in class_ids]))
+    labels = dict(zip(class_ids, names))
     print(f"{out} and {png}{timing}: " + ", ".join(f"{labels[int(i)]}: {n} px" for i, n in sorted(counts.items())))
 
 

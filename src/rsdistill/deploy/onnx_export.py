@@ -70,30 +70,42 @@ class Deployable:
 def deployable(source) -> Deployable:
     """The model in ``source`` — a task checkpoint or encoder .safetensors path, or a loaded task —
     ready for export."""
-    from rsdistill.models.registry import PretrainedEncoder, load_encoder
-    from rsdistill.tasks.classification import PixelClassifier
+    from rsdistill.models.registry import load_encoder
     from rsdistill.tasks.loading import load_task
-    from rsdistill.tasks.segmentation import SemanticSegmenter
 
     if isinstance(source, (str, Path)) and Path(source).suffix == ".safetensors":
         encoder = load_encoder(source).eval()
         tile = getattr(encoder.encoder, "config", {}).get("img_size", 224)
         return _encoder_deployable(encoder, tile, {"source": str(source), "encoder_card": encoder.card.get("recipe")})
     task = load_task(source) if isinstance(source, (str, Path)) else source.eval()
-    info = task.data_info
     base = {"source": str(source) if isinstance(source, (str, Path)) else type(task).__name__, "recipe": task.recipe}
-    if isinstance(task, PixelClassifier):
-        p, bands = info.patch_size, task.preprocessing.bands
-        card = {**base, "class_ids": list(task.class_ids)}
-        return Deployable(task, "pixel_classification", (bands, p, p), ["logits"], _card(task.preprocessing, "pixel_classification", card))
-    if isinstance(task, SemanticSegmenter):
-        t, bands = info.tile_size, task.preprocessing.bands
-        card = {**base, "class_names": list(task.class_names), "ignore_index": 255}
-        return Deployable(_SegmenterOnRaw(task), "segmentation", (bands, t, t), ["logits"], _card(task.preprocessing, "segmentation", card))
+    return DEPLOYABLES[task.kind](task, base)
+
+
+def _pixel_classifier(task, base: dict) -> Deployable:
+    p, bands = task.data_info.patch_size, task.preprocessing.bands
+    card = {**base, "class_ids": list(task.class_ids)}
+    return Deployable(task, task.kind, (bands, p, p), ["logits"], _card(task.preprocessing, task.kind, card))
+
+
+def _segmenter(task, base: dict) -> Deployable:
+    t, bands = task.data_info.tile_size, task.preprocessing.bands
+    card = {**base, "class_names": list(task.class_names), "ignore_index": 255}
+    return Deployable(_SegmenterOnRaw(task), task.kind, (bands, t, t), ["logits"], _card(task.preprocessing, task.kind, card))
+
+
+def _task_encoder(task, base: dict) -> Deployable:
+    """The encoder a pretraining or distillation task leaves, with the task's preprocessing."""
+    from rsdistill.models.registry import PretrainedEncoder
+
     encoder = task.exported_encoder()
     if encoder is None:
-        raise InputError(f"{source}: a {type(task).__name__} checkpoint leaves no model to export")
-    return _encoder_deployable(PretrainedEncoder(encoder, task.preprocessing).eval(), getattr(info, "tile_size", 224), base)
+        raise InputError(f"{base['source']}: a {type(task).__name__} checkpoint leaves no model to export")
+    return _encoder_deployable(PretrainedEncoder(encoder, task.preprocessing).eval(), getattr(task.data_info, "tile_size", 224), base)
+
+
+# what each kind of task (tasks.base ``kind``) exports as: its input shape, outputs and card
+DEPLOYABLES = {"pixel_classification": _pixel_classifier, "segmentation": _segmenter, "encoder": _task_encoder}
 
 
 def _encoder_deployable(encoder, tile: int, card: dict) -> Deployable:

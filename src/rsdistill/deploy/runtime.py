@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rsdistill.errors import InputError
+from rsdistill.io.masks import Legend
 
 
 def read_card(path) -> dict:
@@ -47,6 +48,18 @@ class OnnxModel:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    @property
+    def kind(self) -> str:
+        """What the exported task is for (``tasks.base``: pixel_classification, segmentation, encoder)."""
+        return self.card["task"]
+
+    def map_classes(self) -> tuple[list[int], list[str], Legend]:
+        """As the exported task's ``map_classes``; ONNX maps are made block by block, by pixel classifiers."""
+        if self.kind != "pixel_classification":
+            raise InputError(f"an exported {self.kind} model; block maps need a pixel classifier")
+        legend = Legend.numbered(self.card["class_ids"])
+        return list(self.card["class_ids"]), list(legend.names), legend
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -148,12 +148,7 @@ def tested(name: str, seed: int, recipe: dict, trainer, model, data, cost_tile: 
     """The record of ``model`` (or of the weights of ``ckpt_path``) tested on the data's test split."""
     trainer.test(model, data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
     record = {"model": name, "seed": seed, "params": model.count_parameters(), "checkpoint": str(Path(recipe["run_dir"]) / LAST_NAME)}
-    if isinstance(model, SemanticSegmenter):
-        return {**record, **segmentation_record(model, cost_tile)}
-    return {
-        **record, **{k: model.scores["test"][k] for k in (*REPORTED["classification"], "per_class", "confusion")},
-        "ms_per_1000_px": inference_ms_per_1000(model, data), "class_ids": data.class_ids,
-    }
+    return {**record, **RECORDS[model.kind](model, data, cost_tile)}
 
 
 def run_settings(config: dict, options: dict, seed: int) -> dict:
@@ -183,7 +178,13 @@ def search_and_test(config: dict, out_dir: Path, seed: int, name: str, cost_tile
     return {**record, "chosen": best["label"], "select": metric, "grid": validated}
 
 
-def segmentation_record(model: SemanticSegmenter, cost_tile: int) -> dict:
+def classification_record(model: PixelClassifier, data: PixelClassificationData, cost_tile: int) -> dict:
+    """Test scores, per-class scores and confusion, and ms per 1,000 test pixels."""
+    return {**{k: model.scores["test"][k] for k in (*REPORTED["classification"], "per_class", "confusion")},
+            "ms_per_1000_px": inference_ms_per_1000(model, data), "class_ids": data.class_ids}
+
+
+def segmentation_record(model: SemanticSegmenter, data: SegmentationData, cost_tile: int) -> dict:
     """Test scores (with the last validation's, when the run validated), per-class IoU and the costs of one tile."""
     test = model.scores["test"]
     tile = torch.randn(1, model.preprocessing.channels, cost_tile, cost_tile)
@@ -193,6 +194,10 @@ def segmentation_record(model: SemanticSegmenter, cost_tile: int) -> dict:
         "trained_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "gflops": forward_flops(model, tile) / 1e9, "ms_per_tile": latency_ms(model, tile), "cost_tile": cost_tile,
     }
+
+
+# the record of a tested run, by what its task is for (tasks.base ``kind``)
+RECORDS = {"pixel_classification": classification_record, "segmentation": segmentation_record}
 
 
 def diagnosed(config: dict, out_dir: Path, seed: int, teacher: str, student: str, records: dict) -> dict:

@@ -15,31 +15,19 @@ import torch
 
 from rsdistill.errors import InputError
 from rsdistill.evaluation.mapping import classify_scene, segment_scene
-from rsdistill.io.masks import Legend, read_mask
+from rsdistill.io.masks import read_mask
 from rsdistill.io.readers import read_scene
 from rsdistill.metrics import specdeepmap_batch_iou, specdeepmap_numbering
-from rsdistill.tasks.classification import PixelClassifier
-from rsdistill.tasks.segmentation import SemanticSegmenter, segmentation_metrics
-
-
-def classifier_legend(class_ids: list[int]) -> Legend:
-    """The legend of a pixel classifier's label maps: class N is the label value N."""
-    return Legend.parse([{"name": f"class {c}", "id": c} for c in class_ids])
+from rsdistill.tasks.segmentation import segmentation_metrics
 
 
 def map_maker(model, tile: int, overlap: int):
     """(scene -> (H, W) class indices 0..K-1, -1 where no data; the legend of the model's masks;
-    class names). Both kinds draw class codes (0 = no data: a segmenter's index + 1, a pixel
-    classifier's label values), turned into indices by ``code_indices``."""
-    if isinstance(model, SemanticSegmenter):
-        codes = list(range(1, len(model.class_names) + 1))
-        draw, legend, names = (lambda scene: segment_scene(model, scene, tile, overlap)), model.data_info.mask_legend(), list(model.class_names)
-    elif isinstance(model, PixelClassifier):
-        codes = list(model.class_ids)
-        legend = classifier_legend(codes)
-        draw, names = (lambda scene: classify_scene(model, scene)), legend.names
-    else:
-        raise InputError(f"a {type(model).__name__} makes no class map; give a classifier or segmentation checkpoint")
+    class names). Every kind draws class codes (``map_classes``: 0 = no data), turned into indices
+    by ``code_indices``."""
+    codes, names, legend = model.map_classes()
+    draw = {"segmentation": lambda scene: segment_scene(model, scene, tile, overlap),
+            "pixel_classification": lambda scene: classify_scene(model, scene)}[model.kind]
     return (lambda scene: code_indices(draw(scene), codes)), legend, names
 
 

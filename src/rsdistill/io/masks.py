@@ -45,6 +45,11 @@ class Legend:
         ignored = tuple(tuple(int(v) for v in (c if isinstance(c, (list, tuple)) else [c])) for c in (ignore or []))
         return cls(tuple(names), tuple(codes), ignored)
 
+    @classmethod
+    def numbered(cls, ids: list[int]) -> Legend:
+        """The legend of label maps whose class N is the value N (a pixel classifier's)."""
+        return cls.parse([{"name": f"class {c}", "id": c} for c in ids])
+
     @property
     def colours(self) -> bool:
         return len(self.codes[0]) == 3

@@ -1,5 +1,8 @@
-"""Encoders on disk and in memory: one registry for every encoder rsdistill builds or loads.
+"""The networks a recipe names (``rsdistill.registry.Registry`` tables), and encoders on disk and in memory.
 
+- ``ENCODERS``, ``PIXEL_CLASSIFIERS`` and ``SEGMENTATION_NETS``: architecture name -> the class
+  (imported on first use) that a card's ``architecture`` record, a ``PixelClassifier``'s ``arch``
+  or a ``SemanticSegmenter``'s ``arch`` chooses. A new network is one line here.
 - ``build_encoder(architecture)`` makes an encoder from the ``architecture`` record of a card
   (``{"name": "vit" | "sam" | "sam_mmoa" | "galileo", ...constructor arguments}``); every encoder
   carries that record as ``config`` (sam_mmoa: Mask-CDKD's teacher, a SAM encoder with its adapters).
@@ -32,30 +35,38 @@ from torch import nn
 
 from rsdistill.errors import InputError
 from rsdistill.files import atomic_write, write_json
-from rsdistill.models.galileo import GalileoEncoder
-from rsdistill.models.mmoa import MMoAEncoder
-from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.state_dicts import load_strict, read_state_dict
-from rsdistill.models.vit import ViTEncoder
 from rsdistill.preprocessing import Preprocessing
+from rsdistill.registry import Registry
 from rsdistill.spectral.sensors import get_sensor
 
 CARD_SUFFIX = ".json"
 CARD_FORMAT = "rsdistill-encoder/2"
-ENCODERS = {"vit": ViTEncoder, "sam": SAMImageEncoder, "sam_mmoa": MMoAEncoder.build, "galileo": GalileoEncoder}
+ENCODERS = Registry("encoder architecture", {
+    "vit": "rsdistill.models.vit:ViTEncoder",
+    "sam": "rsdistill.models.sam:SAMImageEncoder",
+    "sam_mmoa": "rsdistill.models.mmoa:MMoAEncoder.build",  # Mask-CDKD's teacher: SAM with its adapters
+    "galileo": "rsdistill.models.galileo:GalileoEncoder",
+})
+# (N, B, p, p) patches -> (N, K) logits; built as (bands, classes, **the task's options they take)
+PIXEL_CLASSIFIERS = Registry("pixel classifier architecture", {
+    "blm": "rsdistill.models.blm:BLMClassifier",
+    "hybrid_cnn": "rsdistill.models.hybrid_cnn:HybridCNN",
+    "spectral_mlp": "rsdistill.models.spectral:SpectralMLP",  # the centre pixel's spectrum only
+    "spectral_cnn1d": "rsdistill.models.spectral:SpectralCNN1d",
+})
+# (N, C, H, W) -> (N, K, H, W) logits, trained end to end; built as (channels, classes, **cnn options)
+SEGMENTATION_NETS = Registry("segmentation architecture", {
+    "specdeepmap_cnn": "rsdistill.models.segmentation_cnn:SpecDeepMapCNN",
+    "unet": "rsdistill.models.segmentation_cnn:UNet",
+})
 ALIGNMENTS = ("mean", "srf", "nearest")
 
 
 def build_encoder(architecture: dict) -> nn.Module:
     """An encoder (random weights) from a card's ``architecture`` record."""
     options = dict(architecture)
-    name = options.pop("name", "vit")
-    if name not in ENCODERS:
-        raise InputError(f"unknown encoder architecture {name!r}; known: {', '.join(ENCODERS)}")
-    try:
-        return ENCODERS[name](**options)
-    except TypeError as error:
-        raise InputError(f"encoder architecture {name!r}: {error}") from None
+    return ENCODERS.build(options.pop("name", "vit"), **options)
 
 
 class PretrainedEncoder(nn.Module):

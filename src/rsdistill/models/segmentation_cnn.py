@@ -62,6 +62,3 @@ class UNet(nn.Module):
         for up, merge, skip in zip(reversed(self.up), reversed(self.merge), reversed(skips[:-1])):
             x = merge(torch.cat([skip, up(x)], dim=1))
         return self.classifier(x)
-
-
-ARCHITECTURES = {"specdeepmap_cnn": SpecDeepMapCNN, "unet": UNet}

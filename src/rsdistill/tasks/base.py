@@ -19,6 +19,11 @@ in that order, when it is built) and, if it distils, ``configure_distiller``. Th
   trained state (projections) is saved for resuming and dropped when a checkpoint loads without it;
 - **the scores a run leaves**: ``scores[stage]``, the last validation's or test's scores as plain
   numbers, filled by the tasks that evaluate (what ``rsdistill experiment`` records);
+- **what it is for**: ``kind`` — ``pixel_classification``, ``segmentation`` or ``encoder`` (a
+  pretraining or distillation whose product is an encoder), the word an exported ONNX card also
+  carries. The verbs key their tables by it (export, map, tile scores, the experiment's record)
+  instead of asking for classes; a classifying task also says what its class maps hold
+  (``map_classes``);
 - **the encoder a run leaves**: a task whose ``exported_encoder`` is not None writes it, when a fit
   ends, as ``encoder.safetensors`` + card (architecture, preprocessing, recipe, metrics) in the
   run folder, for the other recipes to take as a backbone.
@@ -38,6 +43,7 @@ from torch import nn
 
 from rsdistill.data.info import DataInfo
 from rsdistill.errors import InputError
+from rsdistill.io.masks import Legend
 from rsdistill.preprocessing import Preprocessing
 
 DISTILLER_PREFIX = "distiller."
@@ -48,6 +54,7 @@ TASK_KEY = "rsdistill_task"
 
 
 class BaseTask(L.LightningModule):
+    kind = "encoder"  # what the task's checkpoint is for (module docstring); classifying tasks override it
     DATA_INFO: type[DataInfo] = DataInfo  # the data facts the task reads (data.info)
 
     def __init__(self) -> None:
@@ -105,6 +112,11 @@ class BaseTask(L.LightningModule):
         # The global RNGs drive dropout and masking; saving them makes a resumed run exact.
         checkpoint["rng_states"] = _rng_states()
         checkpoint[TASK_KEY] = type(self).__name__  # what the checkpoint holds (tasks.loading.TASKS)
+
+    def map_classes(self) -> tuple[list[int], list[str], Legend]:
+        """(the codes its class maps hold, 0 meaning no data; their names; the legend its reference
+        masks are read with). Only a classifying task makes class maps."""
+        raise InputError(f"a {type(self).__name__} makes no class map; give a classifier or segmentation checkpoint")
 
     # -- the NaN guard ---------------------------------------------------------------------------
     def check_finite(self, terms: dict[str, torch.Tensor]) -> None:

@@ -18,17 +18,13 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from rsdistill.data.info import PixelDataInfo
 from rsdistill.distill.logits import EnsembleTeacher, LogitDistiller
 from rsdistill.errors import InputError
+from rsdistill.io.masks import Legend
 from rsdistill.metrics import scores_from_confusion
-from rsdistill.models.blm import BLMClassifier
 from rsdistill.models.encoder_classifier import EncoderPixelClassifier
-from rsdistill.models.hybrid_cnn import HybridCNN
-from rsdistill.models.registry import pretrained_backbone
-from rsdistill.models.spectral import SpectralCNN1d, SpectralMLP
+from rsdistill.models.registry import PIXEL_CLASSIFIERS, pretrained_backbone
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.base import BaseTask
 from rsdistill.tasks.loading import load_classifier
-
-ARCHITECTURES = ("blm", "hybrid_cnn", "spectral_mlp", "spectral_cnn1d", "encoder")
 
 
 class PixelClassifier(BaseTask):
@@ -46,6 +42,7 @@ class PixelClassifier(BaseTask):
     """
 
     DATA_INFO = PixelDataInfo
+    kind = "pixel_classification"
 
     def __init__(
         self,
@@ -75,23 +72,22 @@ class PixelClassifier(BaseTask):
     def class_ids(self) -> list[int]:
         return self.data_info.class_ids
 
+    def map_classes(self) -> tuple[list[int], list[str], Legend]:
+        """Its maps hold the label values of its classes; reference masks are label maps too."""
+        legend = Legend.numbered(self.class_ids)
+        return list(self.class_ids), list(legend.names), legend
+
     def configure_models(self) -> None:
         h = self.hparams
         data = self.preprocessing
         classes = len(self.class_ids)
-        if h.arch == "blm":
-            self.net: nn.Module = BLMClassifier(data.channels, classes, h.d_model, h.n_layers, h.d_state, h.expand, h.dropout, cuda_kernels=h.cuda_kernels)
-        elif h.arch == "hybrid_cnn":
-            self.net = HybridCNN(data.channels, classes, dropout=h.dropout)
-        elif h.arch == "spectral_mlp":  # the centre pixel's spectrum only (models.spectral)
-            self.net = SpectralMLP(data.channels, classes, dropout=h.dropout)
-        elif h.arch == "spectral_cnn1d":
-            self.net = SpectralCNN1d(data.channels, classes, dropout=h.dropout)
-        elif h.arch == "encoder":
+        if h.arch == "encoder":  # a pretrained encoder and its own preprocessing
             encoder, data = self._backbone(data.bands)
-            self.net = EncoderPixelClassifier(encoder, classes, h.freeze_encoder)
-        else:
-            raise InputError(f"unknown architecture {h.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+            self.net: nn.Module = EncoderPixelClassifier(encoder, classes, h.freeze_encoder)
+        elif h.arch not in PIXEL_CLASSIFIERS:
+            raise InputError(f"unknown architecture {h.arch!r}; choose encoder or one of {', '.join(PIXEL_CLASSIFIERS)}")
+        else:  # a registered network (models.registry.PIXEL_CLASSIFIERS) with the options it takes
+            self.net = PIXEL_CLASSIFIERS.build(h.arch, data.channels, classes, options=dict(h))
         self.input_preprocessing = data
 
     def _backbone(self, raw_bands: int) -> tuple[nn.Module, Preprocessing]:

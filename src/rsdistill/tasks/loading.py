@@ -9,7 +9,6 @@ holds other pickled objects is refused in one line naming it.
 
 from __future__ import annotations
 
-import importlib
 import pickle
 from pathlib import Path
 
@@ -17,22 +16,17 @@ import torch
 
 from rsdistill.errors import InputError
 from rsdistill.models.state_dicts import untrusted_pickle
+from rsdistill.registry import Registry
 from rsdistill.tasks.base import TASK_KEY, BaseTask
 
-# task name -> its module: a task is imported only when a checkpoint of it is loaded
-TASKS = {
-    "PixelClassifier": "rsdistill.tasks.classification",
-    "SemanticSegmenter": "rsdistill.tasks.segmentation",
-    "MAEPretrainer": "rsdistill.tasks.pretrain",
-    "MaskCDKD": "rsdistill.tasks.mask_cdkd",
-}
-
-
-def task_class(name: str) -> type[BaseTask]:
-    """The registered task called ``name``."""
-    if name not in TASKS:
-        raise InputError(f"unknown task {name!r}; registered: {', '.join(TASKS)}")
-    return getattr(importlib.import_module(TASKS[name]), name)
+# task name -> its class, imported only when a checkpoint of it is loaded. A new task is one line
+# here; what the verbs do with it follows from its ``KIND`` (tasks.base).
+TASKS = Registry("task", {
+    "PixelClassifier": "rsdistill.tasks.classification:PixelClassifier",
+    "SemanticSegmenter": "rsdistill.tasks.segmentation:SemanticSegmenter",
+    "MAEPretrainer": "rsdistill.tasks.pretrain:MAEPretrainer",
+    "MaskCDKD": "rsdistill.tasks.mask_cdkd:MaskCDKD",
+})
 
 
 def task_name(checkpoint: dict) -> str:
@@ -57,8 +51,8 @@ def load_task(path, expect: str | None = None, expect_bands: int | None = None) 
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint")
     try:
-        cls = task_class(task_name(torch.load(path, map_location="cpu", weights_only=True, mmap=True)))
-        if expect is not None and not issubclass(cls, task_class(expect)):
+        cls = TASKS[task_name(torch.load(path, map_location="cpu", weights_only=True, mmap=True))]
+        if expect is not None and not issubclass(cls, TASKS[expect]):
             raise InputError(f"{path}: a {cls.__name__} checkpoint, but a {expect} is needed here")
         model = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except InputError:

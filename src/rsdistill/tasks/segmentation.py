@@ -26,11 +26,10 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from rsdistill.data.info import SegmentationDataInfo
 from rsdistill.errors import InputError
-from rsdistill.io.masks import IGNORE_INDEX
+from rsdistill.io.masks import IGNORE_INDEX, Legend
 from rsdistill.losses.segmentation import LOSSES, median_frequency_weights, segmentation_loss
 from rsdistill.metrics import specdeepmap_batch_iou, specdeepmap_numbering
-from rsdistill.models.registry import pretrained_backbone
-from rsdistill.models.segmentation_cnn import ARCHITECTURES
+from rsdistill.models.registry import SEGMENTATION_NETS, pretrained_backbone
 from rsdistill.models.upernet import UPerNet
 from rsdistill.models.vit import ViTEncoder
 from rsdistill.tasks.base import BaseTask
@@ -51,6 +50,7 @@ class SemanticSegmenter(BaseTask):
     """Normalised tiles (N, C, H, W) -> class scores (N, K, H, W). data_info: ``SegmentationData.info``."""
 
     DATA_INFO = SegmentationDataInfo
+    kind = "segmentation"
 
     def __init__(
         self,
@@ -82,16 +82,20 @@ class SemanticSegmenter(BaseTask):
     def class_names(self) -> list[str]:
         return self.data_info.class_names
 
+    def map_classes(self) -> tuple[list[int], list[str], Legend]:
+        """Its maps hold class index + 1; reference masks are read through the training masks' legend."""
+        return list(range(1, len(self.class_names) + 1)), list(self.class_names), self.data_info.mask_legend()
+
     def configure_models(self) -> None:
         h = self.hparams
-        if h.arch in ARCHITECTURES:
+        if h.arch != "upernet":  # a registered network trained end to end (models.registry.SEGMENTATION_NETS)
+            if h.arch not in SEGMENTATION_NETS:
+                raise InputError(f"arch must be upernet or one of {', '.join(SEGMENTATION_NETS)}, got {h.arch!r}")
             self.input_preprocessing = self.preprocessing
-            self.net = ARCHITECTURES[h.arch](self.preprocessing.channels, len(self.class_names), **(h.cnn or {}))
+            self.net = SEGMENTATION_NETS.build(h.arch, self.preprocessing.channels, len(self.class_names), **(h.cnn or {}))
             if self.data_info.tile_size % self.net.stride:
                 raise InputError(f"arch {h.arch}: the tile size {self.data_info.tile_size} must be a multiple of {self.net.stride}")
             return
-        if h.arch != "upernet":
-            raise InputError(f"arch must be upernet or one of {sorted(ARCHITECTURES)}, got {h.arch!r}")
         if (h.encoder is None) == (h.backbone is None) and h.encoder_card is None:
             raise InputError("give either encoder (a pretrained encoder's path) or backbone (the shape of a new ViT), not both or neither")
         if h.encoder_card is not None or h.encoder is not None:
