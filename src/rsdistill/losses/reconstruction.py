@@ -79,10 +79,11 @@ def reconstruction_terms(
     if "ssim" in weights:
         height, width = tile_shape
         composite = target.scatter(1, ids[..., None].expand_as(pred), pred)
-        terms["ssim"] = 1 - structural_similarity_index_measure(
-            unpatchify(composite, patch_size, height, width), unpatchify(target, patch_size, height, width),
-            data_range=float(target.max() - target.min()) or 1.0,
-        )
+        with torch.autocast(pred.device.type, enabled=False):  # its Gaussian window is a convolution, which autocast runs in bf16
+            terms["ssim"] = 1 - structural_similarity_index_measure(
+                unpatchify(composite, patch_size, height, width), unpatchify(target, patch_size, height, width),
+                data_range=float(target.max() - target.min()) or 1.0,
+            )
     if "sam" in weights:
         terms["sam"] = _masked_mean(spectral_angle(denormalise(pred_px), denormalise(target_px)), valid_masked)
     if "physics" in weights:
