@@ -23,7 +23,7 @@ import time
 import torch
 
 from rsdistill.evaluation.cost import forward_flops
-from rsdistill.evaluation.experiment import load_experiment
+from rsdistill.experiments.experiment import load_experiment
 from rsdistill.models.selective_scan import set_scan_backend
 from rsdistill.preprocessing import Preprocessing
 from rsdistill.tasks.classification import PixelClassifier

@@ -18,8 +18,8 @@ from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.patches import all_pixel_patches, padded_cube
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.errors import InputError
-from rsdistill.evaluation.curve import run_sweep
-from rsdistill.evaluation.experiment import experiment_recipes, fit_and_test, run_experiment
+from rsdistill.experiments.curve import run_sweep
+from rsdistill.experiments.experiment import experiment_recipes, fit_and_test, run_experiment
 from rsdistill.io import write_geotiff
 from rsdistill.io.readers import read_scene
 from rsdistill.tasks.loading import load_task
@@ -168,7 +168,7 @@ def test_lightning_cli_recipes_on_real_enmap(real_file, tmp_path, monkeypatch):
 
 
 def test_slovenia_recipe_loads_scene_labels_and_split(real_file):
-    from rsdistill.evaluation.experiment import load_experiment
+    from rsdistill.experiments.experiment import load_experiment
 
     real_file("eolearn_slovenia_s2/REFERENCE_SCENES.npy")
     config = load_experiment(REPO / "configs/blm_kd/slovenia.yaml")

@@ -10,7 +10,7 @@ import yaml
 
 from rsdistill.cli import main
 from rsdistill.data.synthetic import make_synthetic_scene
-from rsdistill.evaluation.quickstart import quickstart_config
+from rsdistill.experiments.quickstart import quickstart_config
 from rsdistill.metrics import scores_from_confusion
 
 
@@ -46,7 +46,7 @@ def test_a_cross_validated_experiment_tests_every_pixel_once_and_pairs_per_fold(
 
 
 def test_a_cross_validated_sweep_tabulates_pooled_scores_and_pairs_per_fold_and_seed():
-    from rsdistill.evaluation.curve import curve_tables
+    from rsdistill.experiments.curve import curve_tables
 
     row = lambda model, oa: {"model": model, "oa_pooled": {"mean": oa, "std": 0.01}}  # noqa: E731
     pair = {"model": "kd", "reference": "alone", "metric": "oa", "mean": 0.02, "std": 0.01, "ahead": 4,

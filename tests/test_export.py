@@ -14,7 +14,7 @@ from rsdistill.deploy.parity import parity_report
 from rsdistill.deploy.runtime import OnnxModel, read_card
 from rsdistill.errors import InputError
 from rsdistill.evaluation.benchmark import _child_memory
-from rsdistill.evaluation.experiment import fit_and_test
+from rsdistill.experiments.experiment import fit_and_test
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +180,8 @@ def test_a_pixel_classifier_scores_tiles_with_a_labelled_no_data_pixel(blm_run, 
     code 0 became index 254 and the confusion matrix failed with a reshape error."""
     from fixtures import SYNTHETIC_PIXELS
     from rsdistill.data.synthetic import make_synthetic_scene
-    from rsdistill.evaluation.mapping import classify_scene
-    from rsdistill.evaluation.tile_scores import code_indices, score_tiles
+    from rsdistill.inference.mapping import classify_scene
+    from rsdistill.inference.tile_scores import code_indices, score_tiles
     from rsdistill.io import read_scene, write_geotiff
     from rsdistill.tasks.loading import load_classifier
 

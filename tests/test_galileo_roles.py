@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from rsdistill.cli import main
-from rsdistill.evaluation.pretrain_experiment import probe_accuracy, probe_tiles
+from rsdistill.experiments.pretrain import probe_accuracy, probe_tiles
 from rsdistill.io.readers import read_scene
 from rsdistill.models.registry import load_encoder
 from rsdistill.tasks.classification import load_classifier

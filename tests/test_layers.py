@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top, as docs/architecture.md lists them. "rsdistill" is the package itself: its
 # version and the lazy table of the public API, which imports nothing by statement.
 LAYERS = ["rsdistill", "errors", "registry", "files", "console", "spectral", "io", "metrics", "unmixing", "preprocessing", "tokens",
-          "figures", "data", "masking", "losses", "models", "distill", "tasks", "runs", "recipes", "deploy", "evaluation",
+          "figures", "data", "masking", "losses", "models", "distill", "tasks", "runs", "recipes", "deploy", "inference", "evaluation", "experiments",
           "cli", "__main__"]
 
 

@@ -12,7 +12,7 @@ import yaml
 from rsdistill.cli import main
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.errors import InputError
-from rsdistill.evaluation.quickstart import quickstart_config
+from rsdistill.experiments.quickstart import quickstart_config
 from rsdistill.spectral.alignment import simulated_bands
 from rsdistill.tasks.classification import load_classifier
 

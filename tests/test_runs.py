@@ -118,7 +118,7 @@ def test_a_checkpoint_with_pickled_objects_is_refused_on_every_path(tmp_path, da
     # an experiment resuming a killed run from a planted last.ckpt
     from fixtures import classifier_recipe
     from rsdistill.errors import InputError
-    from rsdistill.evaluation.experiment import fit_and_test
+    from rsdistill.experiments.experiment import fit_and_test
 
     (tmp_path / "exp").mkdir()
     torch.save({"state_dict": {}, "payload": Payload(marker)}, tmp_path / "exp" / "last.ckpt")
@@ -193,7 +193,7 @@ def test_experiment_options_as_the_readme_shows_them(tmp_path):
     was unrecognised, so an experiment could not be shortened to try it."""
     import yaml
 
-    from rsdistill.evaluation.quickstart import quickstart_config
+    from rsdistill.experiments.quickstart import quickstart_config
 
     config = quickstart_config(None, None, "enmap", epochs=3)
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**config, "seeds": [0, 1]}, sort_keys=False))
@@ -224,7 +224,7 @@ def test_an_experiment_names_missing_prerequisites_before_training(tmp_path, cap
     encoder of seed 0; now every seed's files are checked first."""
     import yaml
 
-    from rsdistill.evaluation.quickstart import quickstart_config
+    from rsdistill.experiments.quickstart import quickstart_config
 
     config = quickstart_config(None, None, "enmap", epochs=1)
     config["models"] = {"student": config["models"]["student"],
@@ -238,7 +238,7 @@ def test_an_experiment_names_missing_prerequisites_before_training(tmp_path, cap
 
 def test_a_one_seed_table_shows_no_spread():
     """The quickstart's one seed was printed as "± 0.00", a spread that was never measured."""
-    from rsdistill.evaluation.experiment import markdown_table
+    from rsdistill.experiments.tables import markdown_table
 
     value = {"mean": 0.9, "std": 0.0}
     one = {"model": "student", "oa": value, "aa": value, "kappa": value, "params": 10, "ms_per_1000_px": {"mean": 5.0, "std": 0.0}, "seeds": 1}

@@ -129,7 +129,7 @@ def test_upernet_fits_tests_and_predicts_through_a_recipe(tmp_path, monkeypatch)
     from affine import Affine
     from rasterio.crs import CRS
 
-    from rsdistill.evaluation.mapping import segment_scene
+    from rsdistill.inference.mapping import segment_scene
     from rsdistill.tasks.loading import load_task
 
     cube = np.random.default_rng(9).random((40, 36, 3)).astype(np.float32)
@@ -214,7 +214,7 @@ def test_cnn_baselines_train_and_report_the_specdeepmap_iou(tmp_path, arch, cnn)
     trainer.fit(model, data)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if v.is_floating_point())
     trainer.test(model, data, verbose=False)
-    from rsdistill.evaluation.mapping import segment_scene
+    from rsdistill.inference.mapping import segment_scene
 
     class_map = segment_scene(model.eval(), read_scene(tmp_path / "img2.tif"), tile=16, overlap=8)  # a CNN maps whole images too
     assert class_map.shape == (16, 16) and set(np.unique(class_map)) <= {1, 2, 3}
@@ -244,7 +244,7 @@ def test_an_epoch_can_draw_a_fresh_subset_of_the_training_tiles():
 
 
 def test_unmapped_labelled_pixels_count_against_their_class():
-    from rsdistill.evaluation.tile_scores import scores_of_confusion
+    from rsdistill.inference.tile_scores import scores_of_confusion
 
     # 2 classes + the unmapped column: class 0 has 3 px (2 right, 1 unmapped), class 1 has 1 px (right)
     scores = scores_of_confusion(np.array([[2, 0, 1], [0, 1, 0], [0, 0, 0]]), 2)

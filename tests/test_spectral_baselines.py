@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fixtures import checkpoint_test_oa, classifier_recipe
-from rsdistill.evaluation.experiment import fit_and_test
+from rsdistill.experiments.experiment import fit_and_test
 from rsdistill.models.spectral import SpectralCNN1d, SpectralMLP
 from rsdistill.tasks.loading import load_task
 

@@ -18,9 +18,9 @@ from rsdistill.cli import main
 from rsdistill.data.synthetic import make_synthetic_scene
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
-from rsdistill.evaluation.curve import sweep_of
-from rsdistill.evaluation.experiment import experiment_recipes, fit_and_test, load_experiment
-from rsdistill.evaluation.pretrain_experiment import experiment_datasets, pretrain_recipes
+from rsdistill.experiments.curve import sweep_of
+from rsdistill.experiments.experiment import experiment_recipes, fit_and_test, load_experiment
+from rsdistill.experiments.pretrain import experiment_datasets, pretrain_recipes
 from rsdistill.io import open_scene, write_geotiff
 from rsdistill.models.pretrained import WEIGHTS
 from rsdistill.models.registry import load_encoder, save_encoder
@@ -211,7 +211,7 @@ RECIPES = [c for c in CONFIGS if c not in EXPERIMENTS and c not in UNMIXING_SCEN
 
 @pytest.mark.parametrize("config", UNMIXING_SCENES, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_every_unmixing_scene_reads_with_its_reference(config, data_dir, monkeypatch):
-    from rsdistill.evaluation.unmixing_eval import load_unmixing_scene
+    from rsdistill.experiments.unmixing import load_unmixing_scene
 
     monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
     scene = load_unmixing_scene(config)

@@ -83,7 +83,7 @@ def test_scene_windows_give_disjoint_training_and_held_out_regions(real_file):
 
 
 def test_pretrain_experiment_over_datasets_of_different_band_counts(tmp_path):
-    from rsdistill.evaluation.pretrain_experiment import run_pretrain_experiment
+    from rsdistill.experiments.pretrain import run_pretrain_experiment
 
     tiny = {"embed_dim": 16, "depth": 1, "num_heads": 2, "decoder_embed_dim": 8, "decoder_depth": 1, "decoder_num_heads": 2}
     config = {
@@ -136,7 +136,7 @@ def test_max_train_scenes_takes_nested_seeded_subsets(real_file):
 def test_pretraining_data_budget_curve_chooses_on_validation_and_tests_once(real_file, tmp_path):
     """A sweep over max_train_scenes of a plain recipe and a grid recipe (a dotted, nested option):
     the grid is chosen on the probe's validation tiles, only the chosen point is tested."""
-    from rsdistill.evaluation.curve import run_pretrain_sweep
+    from rsdistill.experiments.curve import run_pretrain_sweep
 
     lists = "enmap_potsdam_specdeepmap/{}_files.csv"
     tiny = {"embed_dim": 16, "depth": 1, "num_heads": 2, "decoder_embed_dim": 8, "decoder_depth": 1, "decoder_num_heads": 2, "mask_score": "random"}

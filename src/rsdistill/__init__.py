@@ -29,7 +29,7 @@ _EXPORTS = {
     "TileData": "rsdistill.data.tiles", "PixelClassificationData": "rsdistill.data.classification",
     "BaseTask": "rsdistill.tasks.base", "MAEPretrainer": "rsdistill.tasks.pretrain",
     "PixelClassifier": "rsdistill.tasks.classification", "load_classifier": "rsdistill.tasks.loading",
-    "classify_scene": "rsdistill.evaluation.mapping",
+    "classify_scene": "rsdistill.inference.mapping",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -90,9 +90,9 @@ def stats(args) -> None:
 
 
 def quickstart(args) -> None:
-    from rsdistill.evaluation.experiment import summarise
     from rsdistill.evaluation.paired import paired_differences
-    from rsdistill.evaluation.quickstart import PAIR, run_quickstart, student_sensor_of
+    from rsdistill.experiments.quickstart import PAIR, run_quickstart, student_sensor_of
+    from rsdistill.experiments.tables import summarise
 
     scene = flag_or_argument(args.scene, args.scene_argument, "scene", required=False)
     student_sensor = student_sensor_of(scene, args.student_sensor)
@@ -118,9 +118,9 @@ def quickstart_verdict(row: dict) -> str:
 
 
 def pretrain_experiment(args) -> None:
-    from rsdistill.evaluation.curve import run_pretrain_sweep
-    from rsdistill.evaluation.experiment import load_experiment
-    from rsdistill.evaluation.pretrain_experiment import run_pretrain_experiment
+    from rsdistill.experiments.curve import run_pretrain_sweep
+    from rsdistill.experiments.experiment import load_experiment
+    from rsdistill.experiments.pretrain import run_pretrain_experiment
 
     config = load_experiment(args.config, sections=("data", "recipes"))
     config["trainer"] = {**config.get("trainer", {}), **args.trainer}  # --trainer.KEY VALUE, every run
@@ -133,9 +133,9 @@ def pretrain_experiment(args) -> None:
 
 
 def experiment(args) -> None:
-    from rsdistill.evaluation.cross_validation import folds_of, run_cross_validation
-    from rsdistill.evaluation.curve import run_sweep
-    from rsdistill.evaluation.experiment import load_experiment, run_experiment
+    from rsdistill.experiments.cross_validation import folds_of, run_cross_validation
+    from rsdistill.experiments.curve import run_sweep
+    from rsdistill.experiments.experiment import load_experiment, run_experiment
 
     config = load_experiment(args.config)
     config["trainer"] = {**config.get("trainer", {}), **args.trainer}  # --trainer.KEY VALUE, every run
@@ -195,7 +195,7 @@ def benchmark(args) -> None:
 
 
 def map(args) -> None:  # noqa: A001 - the verb's name
-    from rsdistill.evaluation.mapping import PatchClassifier, map_scene_file, segment_scene_file, write_class_png
+    from rsdistill.inference.mapping import PatchClassifier, map_scene_file, segment_scene_file, write_class_png
     from rsdistill.io.readers import open_scene
 
     out = Path(args.out)
@@ -250,9 +250,9 @@ def score_tiles(args) -> None:
     import json
 
     from rsdistill.data.paths import read_tile_list, resolve
-    from rsdistill.evaluation.tile_scores import score_tiles as score
-    from rsdistill.evaluation.tile_scores import summarise_scores
     from rsdistill.files import write_json
+    from rsdistill.inference.tile_scores import score_tiles as score
+    from rsdistill.inference.tile_scores import summarise_scores
     from rsdistill.tasks.loading import load_task
 
     checkpoints = sorted(glob.glob(args.ckpt)) or [args.ckpt]  # a glob (e.g. one model's seeds) or one path
@@ -268,7 +268,7 @@ def score_tiles(args) -> None:
 
 def probe(args) -> None:
     from rsdistill.data.paths import read_tile_list, resolve
-    from rsdistill.evaluation.pretrain_experiment import probe_accuracy, probe_tiles
+    from rsdistill.experiments.pretrain import probe_accuracy, probe_tiles
     from rsdistill.models.registry import load_encoder
 
     encoder = load_encoder(args.encoder, trust_pickle=args.trust_pickle, **(args.encoder_options or {}))
@@ -306,7 +306,7 @@ def unmixing_eval(args) -> None:
     import json
 
     from rsdistill.errors import InputError
-    from rsdistill.evaluation.unmixing_eval import load_unmixing_scene, markdown, paired_against, paired_comparisons, paired_markdown, run_unmixing_eval
+    from rsdistill.experiments.unmixing import load_unmixing_scene, paired_against, paired_comparisons, results_markdown, run_unmixing_eval
     from rsdistill.files import write_json
 
     options = {"reference": args.reference, "key": args.key, "scale": args.scale, "endmembers_key": args.endmembers_key,
@@ -327,10 +327,16 @@ def unmixing_eval(args) -> None:
     pairs = paired_comparisons(rows, args.init)
     if other is not None:
         pairs += paired_against(rows, json.loads(other.read_text())["runs"], str(args.recipe), args.against)
-    table = markdown(rows) + ("\n\n" + paired_markdown(pairs) if pairs else "")
-    write_json(out / "results.json", {"runs": rows, "paired": pairs})
-    (out / "results.md").write_text(table + "\n")
-    print(table)
+    results = {"runs": rows, "paired": pairs}
+    write_json(out / "results.json", results)
+    (out / "results.md").write_text(results_markdown(results))
+    print(results_markdown(results), end="")
+
+
+def tables(args) -> None:
+    from rsdistill.experiments.results_files import render_files
+
+    print(render_files(args.results))
 
 
 def show(args) -> None:

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from rsdistill.errors import InputError
-from rsdistill.evaluation.experiment import REPORTED, mean_std_cell, run_experiment
 from rsdistill.evaluation.kd_diagnosis import diagnosis_table
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
+from rsdistill.experiments.experiment import run_experiment
+from rsdistill.experiments.tables import REPORTED, mean_std_cell
 from rsdistill.files import write_json
 from rsdistill.metrics import scores_from_confusion
 
@@ -42,7 +43,7 @@ def run_cross_validation(config: dict, out_dir, seeds=None, models=None, log=pri
     out_dir = Path(out_dir)
     folds = folds_of(config)
     if "sweep" in config:
-        raise InputError("sweep: a cross-validated sweep runs through evaluation.curve.run_sweep (rsdistill experiment)")
+        raise InputError("sweep: a cross-validated sweep runs through experiments.curve.run_sweep (rsdistill experiment)")
     records = []
     for fold in range(folds):
         fold_config = {**config, "data": {**config["data"], "fold": fold}}
@@ -61,12 +62,19 @@ def run_cross_validation(config: dict, out_dir, seeds=None, models=None, log=pri
     paired = paired_differences(records, pairs, REPORTED["classification"], unit="unit")
     diagnosis = [{**row, "fold": fold} for fold in range(folds)
                  for row in json.loads((out_dir / f"fold_{fold}" / "results.json").read_text()).get("diagnosis", [])]
-    write_json(out_dir / "results.json", {"folds": folds, "runs": records, "summary": summary, "paired": paired, "diagnosis": diagnosis})
-    table = markdown(summary, folds) + (f"\nPaired over (fold, seed):\n\n{paired_table(paired)}\n" if paired else "")
+    results = {"folds": folds, "runs": records, "summary": summary, "paired": paired, "diagnosis": diagnosis}
+    write_json(out_dir / "results.json", results)
+    (out_dir / "results.md").write_text(results_markdown(results))
+    return {"runs": records, "summary": summary, "paired": paired}
+
+
+def results_markdown(results: dict) -> str:
+    """``results.md`` of a cross-validated ``results.json``: the models, the pairs per (fold, seed), the diagnosis."""
+    paired, diagnosis = results["paired"], results["diagnosis"]
+    table = markdown(results["summary"], results["folds"]) + (f"\nPaired over (fold, seed):\n\n{paired_table(paired)}\n" if paired else "")
     if diagnosis:
         table += f"\nTeacher against student on each fold's validation pixels (%, mean ± std over folds × seeds):\n\n{diagnosis_table(diagnosis)}\n"
-    (out_dir / "results.md").write_text(table)
-    return {"runs": records, "summary": summary, "paired": paired}
+    return table
 
 
 def _mean_std(values) -> dict:

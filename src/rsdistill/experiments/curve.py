@@ -21,8 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rsdistill.errors import InputError  # noqa: E402
-from rsdistill.evaluation.experiment import REPORTED, run_experiment, task_of  # noqa: E402
-from rsdistill.evaluation.pretrain_experiment import run_pretrain_experiment  # noqa: E402
+from rsdistill.experiments.experiment import run_experiment, task_of  # noqa: E402
+from rsdistill.experiments.pretrain import run_pretrain_experiment  # noqa: E402
+from rsdistill.experiments.tables import REPORTED  # noqa: E402
 from rsdistill.files import atomic_write, write_json  # noqa: E402
 
 
@@ -44,10 +45,10 @@ def value_label(value) -> str:
 
 
 def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print, overwrite: bool = False) -> dict:
-    """A model experiment (``evaluation.experiment``; cross-validated with ``data.split: folds``,
-    ``evaluation.cross_validation``, whose curve plots the pooled score and pairs per (fold, seed))
+    """A model experiment (``experiments.experiment``; cross-validated with ``data.split: folds``,
+    ``experiments.cross_validation``, whose curve plots the pooled score and pairs per (fold, seed))
     at every value of the swept data option; write and return the curve."""
-    from rsdistill.evaluation.cross_validation import folds_of, run_cross_validation
+    from rsdistill.experiments.cross_validation import folds_of, run_cross_validation
 
     score = REPORTED[task_of(config)][0]
     if folds_of(config):
@@ -57,7 +58,7 @@ def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print, overwri
 
 
 def run_pretrain_sweep(config: dict, out_dir, seeds=None, log=print, overwrite: bool = False) -> dict:
-    """A pretraining experiment (``evaluation.pretrain_experiment``) at every value of the swept data
+    """A pretraining experiment (``experiments.pretrain``) at every value of the swept data
     option; write and return the curve of each recipe's linear-probe OA."""
     if "probe" not in config:
         raise InputError("sweep: a pretraining curve plots the linear-probe OA; give a probe section")

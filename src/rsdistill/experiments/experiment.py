@@ -6,7 +6,7 @@ An experiment YAML has ``task`` (``classification``, the default, or ``segmentat
 options}; ``distill_from: NAME`` (or a list of names: an ensemble teacher) makes a student of
 that model's checkpoint of the same seed; ``"{seed}"`` in an ``encoder`` path is the run's seed;
 ``data: {...}`` overrides data options for that model only, e.g. ``kd_unlabelled``; ``grid:
-{option: [values]}`` searches options on the validation split, ``evaluation.grid``, by the
+{option: [values]}`` searches options on the validation split, ``experiments.grid``, by the
 experiment's ``select`` score), ``seeds``, ``pairs`` (``evaluation.paired``) and ``diagnose``
 (teacher/student pairs compared on the validation pixels, ``evaluation.kd_diagnosis``). Each run is a recipe
 (``recipes.make_recipe``) parsed and validated by the same parser as ``rsdistill fit``. Every model
@@ -19,12 +19,9 @@ trained), forward GFLOPs and ms for one ``cost_tile``² tile (``evaluation.cost`
 
 from __future__ import annotations
 
-import json
-import pickle
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
@@ -32,19 +29,18 @@ from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
 from rsdistill.evaluation.cost import forward_flops, latency_ms, ms_per_1000_pixels
-from rsdistill.evaluation.grid import choose, grid_points, grid_table, run_dir_of, with_point
 from rsdistill.evaluation.kd_diagnosis import diagnose as diagnose_transfer
-from rsdistill.evaluation.kd_diagnosis import diagnosis_table
-from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
+from rsdistill.evaluation.paired import check_pairs, paired_differences
+from rsdistill.experiments.grid import grid_points, run_dir_of, with_point
+from rsdistill.experiments.runner import finished_record, fit_resuming, run_once, search_grid
+from rsdistill.experiments.tables import REPORTED, results_markdown, summarise
 from rsdistill.files import write_json
-from rsdistill.models.state_dicts import untrusted_pickle
 from rsdistill.recipes import make_recipe, parse_recipe
-from rsdistill.runs import LAST_NAME, claim_run_folder, claim_settings, release_run_folder
+from rsdistill.runs import LAST_NAME
 from rsdistill.tasks.classification import PixelClassifier
 from rsdistill.tasks.segmentation import SemanticSegmenter
 
 TASKS = {"classification": (PixelClassifier, PixelClassificationData), "segmentation": (SemanticSegmenter, SegmentationData)}
-REPORTED = {"classification": ("oa", "aa", "kappa"), "segmentation": ("miou", "oa", "mf1")}
 SELECTED = {"classification": "oa", "segmentation": "miou"}  # the validation score a grid is searched on
 
 
@@ -57,25 +53,6 @@ def load_experiment(path, sections=("data", "models")) -> dict:
         if key not in (config or {}):
             raise InputError(f"{path}: experiment config needs a {key!r} section")
     return config
-
-
-def fit_resuming(trainer, model, data, run_dir) -> None:
-    """Fit in ``run_dir``, held for this process, from its ``last.ckpt`` when a killed run left one."""
-    last = Path(run_dir) / LAST_NAME
-    ckpt_path = str(last) if last.is_file() else None
-    lock = claim_run_folder(run_dir, ckpt_path)
-    try:
-        trainer.fit(model, data, ckpt_path=ckpt_path, weights_only=True)
-    except pickle.UnpicklingError:
-        raise InputError(untrusted_pickle(last, "delete it to train this run from the start")) from None
-    finally:
-        release_run_folder(lock)
-
-
-def finished_record(run_dir: Path, name: str = "scores.json") -> dict | None:
-    """The scores of a run that already finished (an interrupted experiment resumes after it)."""
-    scores_file = run_dir / name
-    return json.loads(scores_file.read_text()) if scores_file.is_file() else None
 
 
 def inference_ms_per_1000(model: PixelClassifier, data: PixelClassificationData, pixels: int = 1024) -> float:
@@ -157,24 +134,19 @@ def run_settings(config: dict, options: dict, seed: int) -> dict:
 
 
 def search_and_test(config: dict, out_dir: Path, seed: int, name: str, cost_tile: int, overwrite: bool = False) -> dict:
-    """A ``grid`` model's run of ``seed`` (``evaluation.grid``): every point fitted and validated
+    """A ``grid`` model's run of ``seed`` (``experiments.grid``): every point fitted and validated
     (each point's ``val.json`` reused when present), the best on validation tested once."""
     options, metric = config["models"][name], config.get("select", SELECTED[task_of(config)])
-    validated, recipes = [], {}
-    for label, point in grid_points(name, options):
-        run_dir = run_dir_of(out_dir, name, label, seed)
-        recipes[label] = model_recipe(config, out_dir, seed, name, with_point(options, point), run_dir)
-        claim_settings(run_dir, run_settings(config, with_point(options, point), seed), overwrite)
-        if (record := finished_record(run_dir, "val.json")) is None:
-            trainer, model, data = fitted(f"{name} ({label})", recipes[label], seed)
-            (scores,) = trainer.validate(model, data, verbose=False)
-            record = {"label": label, "point": point, "val": {k.split("/", 1)[1]: float(v) for k, v in scores.items()}}
-            write_json(run_dir / "val.json", record)
-        validated.append(record)
-    best = choose(validated, metric)
-    cli = parse_recipe(recipes[best["label"]], where=f"experiment model {name!r} ({best['label']}), seed {seed}")
-    checkpoint = str(Path(recipes[best["label"]]["run_dir"]) / LAST_NAME)
-    record = tested(name, seed, recipes[best["label"]], cli.trainer, cli.model, cli.datamodule, cost_tile, ckpt_path=checkpoint)
+
+    def validate(label: str, point_options: dict, run_dir: Path) -> dict:
+        trainer, model, data = fitted(f"{name} ({label})", model_recipe(config, out_dir, seed, name, point_options, run_dir), seed)
+        (scores,) = trainer.validate(model, data, verbose=False)
+        return {k.split("/", 1)[1]: float(v) for k, v in scores.items()}
+
+    best, validated = search_grid(name, options, out_dir, seed, metric, lambda o: run_settings(config, o, seed), validate, overwrite)
+    recipe = model_recipe(config, out_dir, seed, name, with_point(options, best["point"]), run_dir_of(out_dir, name, best["label"], seed))
+    cli = parse_recipe(recipe, where=f"experiment model {name!r} ({best['label']}), seed {seed}")
+    record = tested(name, seed, recipe, cli.trainer, cli.model, cli.datamodule, cost_tile, ckpt_path=str(Path(recipe["run_dir"]) / LAST_NAME))
     return {**record, "chosen": best["label"], "select": metric, "grid": validated}
 
 
@@ -273,104 +245,26 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
     task = task_of(config)
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
         for name, options in config["models"].items():  # in declared order: teachers before their students
-            run_dir = run_dir_of(out_dir, name, None, seed)
-            claim_settings(run_dir, run_settings(config, options, seed), overwrite)
-            if (finished := finished_record(run_dir)) is not None:
-                records.append(finished)
-                continue
-            if "grid" in options:
-                record = search_and_test(config, out_dir, seed, name, config.get("cost_tile", 512), overwrite)
-            else:
-                record = fit_and_test(name, model_recipe(config, out_dir, seed, name, options, run_dir), seed, cost_tile=config.get("cost_tile", 512))
-            write_json(run_dir / "scores.json", record)
+            run_dir, cost_tile = run_dir_of(out_dir, name, None, seed), config.get("cost_tile", 512)
+
+            def compute(name=name, options=options, run_dir=run_dir) -> dict:
+                if "grid" in options:
+                    return search_and_test(config, out_dir, seed, name, cost_tile, overwrite)
+                return fit_and_test(name, model_recipe(config, out_dir, seed, name, options, run_dir), seed, cost_tile=cost_tile)
+
+            record, fresh = run_once(run_dir, run_settings(config, options, seed), compute, overwrite)
             records.append(record)
-            log(f"seed {seed} {name}: " + " ".join(f"{k} {record[k]:.4f}" for k in REPORTED[task]) + f" params {record['params']}"
-                + (f" (chosen on validation: {record['chosen']})" if "chosen" in record else ""))
+            if fresh:
+                log(f"seed {seed} {name}: " + " ".join(f"{k} {record[k]:.4f}" for k in REPORTED[task]) + f" params {record['params']}"
+                    + (f" (chosen on validation: {record['chosen']})" if "chosen" in record else ""))
         # every model of a seed sees the same split; its runs saved it, keep one copy per seed beside the results
         first_split = Path(records[-1]["checkpoint"]).parent / "split.json"
         if first_split.is_file():
             shutil.copyfile(first_split, out_dir / f"split_seed_{seed}.json")
-    summary = summarise(records)
-    paired = paired_differences(records, pairs, REPORTED[task])
     by_run = {(r["model"], r["seed"]): r for r in records}
-    diagnosis = [diagnosed(config, out_dir, seed, teacher, student, by_run)
-                 for teacher, student in diagnose for name, seed in by_run if name == student and (teacher, seed) in by_run]
-    write_json(out_dir / "results.json", {"runs": records, "summary": summary, "paired": paired, "diagnosis": diagnosis})
-    metric = next((r["select"] for r in records if "grid" in r), None)  # the validation score grids were searched on
-    grids = f"\nChosen on validation (best val {metric} per seed; the test scores above are the chosen setting's):\n\n{grid_table(records, metric)}\n"
-    (out_dir / "results.md").write_text(markdown_table(summary) + "\n" + (grids if metric else "")
-                                        + (f"\nPaired over seeds:\n\n{paired_table(paired)}\n" if paired else "")
-                                        + (f"\nTeacher against student on the validation pixels (%):\n\n{diagnosis_table(diagnosis)}\n" if diagnosis else ""))
+    results = {"runs": records, "summary": summarise(records), "paired": paired_differences(records, pairs, REPORTED[task]),
+               "diagnosis": [diagnosed(config, out_dir, seed, teacher, student, by_run)
+                             for teacher, student in diagnose for name, seed in by_run if name == student and (teacher, seed) in by_run]}
+    write_json(out_dir / "results.json", results)
+    (out_dir / "results.md").write_text(results_markdown(results))
     return records
-
-
-def is_segmentation(records: list[dict]) -> bool:
-    return bool(records) and "miou" in records[0]
-
-
-def summarise_columns(records: list[dict], key: str, columns) -> list[dict]:
-    """Per value of ``key``: mean and std (population, over seeds) of every column."""
-    rows = []
-    for name in dict.fromkeys(r[key] for r in records):
-        runs = [r for r in records if r[key] == name]
-        row = {key: name, "seeds": len(runs)}
-        for column in columns:
-            values = np.array([r[column] for r in runs])
-            row[column] = {"mean": float(values.mean()), "std": float(values.std())}
-        rows.append(row)
-    return rows
-
-
-def segmentation_columns(records: list[dict]) -> list[str]:
-    """Test scores, then the validation's (``val_<score>``) where the runs validated, then ms per tile."""
-    scores = [k for k in ("miou", "oa", "mf1", "specdeepmap_iou") if k in records[0]]
-    return scores + [f"val_{k}" for k in scores if k in records[0].get("val", {})] + ["ms_per_tile"]
-
-
-def summarise(records: list[dict]) -> list[dict]:
-    """Per model: mean ± std over seeds of the task's scores and time; params (and GFLOPs)."""
-    if is_segmentation(records):
-        flat = [{**r, **{f"val_{k}": v for k, v in r.get("val", {}).items()}} for r in records]
-        rows = summarise_columns(flat, "model", segmentation_columns(records))
-        constants = ("params", "trained_params", "gflops", "cost_tile")
-    else:
-        rows = summarise_columns(records, "model", (*REPORTED["classification"], "ms_per_1000_px"))
-        constants = ("params",)
-    for row in rows:
-        first = next(r for r in records if r["model"] == row["model"])
-        row.update({k: first[k] for k in constants})
-    return rows
-
-
-def mean_std_cell(value: dict, seeds: int, scale: float = 100.0, digits: int = 2) -> str:
-    """``mean ± std`` over seeds; one seed has no spread to show: its value and a dash."""
-    mean = f"{scale * value['mean']:.{digits}f}"
-    return f"{mean} ± {scale * value['std']:.{digits}f}" if seeds > 1 else f"{mean} ± –"
-
-
-def markdown_table(summary: list[dict]) -> str:
-    if summary and "miou" in summary[0]:
-        return segmentation_table(summary)
-    lines = [
-        "| model | OA (%) | AA (%) | kappa (%) | params | ms / 1000 px | seeds |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in summary:
-        cells = [mean_std_cell(row[k], row["seeds"]) for k in REPORTED["classification"]]
-        time_cell = mean_std_cell(row["ms_per_1000_px"], row["seeds"], 1.0, 1)
-        lines.append(f"| {row['model']} | {' | '.join(cells)} | {row['params']:,} | {time_cell} | {row['seeds']} |")
-    return "\n".join(lines)
-
-
-def segmentation_table(summary: list[dict]) -> str:
-    scores = [k for k in summary[0] if k in ("miou", "oa", "mf1", "specdeepmap_iou") or k.startswith("val_")]
-    names = {"miou": "mIoU", "oa": "OA", "mf1": "mF1", "specdeepmap_iou": "SpecDeepMap IoU"}
-    title = [f"val {names[k[4:]]}" if k.startswith("val_") else f"test {names[k]}" for k in scores]
-    tile = summary[0]["cost_tile"]
-    lines = [f"| model | {' | '.join(f'{t} (%)' for t in title)} | params (trained) | GFLOPs / {tile}² | ms / {tile}² | seeds |",
-             "|---|" + "---|" * (len(scores) + 4)]
-    for row in summary:
-        cells = [mean_std_cell(row[k], row["seeds"]) for k in scores]
-        lines.append(f"| {row['model']} | {' | '.join(cells)} | {row['params']:,} ({row['trained_params']:,}) | {row['gflops']:.2f} | "
-                     f"{mean_std_cell(row['ms_per_tile'], row['seeds'], 1.0, 1)} | {row['seeds']} |")
-    return "\n".join(lines)

@@ -7,8 +7,8 @@ best validation score (``select``: ``oa`` for classification, ``miou`` for segme
 declared on ties) is then tested, once. Choosing per seed makes the whole procedure (search,
 then fit) what a seed replicates, so a paired comparison with another model stays seed by seed.
 Every point's validation scores are published (``grid_table``), the test scores of the chosen only.
-Pixel classifiers and segmenters (``evaluation.experiment``) are chosen on their validation split,
-pretraining recipes (``evaluation.pretrain_experiment``) on the linear probe's validation tiles.
+Pixel classifiers and segmenters (``experiments.experiment``) are chosen on their validation split,
+pretraining recipes (``experiments.pretrain``) on the linear probe's validation tiles.
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ An experiment YAML has ``data`` (``TileData`` options; the test tiles are the he
 Potsdam lists; ``val`` optional) and optionally:
 - ``datasets``: several scenes or sensors, each with its own ``data`` and ``model`` overrides; one
   table row per dataset and recipe;
-- a recipe's ``grid`` (``evaluation.grid``, e.g. ``{distill.weight: [0.1, 1, 10]}``): every point
+- a recipe's ``grid`` (``experiments.grid``, e.g. ``{distill.weight: [0.1, 1, 10]}``): every point
   pretrained, the one with the best linear-probe OA on the probe's ``val`` tiles scored on the test
   tiles, once; its encoder goes to ``<recipe>/seed_<k>/`` like any recipe's;
 - ``pairs`` ([[recipe, reference]]): the probe OA compared seed by seed (``evaluation.paired``);
-- ``sweep`` (``evaluation.curve``): the whole experiment per value of a data option, e.g.
+- ``sweep`` (``experiments.curve``): the whole experiment per value of a data option, e.g.
   ``max_train_scenes`` for a data-budget curve.
 Each run is a recipe in ``rsdistill fit``'s dialect, validated by the same parser. Finished runs
 are reused on a rerun; an interrupted run resumes from its ``last.ckpt``.
@@ -27,16 +27,16 @@ import torch
 from rsdistill.data.paths import read_tile_list, resolve
 from rsdistill.data.tiles import TileData
 from rsdistill.errors import InputError
-from rsdistill.evaluation.experiment import finished_record, fit_resuming, summarise_columns
-from rsdistill.evaluation.grid import choose, grid_points, grid_table, run_dir_of, with_point
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
+from rsdistill.experiments.grid import grid_points, grid_table, run_dir_of, with_point
+from rsdistill.experiments.runner import fit_resuming, run_once, search_grid
+from rsdistill.experiments.tables import summarise_columns
 from rsdistill.figures import reconstruction_figure
 from rsdistill.files import write_json
 from rsdistill.io.readers import read_scene
 from rsdistill.models.registry import PretrainedEncoder
 from rsdistill.recipes import make_recipe, parse_recipe
-from rsdistill.runs import claim_settings
 from rsdistill.tasks.pretrain import MAEPretrainer
 
 RECONSTRUCTION = ("psnr_masked", "ssim_masked", "sam_masked", "psnr_tile", "ssim_tile", "sam_tile")
@@ -92,14 +92,21 @@ def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print, overwr
     named = [d for d, _, _ in datasets if d is not None]  # pairs compare recipes within each dataset
     paired = paired_differences(by_model, [(f"{d} · {a}", f"{d} · {b}") for d in named for a, b in pairs] or pairs, ["probe_oa"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "results.json", {"runs": records, "summary": summary, "paired": paired})
-    grids = [r for r in by_model if "grid" in r]
-    (out_dir / "results.md").write_text(
-        markdown_columns(summary, "recipe", columns) + "\n"
-        + (f"\nChosen on the probe's validation tiles (best validation probe OA per seed; the test scores above are the chosen setting's):\n\n"
-           f"{grid_table(grids, 'probe_oa')}\n" if grids else "")
-        + (f"\nPaired over seeds:\n\n{paired_table(paired)}\n" if paired else ""))
+    results = {"runs": records, "summary": summary, "paired": paired}
+    write_json(out_dir / "results.json", results)
+    (out_dir / "results.md").write_text(results_markdown(results))
     return records
+
+
+def results_markdown(results: dict) -> str:
+    """``results.md`` of a pretraining ``results.json``: the recipes' scores, the grids' validation probe OA, the pairs."""
+    summary, paired = results["summary"], results["paired"]
+    columns = [k for k in summary[0] if k not in ("recipe", "seeds")]
+    grids = [{**r, "model": f"{r['dataset']} · {r['recipe']}" if "dataset" in r else r["recipe"]} for r in results["runs"] if "grid" in r]
+    return (markdown_columns(summary, "recipe", columns) + "\n"
+            + (f"\nChosen on the probe's validation tiles (best validation probe OA per seed; the test scores above are the chosen setting's):\n\n"
+               f"{grid_table(grids, 'probe_oa')}\n" if grids else "")
+            + (f"\nPaired over seeds:\n\n{paired_table(paired)}\n" if paired else ""))
 
 
 def probe_columns(config: dict) -> list[str]:
@@ -140,20 +147,18 @@ def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: 
     """One seed of every recipe on one dataset; finished runs of the same settings are reused."""
     records = []
     for name, options in config["recipes"].items():
-        run_dir = run_dir_of(out_dir, name, None, seed)
-        claim_settings(run_dir, run_settings(config, data_options, {**options, **model_overrides}, seed), overwrite)
-        if (finished := finished_record(run_dir)) is not None:
-            records.append(finished)
-            continue
-        if "grid" in options:
-            record = _searched(config, data_options, {**options, **model_overrides}, name, seed, out_dir, overwrite)
-        else:
-            recipe = pretrain_recipe(config, data_options, {**options, **model_overrides}, seed, run_dir)
-            record = _scored(config, data_options, name, seed, recipe, run_dir)
-        write_json(run_dir / "scores.json", record)
+        run_dir, options = run_dir_of(out_dir, name, None, seed), {**options, **model_overrides}
+
+        def compute(name=name, options=options, run_dir=run_dir) -> dict:
+            if "grid" in options:
+                return _searched(config, data_options, options, name, seed, out_dir, overwrite)
+            return _scored(config, data_options, name, seed, pretrain_recipe(config, data_options, options, seed, run_dir), run_dir)
+
+        record, fresh = run_once(run_dir, run_settings(config, data_options, options, seed), compute, overwrite)
         records.append(record)
-        log(f"{out_dir.name} seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float))
-            + (f" (chosen on validation: {record['chosen']})" if "chosen" in record else ""))
+        if fresh:
+            log(f"{out_dir.name} seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float))
+                + (f" (chosen on validation: {record['chosen']})" if "chosen" in record else ""))
     return records
 
 
@@ -192,21 +197,16 @@ def run_settings(config: dict, data_options: dict, options: dict, seed: int) -> 
 
 
 def _searched(config: dict, data_options: dict, options: dict, name: str, seed: int, out_dir: Path, overwrite: bool) -> dict:
-    """A ``grid`` recipe's run of ``seed`` (``evaluation.grid``): every point pretrained and probed on
+    """A ``grid`` recipe's run of ``seed`` (``experiments.grid``): every point pretrained and probed on
     the validation tiles (each point's ``val.json`` reused), the best scored on the test tiles once."""
-    validated, recipes = [], {}
-    for label, point in grid_points(name, options):
-        run_dir = run_dir_of(out_dir, name, label, seed)
-        recipes[label] = pretrain_recipe(config, data_options, with_point(options, point), seed, run_dir)
-        claim_settings(run_dir, run_settings(config, data_options, with_point(options, point), seed), overwrite)
-        if (record := finished_record(run_dir, "val.json")) is None:
-            _, task, _ = _pretrained(f"{name} ({label})", recipes[label], seed)
-            record = {"label": label, "point": point, "val": {"probe_oa": _probe(config, data_options, task, seed, ["val"])["probe_val_oa"]}}
-            write_json(run_dir / "val.json", record)
-        validated.append(record)
-    best = choose(validated, "probe_oa")
+    def validate(label: str, point_options: dict, run_dir: Path) -> dict:
+        _, task, _ = _pretrained(f"{name} ({label})", pretrain_recipe(config, data_options, point_options, seed, run_dir), seed)
+        return {"probe_oa": _probe(config, data_options, task, seed, ["val"])["probe_val_oa"]}
+
+    best, validated = search_grid(name, options, out_dir, seed, "probe_oa", lambda o: run_settings(config, data_options, o, seed), validate, overwrite)
+    recipe = pretrain_recipe(config, data_options, with_point(options, best["point"]), seed, run_dir_of(out_dir, name, best["label"], seed))
     chosen = {"chosen": best["label"], "select": "probe_oa", "grid": validated}
-    return _scored(config, data_options, name, seed, recipes[best["label"]], run_dir_of(out_dir, name, None, seed), chosen)
+    return _scored(config, data_options, name, seed, recipe, run_dir_of(out_dir, name, None, seed), chosen)
 
 
 def markdown_columns(summary: list[dict], key: str, columns: list[str]) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rsdistill.errors import InputError
-from rsdistill.evaluation.experiment import run_experiment
+from rsdistill.experiments.experiment import run_experiment
 
 TEACHER = {"arch": "hybrid_cnn", "lr": 0.002}
 STUDENT = {"arch": "blm", "d_model": 16, "n_layers": 1, "d_state": 64, "lr": 0.002}

@@ -33,13 +33,12 @@ import yaml
 
 from rsdistill.data.paths import resolve
 from rsdistill.errors import InputError
-from rsdistill.evaluation.experiment import finished_record, fit_resuming
-from rsdistill.files import atomic_write, write_json
+from rsdistill.experiments.runner import fit_resuming, run_once
+from rsdistill.files import atomic_write
 from rsdistill.io.matlab import grid_of, load_mat_variables
 from rsdistill.io.readers import read_scene
 from rsdistill.io.unmixing_reference import PIXEL_ORDERS, UnmixingReference, read_reference
 from rsdistill.recipes import load_recipe, parse_recipe
-from rsdistill.runs import claim_settings
 from rsdistill.unmixing import EXTRACTOR_NAMES, EXTRACTORS, abundance_rmse, extract_endmembers, fcls, match_endmembers, reconstruction_rmse
 
 KARMA, REFINED = "KARMA", "KARMA endmembers + FCLS"
@@ -173,18 +172,19 @@ def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: i
     """One seed: every classical baseline, KARMA (started from the ``init`` extraction's draw) and
     its refinement, scored; writes the run's npz, JSON and figure. A finished run is reused only
     for the same settings (``runs.claim_settings``; ``overwrite`` replaces one of other settings)."""
-    from rsdistill.figures import unmixing_figure
-
     if init not in EXTRACTORS:
         raise InputError(f"init {init!r}: KARMA starts from one of the extractions {', '.join(EXTRACTORS)}")
     run_dir = Path(run_dir)
     count = count or scene.reference.count
     settings = {"scene": scene.path, "key": scene.key, "scale": scene.scale, "reference": scene.reference.names,
                 "recipe": load_recipe(recipe_path), "endmembers": count, "epochs": epochs, "init": init, "seed": seed}
-    claim_settings(run_dir, settings, overwrite)
-    done = finished_record(run_dir)
-    if done is not None:
-        return done
+    return run_once(run_dir, settings, lambda: _unmixed(scene, recipe_path, seed, run_dir, count, epochs, init), overwrite)[0]
+
+
+def _unmixed(scene: UnmixingScene, recipe_path, seed: int, run_dir: Path, count: int, epochs: int | None, init: str) -> dict:
+    """One seed's record, computed (``unmixing_run``); its arrays and figure go to ``run_dir``."""
+    from rsdistill.figures import unmixing_figure
+
     pixels = scene.pixels
     if not scene.reference.count <= count <= pixels.shape[0]:
         raise InputError(f"{scene.path}: {count} endmembers to estimate; expected from the reference's {scene.reference.count} "
@@ -206,7 +206,6 @@ def unmixing_run(scene: UnmixingScene, recipe_path, seed: int, run_dir, count: i
     arrays["reference_endmembers"] = scene.reference.endmembers
     _write_npy(run_dir / "unmixing.npz", np.savez_compressed, names=np.array(scene.reference.names), **arrays)
     unmixing_figure(arrays, scene.reference.names, run_dir / "unmixing.png", f"{scene.name}, seed {seed}")
-    write_json(run_dir / "scores.json", record)
     return record
 
 
@@ -222,6 +221,11 @@ def run_unmixing_eval(scene: UnmixingScene, recipe_path, seeds, out_dir, count: 
             log(f"{scene.name} seed {seed} {method}: SAD {scores['sad']:.4f} rad"
                 + (f", abundance RMSE {rmse:.4f}" if rmse is not None else ""))
     return rows
+
+
+def results_markdown(results: dict) -> str:
+    """``results.md`` of an unmixing ``results.json`` ({runs, paired}): the methods, then the pairs."""
+    return markdown(results["runs"]) + ("\n\n" + paired_markdown(results["paired"]) if results["paired"] else "") + "\n"
 
 
 def markdown(rows: list[dict]) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rsdistill.errors import InputError
-from rsdistill.evaluation.mapping import classify_scene, segment_scene
+from rsdistill.inference.mapping import classify_scene, segment_scene
 from rsdistill.io.masks import read_mask
 from rsdistill.io.readers import read_scene
 from rsdistill.metrics import specdeepmap_batch_iou, specdeepmap_numbering
