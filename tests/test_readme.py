@@ -66,6 +66,8 @@ def placeholders(data: Path) -> dict[str, str]:
         "runs/blm_kd/enmap_tiles/cnn/seed_0/last.ckpt": "runs/blm_kd/teacher/last.ckpt",
         "runs/blm_kd/enmap_tiles/student/seed_*/last.ckpt": "runs/blm_kd/*/last.ckpt",
         "CKPT": "runs/blm_kd/student_kd/last.ckpt",
+        "docs/results/*.json": str(REPO / "docs/results/*.json"),
+        "runs/blm_kd/enmap_tiles/results.json": str(REPO / "docs/results/blm_kd_enmap_tiles.json"),  # its committed copy
         "RECIPE.yaml": "configs/blm_kd/teacher.yaml", "PATH/sam_vit_l_0b3195.pth": "sam_vit_l_0b3195.pth",
     }
 

@@ -176,6 +176,14 @@ def _score_tiles_parser() -> ArgumentParser:
     return parser
 
 
+def _tables_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Print the Markdown tables of results files, rendered from the files alone: results.json of "
+                            "experiment, pretrain-experiment, unmixing-eval and teacher-knowledge, and benchmark --out (e.g. the "
+                            "committed docs/results/*.json, to check a published table without re-running it).")
+    parser.add_argument("results", nargs="+", help="results JSON files")
+    return parser
+
+
 def _probe_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Linear probe: freeze a pretrained encoder, train a linear classifier on the "
                             "labelled pixels of the training tiles, report overall accuracy on the test tiles.")
@@ -281,6 +289,7 @@ VERBS = {
     "probe": (_probe_parser, "linear-probe OA of a pretrained encoder"),
     "teacher-knowledge": (_teacher_knowledge_parser, "what a pretrained teacher knows (probe, k-NN) before distilling"),
     "unmixing-eval": (_unmixing_parser, "KARMA and VCA + FCLS against an unmixing reference"),
+    "tables": (_tables_parser, "the tables of results files, rendered from the files alone"),
     "quickstart": (_quickstart_parser, "teacher -> distilled student on the synthetic scene or yours"),
 }
 
