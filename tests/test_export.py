@@ -49,7 +49,11 @@ def test_reduced_precision_exports_agree_with_fp32(blm_run, tmp_path, precision)
     assert main(["export", str(ckpt), "--precision", precision, "--int8", "dynamic", "--data", str(recipe), "--samples", "64", "--out", str(out)]) == 0
     report = json.loads(out.with_suffix(".parity.json").read_text())
     assert read_card(out).get("int8_scheme") == ("dynamic" if precision == "int8" else None) and report["precision"] == precision
-    assert report["argmax_agreement"] >= 0.9 and abs(report["onnx_oa"] - report["torch_oa"]) <= 0.1
+    # measured on these 58 inputs: max |Δlogit| 0.0015 (fp16) and 0.0096 (int8 dynamic), every argmax
+    # the same; allowed: 4 × that, and one input at most whose two top logits lie within it
+    assert report["max_abs_diff"] < {"fp16": 0.006, "int8": 0.04}[precision], report
+    one = 1 / report["inputs"]
+    assert report["argmax_agreement"] >= 1 - one and abs(report["onnx_oa"] - report["torch_oa"]) <= one, report
 
 
 @pytest.mark.parametrize("scheme", ["static", "dynamic"])

@@ -131,3 +131,26 @@ def test_windowed_read_equals_slice_of_full_read(real_file):
         np.testing.assert_array_equal(tile.cube, full.cube[rows, cols])
         assert tile.transform.c == pytest.approx(full.transform.c + window.col * 30.0)
         assert tile.transform.f == pytest.approx(full.transform.f - window.row * 30.0)
+
+
+def test_bigearthnet_band_folder_resamples_20_and_60_m_bands_bilinearly_to_the_10_m_grid(real_file):
+    """A BigEarthNet patch folder: twelve single-band GeoTIFFs at 10, 20 and 60 m, read as one
+    120 × 120 cube. Independent reference: scipy's linear zoom on the pixel-area grid
+    (``grid_mode``, edges held), rounded to the files' integers as GDAL's resampling into uint16
+    does. 10 m bands are the files' values; 20 m bands (×2) match exactly; 60 m bands (×6) match
+    but for ties of the rounding (≤ 1 DN, measured on 48 of 14,400 pixels). Checked that it fails
+    with nearest-neighbour resampling in the reader (B01 378 DN off on 13,647 pixels)."""
+    import rasterio
+    from scipy import ndimage
+
+    folder = real_file("bigearthnet_tiny/s2/S2A_MSIL2A_20170617T113321_36_85")
+    scene = read_scene(folder)
+    assert scene.cube.shape == (120, 120, 12) and np.all(np.diff(scene.wavelengths) > 0)
+    assert scene.band_names == ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+    for index, band in enumerate(scene.band_names):
+        with rasterio.open(folder / f"{folder.name}_{band}.tif") as dataset:
+            native = dataset.read(1).astype(np.float64)
+        factor = 120 // native.shape[0]
+        expected = np.floor(ndimage.zoom(native, factor, order=1, grid_mode=True, mode="nearest") + 0.5)
+        off = np.abs(scene.cube[..., index] - expected)
+        assert off.max() <= (0 if factor < 6 else 1) and (off > 0).mean() < 0.005, (band, factor, off.max(), (off > 0).sum())
