@@ -112,3 +112,38 @@ def test_a_sam_layout_teacher_is_pretrained_here_with_strided_masks_then_distils
     with pytest.raises(InputError, match="strided-grid mask: mask_score random"):
         MAEPretrainer({"preprocessing": Preprocessing.create(3, [0.0] * 3, [1.0] * 3).to_dict(), "tile_size": 16}, mask_score="gabor",
                       sam={"window_size": 2, "global_blocks": [2]})
+
+
+def test_mask_cdkd_learns_on_a_tiny_fixed_problem(tmp_path):
+    """Twenty steps of Mask-CDKD's own objective (bidirectional feature KD + both MAE losses at the
+    early stage's weights) on six fixed 16² RGB tiles of smooth structure: on held-out tiles with
+    fixed masks the feature-KD distance falls to under half its start and the student's masked
+    reconstruction improves, while the frozen SAM backbone does not move (measured: KD 1.41 → 0.20,
+    student MAE 1.32 → 0.98). Checked that it fails with the KD term left out of the loss: the
+    distance then grows (1.41 → 2.58 at forty steps)."""
+    from rsdistill.tasks.mask_cdkd import MaskCDKD
+
+    torch.manual_seed(0)
+    info = {"preprocessing": Preprocessing.create(3, [120.0] * 3, [60.0] * 3, sensor="rgb").to_dict(), "tile_size": 16}
+    task = MaskCDKD(info, teacher=str(tiny_teacher(tmp_path / "t.safetensors")), embed_dim=16, depth=3, num_heads=2,
+                    decoder_depth=1, decoder_num_heads=2)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 16), torch.linspace(0, 1, 16), indexing="ij")
+    phases = torch.arange(8.0)[:, None, None, None]
+    tiles = torch.stack([torch.sin(6 * x + phases[:, 0]), torch.cos(5 * y - phases[:, 0]), torch.sin(4 * (x + y) + phases[:, 0])], 1)
+    train, held_out, keys = tiles[:6], tiles[6:], torch.tensor([0, 1])
+    backbone = {k: v.clone() for k, v in task.teacher.encoder.state_dict().items()}
+    optimiser = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=3e-3)
+    weights = task.schedule.update(1.0, 1.0)[1]  # early stage: (λ_kd, teacher MAE, student MAE)
+    with torch.no_grad():
+        start = task._terms(held_out, keys)
+    for _ in range(20):
+        terms = task._terms(train)
+        loss = weights[0] * terms["kd"] + weights[1] * terms["teacher_mae"] + weights[2] * terms["student_mae"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        end = task._terms(held_out, keys)
+    assert float(end["kd"]) < 0.5 * float(start["kd"]), (float(start["kd"]), float(end["kd"]))
+    assert float(end["student_mae"]) < float(start["student_mae"])
+    assert all(torch.equal(v, task.teacher.encoder.state_dict()[k]) for k, v in backbone.items())
