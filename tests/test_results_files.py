@@ -6,6 +6,7 @@ figures docs/results.md cites are in the repository and small."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -46,3 +47,10 @@ def test_every_figure_results_md_cites_is_committed_and_small():
         figure = DOCS / name
         assert figure.is_file(), f"docs/results.md cites {name}, which is not in the repository"
         assert figure.stat().st_size < 300_000, f"{name}: {figure.stat().st_size:,} bytes, over the 300 kB a committed figure may have"
+
+
+def test_a_one_seed_curve_shows_no_spread():
+    """A sweep run with one seed (the committed Slovenia seed-0 curve) prints a dash for the
+    spread of every score and pair, never an unmeasured '± 0.00'."""
+    text = render(json.loads((DOCS / "results" / "blm_kd_slovenia_label_budget_seed0.json").read_text()))
+    assert "± 0.00" not in text and text.count("± –") == 9 * 4 + 7 * 4

@@ -177,7 +177,7 @@ def _score_tiles_parser() -> ArgumentParser:
 
 
 def _tables_parser() -> ArgumentParser:
-    parser = ArgumentParser(description="Print the Markdown tables of results files, rendered from the files alone: results.json of "
+    parser = ArgumentParser(description="Print the Markdown tables of results files, rendered from the files alone: results.json (or a sweep's curve.json) of "
                             "experiment, pretrain-experiment, unmixing-eval and teacher-knowledge, and benchmark --out (e.g. the "
                             "committed docs/results/*.json, to check a published table without re-running it).")
     parser.add_argument("results", nargs="+", help="results JSON files")

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rsdistill.errors import InputError  # noqa: E402
 from rsdistill.experiments.experiment import run_experiment, task_of  # noqa: E402
 from rsdistill.experiments.pretrain import run_pretrain_experiment  # noqa: E402
-from rsdistill.experiments.tables import REPORTED  # noqa: E402
+from rsdistill.experiments.tables import REPORTED, mean_std_cell  # noqa: E402
 from rsdistill.files import atomic_write, write_json  # noqa: E402
 
 
@@ -96,7 +96,7 @@ def curve_tables(curve: dict) -> str:
         cells = []
         for p in points:
             row = next((r for r in p["summary"] if r[key] == name), None)
-            cells.append("–" if row is None else f"{100 * row[score]['mean']:.2f} ± {100 * row[score]['std']:.2f}")
+            cells.append("–" if row is None else mean_std_cell(row[score], row.get("seeds", 2)))  # cross-validated rows: spread over seeds
         lines.append(f"| {name} | {' | '.join(cells)} |")
     paired_score = curve.get("paired_score", score)
     pairs = list(dict.fromkeys((r["model"], r["reference"]) for p in points for r in p["paired"] if r["metric"] == paired_score))
@@ -108,7 +108,8 @@ def curve_tables(curve: dict) -> str:
             for p in points:
                 row = next((r for r in p["paired"] if (r["model"], r["reference"], r["metric"]) == (model, reference, paired_score)), None)
                 p_value = "–" if row is None or row["wilcoxon_p"] is None else f"{row['wilcoxon_p']:.3f}"
-                cells.append("–" if row is None else f"{100 * row['mean']:+.2f} ± {100 * row['std']:.2f} ({row['ahead']}/{len(row['seeds'])}, p {p_value})")
+                spread = f"{100 * row['std']:.2f}" if row is not None and len(row["seeds"]) > 1 else "–"  # one pair has no spread
+                cells.append("–" if row is None else f"{100 * row['mean']:+.2f} ± {spread} ({row['ahead']}/{len(row['seeds'])}, p {p_value})")
             lines.append(f"| {model} − {reference} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,5 @@
 """The tables of any results file the verbs write, from the file alone (``rsdistill tables``):
-an experiment's ``results.json`` (cross-validated or not), a pretraining experiment's, an
+an experiment's ``results.json`` (cross-validated or not) or a sweep's ``curve.json``, a pretraining experiment's, an
 unmixing evaluation's (one scene, or several gathered under their names, at any depth), ``teacher-knowledge``'s
 and ``benchmark --out``'s. The same functions wrote each run's ``results.md``, so a published
 table is checked against its committed file by rendering it again (``tests/test_results_files.py``)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 from rsdistill.errors import InputError
 from rsdistill.evaluation.benchmark import markdown as benchmark_markdown
 from rsdistill.evaluation.teacher_knowledge import markdown as teacher_knowledge_markdown
-from rsdistill.experiments import cross_validation, pretrain, tables, unmixing
+from rsdistill.experiments import cross_validation, curve, pretrain, tables, unmixing
 
 
 def render(results: dict | list, level: int = 3) -> str:
@@ -22,6 +22,8 @@ def render(results: dict | list, level: int = 3) -> str:
         return benchmark_markdown(results)
     if "config" in results and "results" in results:
         return teacher_knowledge_markdown(results["results"])
+    if "points" in results and "option" in results:  # a sweep's curve.json
+        return curve.curve_tables(results)
     if "folds" in results:
         return cross_validation.results_markdown(results)
     if "summary" in results:
