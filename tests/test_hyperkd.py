@@ -212,3 +212,36 @@ def test_pretrained_encoder_classifies_pixels_with_its_own_bands_and_normalisati
     assert not any(p.requires_grad for p in task.net.encoder.parameters())
     with pytest.raises(InputError, match="the encoder takes 5 raw bands but the classification scenes have 4"):
         PixelClassifier(pixel_info(4, 4), arch="encoder", encoder=str(tmp_path / "enc.safetensors"))
+
+
+def test_hyperkd_learns_on_a_tiny_fixed_problem(tmp_path, synthetic_data):
+    """Twenty steps of HyperKD's objective (MSE + SSIM + feature KD, weight 1) on the synthetic
+    EnMAP tiles it trains on, measured with the recipe's own Gabor masks drawn the same before and
+    after: the feature-KD distance to the frozen teacher falls to under half its start (measured
+    2.92 → 0.52) and the masked reconstruction improves, the teacher unmoved. Checked that it fails
+    with the KD weight set to 0 (3.13 → 12.6). Two things it showed: on held-out tiles of this 32²
+    scene the distance barely moves (three batches of nine overlapping tiles are too few to
+    generalise from), and measured under random masks instead of the Gabor masks it trained with,
+    the distance rose (2.89 → 4.36): the student matches the teacher under its own masking."""
+    make_teacher(tmp_path / "teacher.safetensors")
+    L.seed_everything(0)
+    task = hyperkd_task(synthetic_data, {"teacher": str(tmp_path / "teacher.safetensors"), "scale": 10000.0, "weight": 1.0})
+    teacher = {k: v.clone() for k, v in task.distiller.teacher.state_dict().items()}
+    batches = list(synthetic_data.train_dataloader())
+
+    def measured():  # the recipe's own (Gabor) masks, drawn the same both times
+        torch.manual_seed(123)
+        with torch.no_grad():
+            return task._step(batches[0], predict="masked")[2]
+
+    optimiser = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-3)
+    start = measured()
+    for step in range(20):
+        terms = task._step(batches[step % len(batches)], predict="masked")[2]
+        optimiser.zero_grad()
+        terms["total"].backward()
+        optimiser.step()
+    end = measured()
+    assert float(end["kd"]) < 0.5 * float(start["kd"]), (float(start["kd"]), float(end["kd"]))
+    assert float(end["mse"]) < float(start["mse"])
+    assert all(torch.equal(v, task.distiller.teacher.state_dict()[k]) for k, v in teacher.items())
