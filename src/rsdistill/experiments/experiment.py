@@ -241,13 +241,12 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
         diagnose = [pair for pair in diagnose if set(pair) <= set(models)]
     check_prerequisites(config["models"], seeds if seeds is not None else config.get("seeds", [0, 1, 2]))
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = []
-    task = task_of(config)
+    records, task, cost_tile = [], task_of(config), config.get("cost_tile", 512)
     for seed in seeds if seeds is not None else config.get("seeds", [0, 1, 2]):
         for name, options in config["models"].items():  # in declared order: teachers before their students
-            run_dir, cost_tile = run_dir_of(out_dir, name, None, seed), config.get("cost_tile", 512)
+            run_dir = run_dir_of(out_dir, name, None, seed)
 
-            def compute(name=name, options=options, run_dir=run_dir) -> dict:
+            def compute() -> dict:  # run_once calls it at once, inside this iteration
                 if "grid" in options:
                     return search_and_test(config, out_dir, seed, name, cost_tile, overwrite)
                 return fit_and_test(name, model_recipe(config, out_dir, seed, name, options, run_dir), seed, cost_tile=cost_tile)

@@ -149,7 +149,7 @@ def _run_recipes(config: dict, data_options: dict, model_overrides: dict, seed: 
     for name, options in config["recipes"].items():
         run_dir, options = run_dir_of(out_dir, name, None, seed), {**options, **model_overrides}
 
-        def compute(name=name, options=options, run_dir=run_dir) -> dict:
+        def compute() -> dict:  # run_once calls it at once, inside this iteration
             if "grid" in options:
                 return _searched(config, data_options, options, name, seed, out_dir, overwrite)
             return _scored(config, data_options, name, seed, pretrain_recipe(config, data_options, options, seed, run_dir), run_dir)
