@@ -7,8 +7,11 @@ cube is ``W @ source_spectrum`` per pixel. Methods are different ways to fill th
   This is the channel aggregation HyperKD uses to show a hyperspectral cube to a multispectral
   teacher (arXiv 2508.09453, Sec. 3.2).
 - ``srf``: Gaussian spectral response overlap: a source band s contributes to target band t in
-  proportion to the integral of the product of the two Gaussian responses,
-  ``exp(-(c_t - c_s)^2 / (2 (σ_t^2 + σ_s^2)))``, σ = FWHM / 2.3548.
+  proportion to the integral of the product of the two Gaussian responses (each of peak 1),
+  ``σ_s / √(σ_t^2 + σ_s^2) · exp(-(c_t - c_s)^2 / (2 (σ_t^2 + σ_s^2)))`` up to the row's constant
+  factor √(2π)·σ_t, σ = FWHM / 2.3548: a broad source band overlaps more of the target's response
+  than a narrow one at the same distance. (``spectral.BandResampler`` is a different model: box
+  responses over each band's FWHM, clipped to the target's FWHM.)
 - ``nearest``: the single valid source band whose centre is closest to the target centre.
 
 Bad (invalid) source bands always get zero weight. A target band that no valid source band covers
@@ -63,8 +66,10 @@ def band_alignment(source: str | Sensor, target: str | Sensor, method: str = "me
             distance = np.where(valid, np.abs(centres - band.center), np.inf)
             weights[t, np.argmin(distance)] = 1.0
         else:
-            sigma2 = (band.fwhm * _FWHM_TO_SIGMA) ** 2 + (source.fwhm * _FWHM_TO_SIGMA) ** 2
-            response = np.where(valid, np.exp(-((centres - band.center) ** 2) / (2 * sigma2)), 0.0)
+            source_sigma = source.fwhm * _FWHM_TO_SIGMA
+            sigma2 = (band.fwhm * _FWHM_TO_SIGMA) ** 2 + source_sigma**2
+            overlap = source_sigma / np.sqrt(sigma2) * np.exp(-((centres - band.center) ** 2) / (2 * sigma2))
+            response = np.where(valid, overlap, 0.0)
             response[response < _SRF_CUTOFF * response.max()] = 0.0
             weights[t] = response
     sums = weights.sum(axis=1, keepdims=True)
