@@ -5,7 +5,8 @@ bands and pretraining statistics: ``PixelClassifier`` with ``arch: encoder``). P
 not a multiple of the encoder's patch size are padded with 0, the band mean after normalisation.
 The logits come from the feature of the encoder patch that contains the centre pixel (as in the
 linear probe); with Galileo at patch size 1 that is the centre pixel's own token, seen in the
-context of the whole patch.
+context of the whole patch. A frozen encoder's features are memoised per distinct patch
+(``FeatureMemo``): a frozen teacher is asked for the same pixels every epoch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rsdistill.models.feature_memo import FeatureMemo
 
 
 class EncoderPixelClassifier(nn.Module):
@@ -23,10 +26,23 @@ class EncoderPixelClassifier(nn.Module):
         self.encoder = encoder
         self.encoder.requires_grad_(not freeze)
         self.head = nn.Linear(self.encoder.embed_dim, num_classes)
+        self.memo = FeatureMemo(self.centre_features) if freeze else None  # not a module: never saved
+        self.register_load_state_dict_post_hook(self._forget_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _forget_features(module, incompatible_keys) -> None:
+        """New encoder weights make the memoised features stale."""
+        if module.memo is not None:
+            module.memo.clear()
+
+    def centre_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, p, p) -> (N, D): the encoder's feature of the patch that holds the centre pixel."""
         size, step = x.shape[-1], self.encoder.patch_size
         x = F.pad(x, (0, (-size) % step, 0, (-size) % step))
         features = self.encoder.forward_features(x)[0]  # (N, D, h, w)
         centre = (size // 2) // step
-        return self.head(features[:, :, centre, centre])
+        return features[:, :, centre, centre]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()  # a graph must hold the encoder, not a lookup
+        return self.head(self.centre_features(x) if self.memo is None or exporting else self.memo(x))

@@ -1,0 +1,87 @@
+"""A frozen encoder's features, memoised per distinct patch (``models.feature_memo``)."""
+
+import torch
+from torch import nn
+
+from rsdistill.models.encoder_classifier import EncoderPixelClassifier
+from rsdistill.models.feature_memo import FeatureMemo
+
+
+class CountingEncoder(nn.Module):
+    """A tiny patch-1 encoder (a 1×1 convolution and a nonlinearity) that counts the samples it sees."""
+
+    patch_size, embed_dim = 1, 8
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Conv2d(3, self.embed_dim, 1)
+        self.samples = 0
+
+    def forward_features(self, x):
+        self.samples += len(x)
+        return [torch.tanh(self.proj(x))]
+
+
+def test_each_distinct_sample_is_computed_once_and_returned_as_computed():
+    calls = []
+
+    def compute(x):
+        calls.append(len(x))
+        return x.sum(dim=(1, 2)) * 2
+
+    memo = FeatureMemo(compute, chunk=4)
+    x = torch.randn(6, 3, 5)
+    first = memo(x)
+    assert calls == [4, 4], "six misses: two chunks of exactly four (the second zero-padded)"
+    torch.testing.assert_close(first, x.sum(dim=(1, 2)) * 2, rtol=0, atol=0)
+    again = memo(torch.cat([x[[4, 1]], torch.randn(1, 3, 5)]))
+    assert calls == [4, 4, 4], "two hits and one miss: one more chunk"
+    assert torch.equal(again[:2], first[[4, 1]]) and len(memo) == 7
+
+
+def test_an_output_does_not_depend_on_the_samples_it_was_computed_with():
+    """Misses run in chunks of one fixed size, so a sample gets the same bits alone, in a batch of
+    strangers, or from the memo (what exact resume with an empty memo needs)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(40, 64), nn.GELU(), nn.Linear(64, 16))
+    x = torch.randn(50, 40)
+    alone = FeatureMemo(net, chunk=8)(x[7:8])
+    crowded = FeatureMemo(net, chunk=8)(x)[7:8]
+    assert torch.equal(alone, crowded)
+
+
+def test_the_memo_stops_storing_at_its_byte_budget():
+    memo = FeatureMemo(lambda x: x.clone(), chunk=2, max_bytes=3 * 16)  # room for three 4-float outputs
+    out = memo(torch.randn(5, 4))
+    assert out.shape == (5, 4) and len(memo) == 3 and memo.stored_bytes == 48
+
+
+def test_a_frozen_encoder_sees_each_patch_once_across_epochs_and_a_trained_one_every_time():
+    patches = torch.randn(10, 3, 3, 3)
+    frozen = EncoderPixelClassifier(CountingEncoder(), num_classes=4, freeze=True)
+    for _ in range(3):  # three epochs over the same patches, in a different order each time
+        logits = frozen(patches[torch.randperm(10)])
+        logits.sum().backward()  # the head still learns
+    assert frozen.encoder.samples == 32, "10 patches once, in chunks of 32"
+    assert frozen.head.weight.grad is not None and frozen.encoder.proj.weight.grad is None
+    reference = EncoderPixelClassifier(CountingEncoder(), num_classes=4, freeze=True)
+    reference.memo = None
+    reference.head.load_state_dict(frozen.head.state_dict())
+    torch.testing.assert_close(frozen(patches), reference(patches), rtol=1e-6, atol=1e-6)
+
+    trained = EncoderPixelClassifier(CountingEncoder(), num_classes=4, freeze=False)
+    for _ in range(3):
+        trained(patches).sum().backward()
+    assert trained.encoder.samples == 30 and trained.memo is None and trained.encoder.proj.weight.grad is not None
+
+
+def test_new_encoder_weights_forget_the_memoised_features():
+    model = EncoderPixelClassifier(CountingEncoder(), num_classes=4, freeze=True)
+    patches = torch.randn(4, 3, 3, 3)
+    before = model(patches)
+    state = {k: v + 1.0 if k.startswith("encoder.") else v for k, v in model.state_dict().items()}
+    assert "memo" not in " ".join(state), "the memo is never saved"
+    model.load_state_dict(state)
+    assert len(model.memo) == 0
+    assert not torch.allclose(model(patches), before)
