@@ -1,5 +1,6 @@
 """A frozen encoder's features, memoised per distinct patch (``models.feature_memo``)."""
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -85,3 +86,24 @@ def test_new_encoder_weights_forget_the_memoised_features():
     model.load_state_dict(state)
     assert len(model.memo) == 0
     assert not torch.allclose(model(patches), before)
+
+
+def test_a_frozen_encoder_classifier_exports_the_encoder_not_the_memo(tmp_path):
+    """The ONNX graph must compute the features: a lookup traced into it would return the features
+    of the example batch for every input (or fail to trace)."""
+    from fixtures import pixel_info
+
+    from rsdistill.deploy.onnx_export import deployable, export_onnx
+    from rsdistill.deploy.runtime import OnnxModel
+    from rsdistill.models.registry import save_encoder
+    from rsdistill.models.vit import ViTEncoder
+    from rsdistill.preprocessing import Preprocessing
+    from rsdistill.tasks.classification import PixelClassifier
+
+    save_encoder(ViTEncoder(4, 16, 1, 32, 1, 4), tmp_path / "enc.safetensors", Preprocessing.create(4, [0.0] * 4, [1.0] * 4))
+    task = PixelClassifier(pixel_info(4, 3, 5), arch="encoder", encoder=str(tmp_path / "enc.safetensors"), freeze_encoder=True).eval()
+    raw = torch.randn(7, 4, 5, 5)
+    expected = task(raw).detach().numpy()
+    assert len(task.net.memo) == 7
+    onnx = OnnxModel(export_onnx(deployable(task), tmp_path / "frozen.onnx"))
+    np.testing.assert_allclose(onnx(raw.numpy()), expected, atol=1e-4)
