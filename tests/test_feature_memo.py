@@ -92,7 +92,6 @@ def test_a_frozen_encoder_classifier_exports_the_encoder_not_the_memo(tmp_path):
     """The ONNX graph must compute the features: a lookup traced into it would return the features
     of the example batch for every input (or fail to trace)."""
     from fixtures import pixel_info
-
     from rsdistill.deploy.onnx_export import deployable, export_onnx
     from rsdistill.deploy.runtime import OnnxModel
     from rsdistill.models.registry import save_encoder

@@ -78,11 +78,11 @@ def test_bad_inputs_are_one_line(tmp_path):
 
     info = {"preprocessing": Preprocessing.create(218, [0.0] * 218, [1.0] * 218).to_dict(), "tile_size": 16}
     teacher = tiny_teacher(tmp_path / "t.safetensors")
-    with pytest.raises(InputError, match="the teacher takes 3 bands but the tiles have 218; Mask-CDKD has no band alignment"):
+    with pytest.raises(InputError, match=r"the teacher takes 3 bands but the tiles have 218; feed it by band alignment \(teacher_options"):
         MaskCDKD(info, teacher=str(teacher))
     rgb = {**info, "preprocessing": Preprocessing.create(3, [0.0] * 3, [1.0] * 3).to_dict()}
     save_encoder(ViTEncoder(3, 16, 4, 16, 2, 2), tmp_path / "vit.safetensors", Preprocessing.create(3, [0.0] * 3, [1.0] * 3))
-    with pytest.raises(InputError, match="must be a SAM-layout encoder, got a vit encoder"):
+    with pytest.raises(InputError, match="must be a sam or galileo encoder, got a vit encoder"):
         MaskCDKD(rgb, teacher=str(tmp_path / "vit.safetensors"))
     with pytest.raises(InputError, match=r"teacher layer 9 is outside 1..4 \(the teacher's depth\)"):
         MaskCDKD(rgb, teacher=str(teacher), embed_dim=16, depth=3, num_heads=2, kd_layers=[[2, 9]])

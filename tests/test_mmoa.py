@@ -51,3 +51,51 @@ def test_official_form_gates_three_streams_per_token_and_ablations_build():
         assert single.forward_features(images)[0].shape == additive.forward_features(images)[0].shape == (1, 32, 8, 8)
     with pytest.raises(InputError, match="MMoA fusion must be gate or sum"):
         MMoAOptions(fusion="max")
+
+
+def tiny_galileo(groups=("S2_RGB", "S2_Red_Edge", "S2_SWIR")):
+    from rsdistill.models.galileo import GalileoEncoder
+
+    torch.manual_seed(0)
+    encoder = GalileoEncoder(embed_dim=32, depth=3, num_heads=4, patch_size=4, groups=groups)
+    for p in encoder.parameters():
+        p.data.normal_(0, 0.1) if p.requires_grad else None
+    return encoder
+
+
+def test_mmoa_on_galileo_starts_as_galileo_and_adapts_each_band_groups_grid(tmp_path):
+    """Galileo's band-group tokens (B, h, w, G, C) attend as one sequence; the identity start gives
+    Galileo's own block outputs (group tokens averaged, as its forward_features); each adapter
+    convolves each group's grid on its own; the adapted teacher saves and reloads as galileo_mmoa."""
+    from rsdistill.models.mmoa import MultiScaleAdapter
+    from rsdistill.models.registry import load_encoder, save_encoder
+    from rsdistill.preprocessing import Preprocessing
+
+    galileo = tiny_galileo()
+    images = torch.randn(2, 10, 16, 16)
+    teacher = MMoAEncoder(galileo)
+    assert teacher.name == "galileo_mmoa" and teacher.patch_size == 4
+    with torch.no_grad():
+        plain = galileo.forward_features(images, (1, 3))
+        adapted = teacher.forward_features(images, (1, 3))
+    assert all(torch.equal(a, b) for a, b in zip(plain, adapted)) and adapted[0].shape == (2, 32, 4, 4)
+    teacher.forward_features(images)[0].square().mean().backward()
+    assert teacher.mmoa[0].adapters[0].up.weight.grad.abs().sum() > 0
+    assert not any(p.grad is not None for p in teacher.encoder.parameters())
+
+    adapter = MultiScaleAdapter(32, [1, 3], 0.25, 4, zero_init=False)
+    grouped = torch.randn(2, 4, 4, 3, 32)
+    with torch.no_grad():
+        together = adapter(grouped)
+        one_by_one = torch.stack([adapter(grouped[:, :, :, g]) for g in range(3)], dim=3)
+    torch.testing.assert_close(together, one_by_one)
+
+    with torch.no_grad():  # trained adapters: no longer the identity, and what is saved is what reloads
+        teacher.mmoa[1].adapters[0].up.weight.normal_(0, 0.1)
+        before = teacher.forward_features(images)[0]
+    save_encoder(teacher, tmp_path / "teacher.safetensors", Preprocessing.create(10, [0.0] * 10, [1.0] * 10))
+    reloaded = load_encoder(tmp_path / "teacher.safetensors").encoder
+    assert type(reloaded) is MMoAEncoder and reloaded.encoder.groups == galileo.groups
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.forward_features(images)[0], before)
+        assert not torch.allclose(before, plain[1])

@@ -255,9 +255,9 @@ def needs(recipe: Path, artefacts: dict) -> list[str]:
     """Overrides pointing a recipe's inputs made by another recipe at the test's artefacts; named
     pretrained weights (galileo-nano) are the real ones, found under the data root."""
     model = load_recipe(recipe).get("model", {}).get("init_args", {})
-    if model.get("encoder") in WEIGHTS or (model.get("distill") or {}).get("teacher") in WEIGHTS:
+    if WEIGHTS.keys() & {model.get("encoder"), model.get("teacher"), (model.get("distill") or {}).get("teacher")}:
         small_tiles = ["--data.init_args.tile_size", "64", "--data.init_args.batch_size", "2"]  # a 256-px batch costs a minute
-        return small_tiles if "segment" in recipe.name else []
+        return small_tiles if "segment" in recipe.name or "mask_cdkd" in recipe.name else []
     if "teacher_ckpt" in model:
         return ["--model.init_args.teacher_ckpt", str(artefacts["teacher_ckpt"])]
     if "distill" in model:

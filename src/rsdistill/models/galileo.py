@@ -123,8 +123,14 @@ class Block(nn.Module):
         self.mlp = nn.Sequential()
         self.mlp.fc1, self.mlp.act, self.mlp.fc2 = nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim)
 
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention half, without its residual, over all tokens of a sample: (N, ..., D) -> (N, ..., D)
+        (a token grid (N, h, w, G, D) attends as one sequence, as in ``tokens``)."""
+        sequence = x.reshape(len(x), -1, x.shape[-1])
+        return self.attn(self.norm1(sequence)).reshape(x.shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+        x = x + self.attend(x)
         return x + self.mlp(self.norm2(x))
 
 
@@ -213,22 +219,25 @@ class GalileoEncoder(nn.Module):
         per_group = torch.cat([channel, time, month], dim=1)  # (G, 3D/4)
         return torch.cat([per_group.expand(grid_h, grid_w, g, 3 * quarter), position[:, :, None].expand(grid_h, grid_w, g, quarter)], dim=-1)
 
-    def tokens(self, images: torch.Tensor, layers: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """images (N, 10, H, W) -> (final (N, h, w, G, D) normed, {layer: (N, h, w, G, D)} block outputs).
-
-        Layers are 1..depth (block N-1's output is layer N). H and W must be multiples of the patch size.
-        """
-        n, channels, height, width = images.shape
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """images (N, 10, H, W) -> (N, h, w, G, D) tokens of the live groups with their encodings, before the blocks."""
+        _, channels, height, width = images.shape
         p = self.patch_size
         if channels != self.bands:
             raise InputError(f"Galileo takes {self.bands} channels (Sentinel-2 {', '.join(S2_BANDS)}), got {channels}")
         if height % p or width % p:
             raise InputError(f"Galileo: input {height}×{width} is not a multiple of the patch size {p}")
-        grid_h, grid_w = height // p, width // p
         embedded = [self.space_time_embed[g](images[:, list(OPTICAL_GROUPS[g])], p) for g in self.groups]  # G × (N, D, h, w)
-        x = torch.stack(embedded, dim=-1).permute(0, 2, 3, 4, 1) + self.encodings(grid_h, grid_w)  # (N, h, w, G, D)
+        return torch.stack(embedded, dim=-1).permute(0, 2, 3, 4, 1) + self.encodings(height // p, width // p)
+
+    def tokens(self, images: torch.Tensor, layers: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """images (N, 10, H, W) -> (final (N, h, w, G, D) normed, {layer: (N, h, w, G, D)} block outputs).
+
+        Layers are 1..depth (block N-1's output is layer N). H and W must be multiples of the patch size.
+        """
+        x = self.embed(images)
         shape = x.shape
-        x = x.reshape(n, -1, self.embed_dim)
+        x = x.reshape(len(x), -1, self.embed_dim)
         taps = {}
         for index, block in enumerate(self.blocks, start=1):
             x = block(x)

@@ -1,4 +1,4 @@
-"""Multi-scale mixture of adapters (MMoA) on a frozen SAM image encoder: Mask-CDKD's teacher.
+"""Multi-scale mixture of adapters (MMoA) on a frozen pretrained encoder: Mask-CDKD's teacher.
 
 Shu, Zhang et al., "Mask-CDKD", ISPRS J. Photogramm. Remote Sens. 236 (2026), Sec. 3.2; layout
 read from the official code (github whujader/mask_cdkd, ``common.py``, ``teacher_sam_vit_mmoa.py``).
@@ -21,6 +21,13 @@ Options (``MMoAOptions``):
 - ``fusion``: ``gate`` or ``sum`` (the additive-fusion ablation: every stream weighted 1).
 
 The backbone is frozen; adapters and gates train. Shapes: token grids (B, H, W, C).
+
+The backbone is the paper's SAM image encoder or Galileo (``models.galileo``): any encoder with
+``embed`` (images -> token grid), ``blocks`` exposing ``attend``, ``norm2`` and ``mlp``, and the
+encoder attributes. Galileo's grid holds a token per band group, (B, H, W, G, C): its blocks attend
+over all of them as it does, each adapter's convolutions run on each group's grid, and the features
+handed to distillation and heads are the group tokens' mean per position (as Galileo's own
+``forward_features``).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsdistill.errors import InputError
-from rsdistill.models.sam import SAMBlock, SAMImageEncoder
+from rsdistill.models.sam import SAMImageEncoder
 
 
 @dataclass
@@ -96,6 +103,10 @@ class MultiScaleAdapter(nn.Module):
             nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C), or (B, H, W, G, C) band-group tokens, each group's grid adapted on its own."""
+        if x.ndim == 5:
+            b, h, w, g, c = x.shape
+            return self(x.permute(0, 3, 1, 2, 4).reshape(b * g, h, w, c)).reshape(b, g, h, w, c).permute(0, 2, 3, 1, 4)
         grid = F.gelu(self.down(x)).permute(0, 3, 1, 2)
         grid = F.gelu(self.dwconv(self.se(self.aspp(grid))))
         return self.up(grid.permute(0, 2, 3, 1))
@@ -126,7 +137,7 @@ class MMoA(nn.Module):
         gated = len(self.adapters) + (options.start == "official")
         self.gate = ExpertGate(dim, gated) if options.fusion == "gate" else None
 
-    def forward(self, x: torch.Tensor, block: SAMBlock) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, block: nn.Module) -> torch.Tensor:
         x = x + block.attend(x)
         normed = block.norm2(x)
         ffn, corrections = block.mlp(normed), [adapter(normed) for adapter in self.adapters]
@@ -140,36 +151,48 @@ class MMoA(nn.Module):
 
 
 class MMoAEncoder(nn.Module):
-    """A frozen ``SAMImageEncoder`` with an ``MMoA`` per block; the encoder's keys stay under ``encoder.``.
+    """A frozen encoder (SAM or Galileo) with an ``MMoA`` per block; the encoder's keys stay under ``encoder.``.
 
-    Saved as an encoder of its own (``name`` sam_mmoa, ``config`` = the SAM encoder's + ``mmoa``),
-    so the teacher with its distilled adapters is a backbone the segmentation recipes can load."""
+    Saved as an encoder of its own (``name`` sam_mmoa or galileo_mmoa, ``config`` = the backbone's +
+    ``mmoa``), so the teacher with its distilled adapters is a backbone the segmentation recipes can load."""
 
-    name = "sam_mmoa"
-
-    def __init__(self, encoder: SAMImageEncoder, options: MMoAOptions | None = None):
+    def __init__(self, encoder: nn.Module, options: MMoAOptions | None = None):
         super().__init__()
         self.options = options or MMoAOptions()
         self.encoder = encoder.requires_grad_(False)
         self.mmoa = nn.ModuleList(MMoA(encoder.embed_dim, self.options) for _ in encoder.blocks)
+        self.name = f"{encoder.name}_mmoa"
         self.patch_size, self.embed_dim, self.depth, self.bands = encoder.patch_size, encoder.embed_dim, encoder.depth, encoder.bands
         self.config = {**encoder.config, "mmoa": asdict(self.options)}
 
-    @classmethod
-    def build(cls, mmoa: dict | None = None, **sam) -> MMoAEncoder:
-        """From a card's architecture record (``build_encoder``)."""
-        return cls(SAMImageEncoder(**sam), MMoAOptions(**(mmoa or {})))
-
     def forward_blocks(self, x: torch.Tensor, layers: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """(B, h, w, C) embedded tokens -> (last block output, {layer: (B, h, w, C)}), layers 1..depth."""
+        """Embedded tokens (B, h, w, C) or (B, h, w, G, C) -> (last block output, {layer: output}), each
+        (B, h, w, C) (group tokens averaged), layers 1..depth."""
         taps = {}
         for index, (block, mmoa) in enumerate(zip(self.encoder.blocks, self.mmoa), start=1):
             x = mmoa(x, block)
             if index in layers:
-                taps[index] = x
-        return x, taps
+                taps[index] = _per_position(x)
+        return _per_position(x), taps
 
     def forward_features(self, images: torch.Tensor, layers: tuple[int, ...] | None = None) -> list[torch.Tensor]:
         """Dense features for heads: [(N, C, H/p, W/p) per layer] (default the last block's)."""
         last, taps = self.forward_blocks(self.encoder.embed(images), tuple(layers or ()))
         return [x.permute(0, 3, 1, 2) for x in ([last] if not layers else [taps[layer] for layer in layers])]
+
+
+def _per_position(x: torch.Tensor) -> torch.Tensor:
+    """(B, h, w, C) as it is; (B, h, w, G, C) band-group tokens -> their mean per position."""
+    return x.mean(dim=3) if x.ndim == 5 else x
+
+
+def sam_mmoa(mmoa: dict | None = None, **sam) -> MMoAEncoder:
+    """Mask-CDKD's SAM teacher with its adapters, from a card's architecture record (``build_encoder``)."""
+    return MMoAEncoder(SAMImageEncoder(**sam), MMoAOptions(**(mmoa or {})))
+
+
+def galileo_mmoa(mmoa: dict | None = None, **galileo) -> MMoAEncoder:
+    """Galileo with Mask-CDKD's adapters, from a card's architecture record (``build_encoder``)."""
+    from rsdistill.models.galileo import GalileoEncoder
+
+    return MMoAEncoder(GalileoEncoder(**galileo), MMoAOptions(**(mmoa or {})))

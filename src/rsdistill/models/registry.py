@@ -4,8 +4,9 @@
   (imported on first use) that a card's ``architecture`` record, a ``PixelClassifier``'s ``arch``
   or a ``SemanticSegmenter``'s ``arch`` chooses. A new network is one line here.
 - ``build_encoder(architecture)`` makes an encoder from the ``architecture`` record of a card
-  (``{"name": "vit" | "sam" | "sam_mmoa" | "galileo", ...constructor arguments}``); every encoder
-  carries that record as ``config`` (sam_mmoa: Mask-CDKD's teacher, a SAM encoder with its adapters).
+  (``{"name": "vit" | "sam" | "sam_mmoa" | "galileo" | "galileo_mmoa", ...constructor arguments}``);
+  every encoder carries that record as ``config`` (``*_mmoa``: Mask-CDKD's teacher, a SAM or Galileo
+  encoder with its adapters).
 - ``save_encoder`` writes safetensors weights + a JSON card (architecture, preprocessing, recipe,
   metrics, scenes), both atomically.
 - ``load_encoder(path or name)`` dispatches on the format: an rsdistill card next to the weights,
@@ -45,8 +46,9 @@ CARD_FORMAT = "rsdistill-encoder/2"
 ENCODERS = Registry("encoder architecture", {
     "vit": "rsdistill.models.vit:ViTEncoder",
     "sam": "rsdistill.models.sam:SAMImageEncoder",
-    "sam_mmoa": "rsdistill.models.mmoa:MMoAEncoder.build",  # Mask-CDKD's teacher: SAM with its adapters
+    "sam_mmoa": "rsdistill.models.mmoa:sam_mmoa",  # Mask-CDKD's teacher: SAM with its adapters
     "galileo": "rsdistill.models.galileo:GalileoEncoder",
+    "galileo_mmoa": "rsdistill.models.mmoa:galileo_mmoa",  # Mask-CDKD's teacher on Galileo
 })
 # (N, B, p, p) patches -> (N, K) logits; built as (bands, classes, **the task's options they take)
 PIXEL_CLASSIFIERS = Registry("pixel classifier architecture", {

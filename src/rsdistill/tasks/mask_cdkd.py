@@ -8,8 +8,10 @@ of unlabelled tiles (N, C, H, W), normalised with the data's statistics:
    (h/2 × w/2) grid, as the official code) or ``random`` (a truly random 75 %: the teacher sees the
    whole tile and its features are taken at the student's visible positions);
 2. student: the MAE of ``models.mae`` (ViT encoder on the visible patches, its decoder predicts the
-   masked ones); teacher: ``MMoAEncoder`` (frozen SAM-layout encoder, trainable adapters and gates)
-   on its own normalisation of the same pixels, with its own ``MAEDecoder``;
+   masked ones); teacher: ``MMoAEncoder`` (frozen SAM-layout encoder, or Galileo fed the tiles by band
+   alignment (``teacher_options``, as ``encoder_options`` elsewhere); trainable adapters and gates)
+   on its own normalisation of the same pixels, with its own ``MAEDecoder``. The student's patches
+   are the teacher's (the two token grids are paired patch for patch);
 3. losses: teacher MAE and student MAE (MSE on the masked patches; ``target``: the data-normalised
    pixels, or ``patch_normalised`` as MAE's ``norm_pix_loss``: each patch to zero mean and unit
    variance, the default: the official code regresses raw 0-255 pixels, whose scale would make the
@@ -40,6 +42,7 @@ from rsdistill.models.registry import pretrained_backbone
 from rsdistill.tasks.base import BaseTask
 from rsdistill.tokens import patchify, take_tokens
 
+ADAPTABLE = ("sam", "galileo")  # encoders MMoA adapts (models.mmoa)
 MASKS = ("strided", "random")
 TARGETS = ("normalised", "patch_normalised")
 MASK_RATIO = 0.75
@@ -53,6 +56,7 @@ class MaskCDKD(BaseTask):
         data_info: dict | None = None,
         teacher: str | None = None,
         teacher_card: dict | None = None,
+        teacher_options: dict | None = None,
         mmoa: dict | None = None,
         embed_dim: int = 384,
         depth: int = 12,
@@ -77,14 +81,15 @@ class MaskCDKD(BaseTask):
         if h.mask not in MASKS or h.target not in TARGETS:
             raise InputError(f"mask must be one of {MASKS} and target one of {TARGETS}, got {h.mask!r}, {h.target!r}")
         if h.teacher is None and h.teacher_card is None:
-            raise InputError("Mask-CDKD needs teacher: a SAM checkpoint or an rsdistill SAM-layout encoder")
-        encoder, self.teacher_preprocessing, self.hparams["teacher_card"] = pretrained_backbone(h.teacher, h.teacher_card)
-        if getattr(encoder, "name", None) != "sam":
+            raise InputError("Mask-CDKD needs teacher: a SAM checkpoint, an rsdistill SAM-layout encoder or a Galileo weights name")
+        encoder, self.teacher_preprocessing, self.hparams["teacher_card"] = pretrained_backbone(h.teacher, h.teacher_card, h.teacher_options,
+                                                                                               self.preprocessing)
+        if getattr(encoder, "name", None) not in ADAPTABLE:
             kind = getattr(encoder, "name", type(encoder).__name__)
-            raise InputError(f"{h.teacher}: the Mask-CDKD teacher must be a SAM-layout encoder, got a {kind} encoder")
+            raise InputError(f"{h.teacher}: the Mask-CDKD teacher must be a {' or '.join(ADAPTABLE)} encoder, got a {kind} encoder")
         if self.teacher_preprocessing.bands != self.preprocessing.bands:
             raise InputError(f"{h.teacher}: the teacher takes {self.teacher_preprocessing.bands} bands but the tiles have "
-                             f"{self.preprocessing.bands}; Mask-CDKD has no band alignment between teacher and student")
+                             f"{self.preprocessing.bands}; feed it by band alignment (teacher_options: {{align: srf, ...}})")
         self.teacher = MMoAEncoder(encoder, MMoAOptions(**(h.mmoa or {})))
         patch, tile = encoder.patch_size, self.data_info.tile_size
         if tile % (2 * patch):
@@ -103,7 +108,7 @@ class MaskCDKD(BaseTask):
 
     def export(self, path, metrics: dict | None = None) -> None:
         """The student as ``path``; beside it ``teacher.safetensors``: the teacher with its
-        distilled adapters (a ``sam_mmoa`` encoder in the teacher's own normalisation), the
+        distilled adapters (a ``sam_mmoa`` or ``galileo_mmoa`` encoder in the teacher's own normalisation), the
         backbone of the paper's "teacher with adapters" rows."""
         from rsdistill.models.registry import save_encoder
 
@@ -128,13 +133,14 @@ class MaskCDKD(BaseTask):
         return random_patch_mask(n, grid[0] * grid[1], MASK_RATIO, device=device, generator=generator)
 
     def _teacher(self, images: torch.Tensor, patch_mask, grid: tuple[int, int]):
-        """Teacher tokens at the visible patches: (last (N, L_keep, C), {layer: (N, L_keep, C)})."""
+        """Teacher features at the visible patches: (last (N, L_keep, C), {layer: (N, L_keep, C)}); a
+        Galileo teacher's band-group tokens all take part and are averaged per patch (``models.mmoa``)."""
         raw = self.preprocessing.denormalise(images)
-        tokens = self.teacher.encoder.embed(self.teacher_preprocessing(raw))  # (N, h, w, C)
-        n, _, _, dim = tokens.shape
+        tokens = self.teacher.encoder.embed(self.teacher_preprocessing(raw))  # (N, h, w, C), Galileo (N, h, w, G, C)
+        n, token = len(tokens), tokens.shape[3:]
         layers = self.kd.teacher_layers
         if self.hparams.mask == "strided":  # the visible patches form a (h/2, w/2) grid in ids_keep's order
-            visible = take_tokens(tokens.flatten(1, 2), patch_mask.ids_keep).view(n, grid[0] // 2, grid[1] // 2, dim)
+            visible = take_tokens(tokens.flatten(1, 2).flatten(2), patch_mask.ids_keep).view(n, grid[0] // 2, grid[1] // 2, *token)
             last, taps = self.teacher.forward_blocks(visible, layers)
             return last.flatten(1, 2), {k: v.flatten(1, 2) for k, v in taps.items()}
         last, taps = self.teacher.forward_blocks(tokens, layers)
