@@ -1,7 +1,8 @@
 """Galileo-Nano (the real weights) in every role an encoder has: linear probe, a per-pixel teacher
 (patch size 1) whose checkpoint teaches the BLM student, and a task checkpoint that rebuilds the
-encoder without its weights file. UPerNet, the pixel classifier and the HyperKD teacher also run
-one batch each from their recipes in ``configs/galileo`` (``test_task_vocabulary``)."""
+encoder without its weights file, and Mask-CDKD's teacher under MMoA adapters. UPerNet, the pixel
+classifier, the HyperKD teacher and Mask-CDKD also run one batch each from their recipes in
+``configs/galileo`` (``test_task_vocabulary``)."""
 
 from __future__ import annotations
 
@@ -52,13 +53,24 @@ def test_a_per_pixel_galileo_teacher_teaches_the_blm_student(data_dir, tmp_path,
     assert (tmp_path / "runs/galileo/student_kd/last.ckpt").is_file()
 
 
-def test_galileo_is_refused_as_the_mask_cdkd_teacher_in_one_line(data_dir, tmp_path, monkeypatch, capsys):
+def test_galileo_as_the_mask_cdkd_teacher_sees_photos_through_its_rgb_group(data_dir, tmp_path, monkeypatch, capsys):
+    """Mask-CDKD takes Galileo under MMoA adapters; photos reach it by band alignment only (its RGB
+    group live, the others masked), and without teacher_options the mismatch is one line saying so.
+    One batch of the recipe runs in test_task_vocabulary."""
+    from rsdistill.preprocessing import Preprocessing
+    from rsdistill.tasks.mask_cdkd import MaskCDKD
+
     monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
     monkeypatch.chdir(tmp_path)
     assert main(["fit", "-c", str(REPO / "configs/mask_cdkd/distill_cpu.yaml"), "--model.init_args.teacher", "galileo-nano",
                  "--trainer.fast_dev_run", "true"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "SAM-layout" in err and "galileo" in err
+    assert len(err.splitlines()) == 1 and "takes 10 bands but the tiles have 3" in err and "teacher_options" in err
+    info = {"preprocessing": Preprocessing.create(3, [100.0] * 3, [50.0] * 3).to_dict(), "tile_size": 32}
+    task = MaskCDKD(info, teacher="galileo-nano", teacher_options={"patch_size": 8, "align": "srf", "sensor": "rgb", "scale": 10000 / 255},
+                    embed_dim=32, depth=3, num_heads=2, decoder_depth=1, kd_layers=[[1, 1], [3, 3]])
+    assert task.teacher.name == "galileo_mmoa" and task.teacher.encoder.groups == ("S2_RGB",) and task.student.patch_size == 8
+    assert task.hparams.teacher_card["architecture"]["groups"] == ["S2_RGB"]
 
 
 def test_galileo_weights_folder_can_live_anywhere(real_file, tmp_path):
