@@ -262,8 +262,9 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
             shutil.copyfile(first_split, out_dir / f"split_seed_{seed}.json")
     by_run = {(r["model"], r["seed"]): r for r in records}
     results = {"runs": records, "summary": summarise(records), "paired": paired_differences(records, pairs, REPORTED[task]),
-               "diagnosis": [diagnosed(config, out_dir, seed, teacher, student, by_run)
-                             for teacher, student in diagnose for name, seed in by_run if name == student and (teacher, seed) in by_run]}
+               # seed by seed, so that pairs sharing a teacher follow each other (kd_diagnosis loads it once)
+               "diagnosis": [diagnosed(config, out_dir, seed, teacher, student, by_run) for seed in dict.fromkeys(s for _, s in by_run)
+                             for teacher, student in diagnose if (teacher, seed) in by_run and (student, seed) in by_run]}
     write_json(out_dir / "results.json", results)
     (out_dir / "results.md").write_text(results_markdown(results))
     return records
