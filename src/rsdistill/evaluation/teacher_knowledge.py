@@ -18,7 +18,9 @@ standardised features), both scikit-learn, on three kinds of data:
 A pixel's feature is that of the encoder patch containing it, the scene encoded in windows of
 ``window`` pixels (default 32, the EnMAP tiles' size; edge pixels repeated to fill the last ones), so
 that patch size 1 stays affordable (32² pixels × 5 groups = 5,120 tokens a window). Encoders see each source through the band alignment of
-``PretrainedEncoder.for_sensor`` (Galileo: the groups the source does not cover are masked).
+``PretrainedEncoder.for_sensor`` (Galileo: the groups the source does not cover are masked), by
+the dataset's ``align`` unless an encoder declares its own (``align: none``: an encoder trained on
+the dataset's own sensor, such as the project's EnMAP MAE, sees the bands as they are).
 Folds are seeded and saved in the results; per fold, the difference of each encoder to
 ``band_means`` is tested with ``evaluation.paired`` (folds in place of seeds).
 """
@@ -46,10 +48,12 @@ PROBES = {"linear": lambda: LogisticRegression(C=1.0, max_iter=3000), "knn": lam
 
 
 def build_declared_encoder(options: dict, seed: int) -> PretrainedEncoder:
-    """``{weights: NAME, random: bool, ...load options}``; ``random``: the same architecture and
-    preprocessing with freshly initialised weights (torch seed ``seed``)."""
+    """``{weights: NAME, random: bool, align: ..., ...load options}``; ``random``: the same
+    architecture and preprocessing with freshly initialised weights (torch seed ``seed``); ``align``
+    is the feeding's (``fed``), not the loading's."""
     options = dict(options)
     weights, random = options.pop("weights"), bool(options.pop("random", False))
+    options.pop("align", None)
     encoder = load_encoder(weights, **options)
     if random:
         torch.manual_seed(seed)
@@ -78,6 +82,11 @@ def encoder_features(encoder: PretrainedEncoder, raw: torch.Tensor, window: int 
     return out[:, :, :height, :width]
 
 
+def fed(encoder: PretrainedEncoder, scene: Scene, align: str, scale: float) -> PretrainedEncoder:
+    """``encoder`` fed the bands of ``scene`` by ``align`` (``none``: as they are)."""
+    return encoder.for_scene(scene, None if align == "none" else align, scale)
+
+
 def _probe_scores(train_x, train_y, test_x, test_y) -> dict[str, float]:
     scores = {}
     for name, make in PROBES.items():
@@ -95,12 +104,11 @@ def _chip_features(dataset: dict, encoders: dict) -> tuple[dict[str, np.ndarray]
     scenes = [open_scene(f, sensor=dataset["sensor"]).read() for f in files]
     raw = torch.from_numpy(np.stack([s.cube.transpose(2, 0, 1) for s in scenes]).astype(np.float32))
     features = {"band_means": raw.mean((2, 3)).numpy()}
-    sensor = scenes[0].sensor()
-    for name, encoder in encoders.items():
-        fed = encoder.for_sensor(sensor, dataset["align"], dataset.get("scale", 1.0))
-        features.setdefault("aligned_bands", _aligned(fed, features["band_means"]))
+    for name, (encoder, align) in encoders.items():
+        model = fed(encoder, scenes[0], align, dataset.get("scale", 1.0))
+        _add_aligned_bands(features, model, features["band_means"])
         with torch.no_grad():
-            features[name] = torch.cat([fed(raw[i:i + 25])[0].mean((2, 3)) for i in range(0, len(raw), 25)]).numpy()
+            features[name] = torch.cat([model(raw[i:i + 25])[0].mean((2, 3)) for i in range(0, len(raw), 25)]).numpy()
     return features, labels
 
 
@@ -108,18 +116,21 @@ def _pixel_features(scene: Scene, encoders: dict, dataset: dict, rows, cols) -> 
     raw = torch.from_numpy(np.ascontiguousarray(scene.cube.transpose(2, 0, 1), dtype=np.float32))[None]
     valid = scene.sensor().valid
     features = {"band_means": scene.cube[rows, cols][:, valid]}
-    for name, encoder in encoders.items():
-        fed = encoder.for_sensor(scene.sensor(), dataset["align"], dataset.get("scale", 1.0))
-        features.setdefault("aligned_bands", _aligned(fed, scene.cube[rows, cols]))
-        features[name] = encoder_features(fed, raw, dataset.get("window", 32))[0, :, rows, cols].T.numpy()
+    for name, (encoder, align) in encoders.items():
+        model = fed(encoder, scene, align, dataset.get("scale", 1.0))
+        _add_aligned_bands(features, model, scene.cube[rows, cols])
+        features[name] = encoder_features(model, raw, dataset.get("window", 32))[0, :, rows, cols].T.numpy()
     return features
 
 
-def _aligned(fed: PretrainedEncoder, spectra: np.ndarray) -> np.ndarray:
-    """(P, bands) raw spectra -> (P, T') the encoder's aligned input bands that the source covers."""
-    alignment = np.asarray(fed.preprocessing.alignment)
-    present = [t for t in range(len(alignment)) if t not in fed.preprocessing.absent_channels]
-    return fed.preprocessing.scale * spectra @ alignment[present].T
+def _add_aligned_bands(features: dict, model: PretrainedEncoder, spectra: np.ndarray) -> None:
+    """``aligned_bands``, once, from the first encoder fed by an alignment: (P, bands) raw spectra
+    -> (P, T') its aligned input bands that the source covers."""
+    if "aligned_bands" in features or model.preprocessing.alignment is None:
+        return
+    alignment = np.asarray(model.preprocessing.alignment)
+    present = [t for t in range(len(alignment)) if t not in model.preprocessing.absent_channels]
+    features["aligned_bands"] = model.preprocessing.scale * spectra @ alignment[present].T
 
 
 # -- the three protocols -----------------------------------------------------------------------------
@@ -187,7 +198,8 @@ def run_teacher_knowledge(config: dict, log=print) -> dict[str, list[dict]]:
         if dataset.get("kind") not in PROTOCOLS:
             raise InputError(f"datasets.{dataset_name}.kind: one of {', '.join(PROTOCOLS)}, got {dataset.get('kind')!r}")
         declared = {name: config["encoders"][name] for name in dataset.get("encoders", config["encoders"])}
-        encoders = {name: build_declared_encoder({**options, **dataset.get("encoder_options", {})}, seed) for name, options in declared.items()}
+        encoders = {name: (build_declared_encoder({**options, **dataset.get("encoder_options", {})}, seed), options.get("align", dataset["align"]))
+                    for name, options in declared.items()}
         log(f"{dataset_name}: {', '.join([*REFERENCES, *encoders])}")
         results[dataset_name] = PROTOCOLS[dataset["kind"]](dataset, encoders, seed)
     return results
