@@ -105,6 +105,12 @@ def test_pretrain_experiment_over_datasets_of_different_band_counts(tmp_path):
     assert run_pretrain_experiment(config, tmp_path, log=lambda _: None) == records  # finished runs are reused
     with pytest.raises(InputError, match="dataset 's2': unknown keys \\['models'\\]"):
         run_pretrain_experiment({**config, "datasets": {"s2": {"models": {}}}}, tmp_path / "bad")
+    # --recipes: only the named recipes run and are reported (the finished ones reused), unknown names refused
+    two = {**config, "recipes": {**config["recipes"], "gabor": {**tiny, "mask_score": "gabor"}}}
+    assert [r["recipe"] for r in run_pretrain_experiment(two, tmp_path, log=lambda _: None, recipes=["random"])] == ["random", "random"]
+    assert not (tmp_path / "s2/gabor").exists() and "gabor" not in (tmp_path / "results.md").read_text()
+    with pytest.raises(InputError, match="--recipes: 'gabbor' is not one of the experiment's recipes \\(random, gabor\\)"):
+        run_pretrain_experiment(two, tmp_path, recipes=["gabbor"])
 
 
 def test_train_tiles_per_epoch_draws_anew_and_repeats_a_small_set():

@@ -267,10 +267,12 @@ def _experiment_parser() -> ArgumentParser:
 
 
 def _pretrain_experiment_parser() -> ArgumentParser:
-    return _seeded_experiment_parser(
+    parser = _seeded_experiment_parser(
         "Pretrain every MAE recipe of an experiment YAML over several seeds; write held-out PSNR/SSIM/SAM, "
         "linear-probe OA (results.json, results.md), encoders (safetensors + card) and reconstruction figures.",
         "data, trainer, recipes, probe, seeds")
+    parser.add_argument("--recipes", type=str, nargs="+", default=None, help="run and report only these recipes, e.g. --recipes no_kd kd_b1 (default: all)")
+    return parser
 
 
 VERBS = {

@@ -125,10 +125,10 @@ def pretrain_experiment(args) -> None:
     config = load_experiment(args.config, sections=("data", "recipes"))
     config["trainer"] = {**config.get("trainer", {}), **args.trainer}  # --trainer.KEY VALUE, every run
     if "sweep" in config:  # one experiment per value of a data option, and the curve of the probe over them
-        run_pretrain_sweep(config, args.out, args.seeds, overwrite=args.overwrite)
+        run_pretrain_sweep(config, args.out, args.seeds, overwrite=args.overwrite, recipes=args.recipes)
         print((Path(args.out) / "curve.md").read_text())
         return
-    run_pretrain_experiment(config, args.out, args.seeds, overwrite=args.overwrite)
+    run_pretrain_experiment(config, args.out, args.seeds, overwrite=args.overwrite, recipes=args.recipes)
     print((Path(args.out) / "results.md").read_text())
 
 

@@ -57,12 +57,12 @@ def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print, overwri
     return _curve(config, out_dir, lambda c, out: run_experiment(c, out, seeds, models, log, overwrite), score, "model", log)
 
 
-def run_pretrain_sweep(config: dict, out_dir, seeds=None, log=print, overwrite: bool = False) -> dict:
+def run_pretrain_sweep(config: dict, out_dir, seeds=None, log=print, overwrite: bool = False, recipes=None) -> dict:
     """A pretraining experiment (``experiments.pretrain``) at every value of the swept data
     option; write and return the curve of each recipe's linear-probe OA."""
     if "probe" not in config:
         raise InputError("sweep: a pretraining curve plots the linear-probe OA; give a probe section")
-    return _curve(config, out_dir, lambda c, out: run_pretrain_experiment(c, out, seeds, log, overwrite), "probe_oa", "recipe", log)
+    return _curve(config, out_dir, lambda c, out: run_pretrain_experiment(c, out, seeds, log, overwrite, recipes), "probe_oa", "recipe", log)
 
 
 def _curve(config: dict, out_dir, run, score: str, key: str, log, paired_score: str | None = None) -> dict:

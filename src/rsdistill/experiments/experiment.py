@@ -32,7 +32,7 @@ from rsdistill.evaluation.cost import forward_flops, latency_ms, ms_per_1000_pix
 from rsdistill.evaluation.kd_diagnosis import diagnose as diagnose_transfer
 from rsdistill.evaluation.paired import check_pairs, paired_differences
 from rsdistill.experiments.grid import grid_points, run_dir_of, with_point
-from rsdistill.experiments.runner import finished_record, fit_resuming, run_once, search_grid
+from rsdistill.experiments.runner import finished_record, fit_resuming, only, run_once, search_grid
 from rsdistill.experiments.tables import REPORTED, results_markdown, summarise
 from rsdistill.files import write_json
 from rsdistill.recipes import make_recipe, parse_recipe
@@ -232,13 +232,9 @@ def run_experiment(config: dict, out_dir, seeds: list[int] | None = None, models
     diagnose = check_pairs(config.get("diagnose"), config["models"], "diagnose")
     if diagnose and task_of(config) != "classification":
         raise InputError("diagnose: teacher/student diagnosis is for pixel classifiers")
-    if models is not None:
-        unknown = [name for name in models if name not in config["models"]]
-        if unknown:
-            raise InputError(f"--models: {unknown[0]!r} is not one of the experiment's models ({', '.join(config['models'])})")
-        config = {**config, "models": {name: config["models"][name] for name in models}}
-        pairs = [pair for pair in pairs if set(pair) <= set(models)]
-        diagnose = [pair for pair in diagnose if set(pair) <= set(models)]
+    config = {**config, "models": only(config["models"], models, "--models")}
+    pairs = [pair for pair in pairs if set(pair) <= set(config["models"])]
+    diagnose = [pair for pair in diagnose if set(pair) <= set(config["models"])]
     check_prerequisites(config["models"], seeds if seeds is not None else config.get("seeds", [0, 1, 2]))
     out_dir.mkdir(parents=True, exist_ok=True)
     records, task, cost_tile = [], task_of(config), config.get("cost_tile", 512)

@@ -30,7 +30,7 @@ from rsdistill.errors import InputError
 from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_features
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.experiments.grid import grid_points, grid_table, run_dir_of, with_point
-from rsdistill.experiments.runner import fit_resuming, run_once, search_grid
+from rsdistill.experiments.runner import fit_resuming, only, run_once, search_grid
 from rsdistill.experiments.tables import summarise_columns
 from rsdistill.figures import reconstruction_figure
 from rsdistill.files import write_json
@@ -67,16 +67,19 @@ def probe_accuracy(encoder, probe: dict, seed: int = 0, subsets=("test",)) -> di
     return linear_probe_accuracy(train_x, train_y, {subset: pixel_features(encoder, *probe[subset]) for subset in subsets}, seed=seed)
 
 
-def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print, overwrite: bool = False) -> list[dict]:
-    """Every recipe × seed on ``data``, or on each entry of ``datasets`` ({name: {data: TileData
-    options over ``data``, model: recipe options over every recipe's}}), e.g. one per sensor. A run
-    folder is reused only for the same settings (``runs.claim_settings``; ``overwrite`` replaces it)."""
+def run_pretrain_experiment(config: dict, out_dir, seeds=None, log=print, overwrite: bool = False, recipes: list[str] | None = None) -> list[dict]:
+    """Every recipe (or those named in ``recipes``) × seed on ``data``, or on each entry of
+    ``datasets`` ({name: {data: TileData options over ``data``, model: recipe options over every
+    recipe's}}), e.g. one per sensor. A run folder is reused only for the same settings
+    (``runs.claim_settings``; ``overwrite`` replaces it)."""
     out_dir = Path(out_dir)
     for name, options in config["recipes"].items():  # a malformed grid, pair or probe fails before anything trains
         grid_points(name, options)
         if "grid" in options and "val" not in config.get("probe", {}).get("tile_lists", {}):
             raise InputError(f"recipe {name!r}: a grid is searched on the probe's validation tiles; give probe.tile_lists.val")
     pairs = check_pairs(config.get("pairs"), config["recipes"])
+    config = {**config, "recipes": only(config["recipes"], recipes, "--recipes")}
+    pairs = [pair for pair in pairs if set(pair) <= set(config["recipes"])]
     if pairs and "probe" not in config:
         raise InputError("pairs compare the linear-probe OA seed by seed; give a probe section")
     records, datasets = [], experiment_datasets(config)

@@ -68,3 +68,14 @@ def search_grid(name: str, options: dict, out_dir, seed: int, metric: str, setti
                              lambda: {"label": label, "point": point, "val": validate(label, point_options, run_dir)}, overwrite, "val.json")
         validated.append(record)
     return choose(validated, metric), validated
+
+
+def only(entries: dict, names: list[str] | None, flag: str) -> dict:
+    """``entries`` (an experiment's models or recipes) restricted to ``names`` (None: all), in the
+    order asked; an unknown name is one line naming the command-line ``flag``."""
+    if names is None:
+        return entries
+    unknown = [name for name in names if name not in entries]
+    if unknown:
+        raise InputError(f"{flag}: {unknown[0]!r} is not one of the experiment's {flag.lstrip('-')} ({', '.join(entries)})")
+    return {name: entries[name] for name in names}
