@@ -113,6 +113,19 @@ def test_pretrain_experiment_over_datasets_of_different_band_counts(tmp_path):
         run_pretrain_experiment(two, tmp_path, recipes=["gabbor"])
 
 
+def test_a_fit_without_validation_tiles_has_no_validation_loop(tmp_path, real_file, recwarn):
+    """Lightning warned "Total length of `list` across ranks is zero" at every such fit (an empty
+    validation loader); the data module now switches the loop off instead."""
+    from rsdistill.experiments.pretrain import run_pretrain_experiment
+
+    config = {"data": {"tile_lists": ENMAP_LISTS, "root": str(real_file("")), "tile_size": 16, "stride": 16, "batch_size": 8},
+              "trainer": {"max_epochs": 1, "limit_train_batches": 1, "enable_progress_bar": False, "enable_model_summary": False},
+              "recipes": {"random": {"embed_dim": 16, "depth": 1, "num_heads": 2, "decoder_embed_dim": 8, "decoder_depth": 1, "decoder_num_heads": 2}},
+              "seeds": [0]}
+    run_pretrain_experiment(config, tmp_path, log=lambda _: None)
+    assert not [str(w.message) for w in recwarn if "across ranks is zero" in str(w.message)]
+
+
 def test_train_tiles_per_epoch_draws_anew_and_repeats_a_small_set():
     data = TileData(synthetic={"sensor": "sentinel2", "height": 32, "width": 32}, tile_size=8, stride=4, batch_size=4,
                     train_tiles_per_epoch=6)

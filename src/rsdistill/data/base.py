@@ -31,6 +31,12 @@ class TiledDataModule(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(tiles, batch_size=self.batch_size, sampler=sampler, generator=generator, num_workers=self.num_workers)
 
+    def setup(self, stage: str | None = None) -> None:
+        """No validation set: the Trainer's validation loop is switched off before Lightning asks for
+        a loader (an empty one only draws "Total length of `list` across ranks is zero")."""
+        if stage == "fit" and self.trainer is not None and not len(self.val_set):
+            self.trainer.limit_val_batches = 0
+
     def train_dataloader(self):
         return self._loader(self.train_set, shuffle=True)
 

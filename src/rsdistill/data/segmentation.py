@@ -130,6 +130,7 @@ class SegmentationData(TiledDataModule):
                                     self.class_pixels).to_dict()
 
     def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
         # every rank asks (under DDP trainer.log_dir is a collective); rank 0 writes
         log_dir = getattr(self.trainer, "log_dir", None) if self.trainer is not None else None
         if log_dir is not None and stage == "fit" and self.trainer.is_global_zero:
