@@ -102,6 +102,7 @@ def test_pretrain_experiment_over_datasets_of_different_band_counts(tmp_path):
     assert card["architecture"]["patch_size"] == 2 and card["bands"] < 13
     table = (tmp_path / "results.md").read_text()
     assert "| s2 · random |" in table and "| hls · random |" in table
+    assert "± –" in table and "± 0.0000" not in table, "one seed: no spread to show"
     assert run_pretrain_experiment(config, tmp_path, log=lambda _: None) == records  # finished runs are reused
     with pytest.raises(InputError, match="dataset 's2': unknown keys \\['models'\\]"):
         run_pretrain_experiment({**config, "datasets": {"s2": {"models": {}}}}, tmp_path / "bad")

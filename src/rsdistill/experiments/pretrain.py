@@ -31,7 +31,7 @@ from rsdistill.evaluation.linear_probe import linear_probe_accuracy, pixel_featu
 from rsdistill.evaluation.paired import check_pairs, paired_differences, paired_table
 from rsdistill.experiments.grid import grid_points, grid_table, run_dir_of, with_point
 from rsdistill.experiments.runner import fit_resuming, only, run_once, search_grid
-from rsdistill.experiments.tables import summarise_columns
+from rsdistill.experiments.tables import mean_std_cell, summarise_columns
 from rsdistill.figures import reconstruction_figure
 from rsdistill.files import write_json
 from rsdistill.io.readers import read_scene
@@ -215,6 +215,6 @@ def _searched(config: dict, data_options: dict, options: dict, name: str, seed: 
 def markdown_columns(summary: list[dict], key: str, columns: list[str]) -> str:
     lines = [f"| {key} | " + " | ".join(columns) + " | seeds |", "|---" * (len(columns) + 2) + "|"]
     for row in summary:
-        cells = [f"{row[c]['mean']:.4f} ± {row[c]['std']:.4f}" for c in columns]
+        cells = [mean_std_cell(row[c], row["seeds"], 1.0, 4) for c in columns]
         lines.append(f"| {row[key]} | " + " | ".join(cells) + f" | {row['seeds']} |")
     return "\n".join(lines)
