@@ -1,11 +1,20 @@
 """A frozen encoder's features, memoised per distinct patch (``models.feature_memo``)."""
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from rsdistill.models.encoder_classifier import EncoderPixelClassifier
-from rsdistill.models.feature_memo import FeatureMemo
+from rsdistill.models.feature_memo import FeatureMemo, forget_shared_memos
+
+
+@pytest.fixture(autouse=True)
+def empty_shared_memos():
+    """Each test starts with no memoised features (the memos are the process's)."""
+    forget_shared_memos()
+    yield
+    forget_shared_memos()
 
 
 class CountingEncoder(nn.Module):
@@ -31,12 +40,12 @@ def test_each_distinct_sample_is_computed_once_and_returned_as_computed():
         calls.append(len(x))
         return x.sum(dim=(1, 2)) * 2
 
-    memo = FeatureMemo(compute, chunk=4)
+    memo = FeatureMemo(chunk=4)
     x = torch.randn(6, 3, 5)
-    first = memo(x)
+    first = memo(x, compute)
     assert calls == [4, 4], "six misses: two chunks of exactly four (the second zero-padded)"
     torch.testing.assert_close(first, x.sum(dim=(1, 2)) * 2, rtol=0, atol=0)
-    again = memo(torch.cat([x[[4, 1]], torch.randn(1, 3, 5)]))
+    again = memo(torch.cat([x[[4, 1]], torch.randn(1, 3, 5)]), compute)
     assert calls == [4, 4, 4], "two hits and one miss: one more chunk"
     assert torch.equal(again[:2], first[[4, 1]]) and len(memo) == 7
 
@@ -47,14 +56,14 @@ def test_an_output_does_not_depend_on_the_samples_it_was_computed_with():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(40, 64), nn.GELU(), nn.Linear(64, 16))
     x = torch.randn(50, 40)
-    alone = FeatureMemo(net, chunk=8)(x[7:8])
-    crowded = FeatureMemo(net, chunk=8)(x)[7:8]
+    alone = FeatureMemo(chunk=8)(x[7:8], net)
+    crowded = FeatureMemo(chunk=8)(x, net)[7:8]
     assert torch.equal(alone, crowded)
 
 
 def test_the_memo_stops_storing_at_its_byte_budget():
-    memo = FeatureMemo(lambda x: x.clone(), chunk=2, max_bytes=3 * 16)  # room for three 4-float outputs
-    out = memo(torch.randn(5, 4))
+    memo = FeatureMemo(chunk=2, max_bytes=3 * 16)  # room for three 4-float outputs
+    out = memo(torch.randn(5, 4), lambda x: x.clone())
     assert out.shape == (5, 4) and len(memo) == 3 and memo.stored_bytes == 48
 
 
@@ -66,8 +75,7 @@ def test_a_frozen_encoder_sees_each_patch_once_across_epochs_and_a_trained_one_e
         logits.sum().backward()  # the head still learns
     assert frozen.encoder.samples == 32, "10 patches once, in chunks of 32"
     assert frozen.head.weight.grad is not None and frozen.encoder.proj.weight.grad is None
-    reference = EncoderPixelClassifier(CountingEncoder(), num_classes=4, freeze=True)
-    reference.memo = None
+    reference = EncoderPixelClassifier(CountingEncoder(), num_classes=4, freeze=False)  # computes every time
     reference.head.load_state_dict(frozen.head.state_dict())
     torch.testing.assert_close(frozen(patches), reference(patches), rtol=1e-6, atol=1e-6)
 
@@ -86,6 +94,28 @@ def test_new_encoder_weights_forget_the_memoised_features():
     model.load_state_dict(state)
     assert len(model.memo) == 0
     assert not torch.allclose(model(patches), before)
+
+
+def test_frozen_encoders_of_the_same_weights_and_settings_share_one_memo():
+    """A teacher's head, a reloaded copy of it (a KD student's teacher) and the next seed's teacher
+    compute each patch once between them; other weights or other settings get their own features."""
+    patches = torch.randn(6, 3, 3, 3)
+    first = EncoderPixelClassifier(CountingEncoder(), num_classes=4, freeze=True)
+    first(patches)
+    copy = EncoderPixelClassifier(CountingEncoder(), num_classes=5, freeze=True)  # same pretrained weights, its own head
+    copy.encoder.proj.weight.data.zero_()
+    copy.load_state_dict({**copy.state_dict(), **{k: v for k, v in first.state_dict().items() if k.startswith("encoder.")}})
+    copy(patches[[5, 0]])
+    assert copy.encoder.samples == 0 and copy.memo is first.memo, "the copy found the first one's features"
+
+    other = EncoderPixelClassifier(CountingEncoder(), num_classes=4, freeze=True)
+    other.load_state_dict({k: v + 1.0 if k.startswith("encoder.proj") else v for k, v in other.state_dict().items()})
+    other.head.load_state_dict(first.head.state_dict())
+    assert other.memo is not first.memo and not torch.allclose(other(patches), first(patches))
+    assert other.encoder.samples == 32
+
+    first.encoder.eval()  # a setting the output may depend on (dropout): another memo
+    assert first.memo is not copy.memo
 
 
 def test_a_frozen_encoder_classifier_exports_the_encoder_not_the_memo(tmp_path):

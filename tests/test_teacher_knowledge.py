@@ -47,8 +47,7 @@ def test_the_shipped_config_runs_on_a_slice_of_each_dataset(data_dir, tmp_path, 
 
 def test_the_projects_own_encoders_are_probed_beside_galileo(data_dir, tmp_path, monkeypatch):
     """teacher_knowledge_own.yaml: EnMAP encoders fed the tiles as they are (``align: none``), the
-    HLS teacher fed by band mean, and the random twin of a project ViT beside Galileo, on a slice
-    of the tiles."""
+    HLS teacher fed by band mean, and the random twin of a project ViT, on a slice of the tiles."""
     monkeypatch.setenv("RSDISTILL_DATA", str(data_dir))
     monkeypatch.chdir(tmp_path)
     config = yaml.safe_load((CONFIG.parent / "teacher_knowledge_own.yaml").read_text())
@@ -60,17 +59,15 @@ def test_the_projects_own_encoders_are_probed_beside_galileo(data_dir, tmp_path,
         path = tmp_path / config["encoders"][name]["weights"]
         path.parent.mkdir(parents=True, exist_ok=True)
         save_encoder(ViTEncoder(bands, 16, 4, 16, 1, 2), path, preprocessing)
-    config["encoders"]["galileo_p4_30m"]["patch_size"] = 8  # the cheapest Galileo
-    config["datasets"] = {"enmap": {**config["datasets"]["enmap"], "tile_lists": {
+    config["datasets"] = {"enmap": {**config["datasets"]["enmap"], "encoders": ["hyperkd_teacher", "mae", "hyperkd_student", "mae_random"], "tile_lists": {
         "train": "enmap_potsdam_specdeepmap/validation_files.csv", "val": "enmap_potsdam_specdeepmap/test_files.csv",
         "test": "enmap_potsdam_specdeepmap/test_files.csv"}}}
     small = tmp_path / "small.yaml"
     small.write_text(yaml.safe_dump(config))
     assert main(["teacher-knowledge", "-c", str(small), "--out", "out"]) == 0
     records = {r["model"]: r for r in json.loads((tmp_path / "out/results.json").read_text())["results"]["enmap"]}
-    assert set(records) == {"band_means", "aligned_bands", "galileo_p4_30m", "hyperkd_teacher", "mae", "hyperkd_student", "mae_random"}
+    assert set(records) == {"band_means", "aligned_bands", "hyperkd_teacher", "mae", "hyperkd_student", "mae_random"}  # Galileo: the test above
     assert records["mae"]["test_linear_oa"] != records["mae_random"]["test_linear_oa"], "the random twin has other weights"
-    assert all(0 <= r["test_linear_oa"] <= 1 for r in records.values())
 
     # an encoder of other bands cannot be fed the tiles as they are: one line saying so
     save_encoder(ViTEncoder(6, 16, 4, 16, 1, 2), tmp_path / config["encoders"]["mae"]["weights"], hls)

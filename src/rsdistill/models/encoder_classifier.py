@@ -5,8 +5,9 @@ bands and pretraining statistics: ``PixelClassifier`` with ``arch: encoder``). P
 not a multiple of the encoder's patch size are padded with 0, the band mean after normalisation.
 The logits come from the feature of the encoder patch that contains the centre pixel (as in the
 linear probe); with Galileo at patch size 1 that is the centre pixel's own token, seen in the
-context of the whole patch. A frozen encoder's features are memoised per distinct patch
-(``FeatureMemo``): a frozen teacher is asked for the same pixels every epoch.
+context of the whole patch. A frozen encoder's features are memoised per distinct patch, in one
+memo per process for every frozen encoder of the same weights (``feature_memo.shared_memo``): a
+frozen teacher is asked for the same pixels every epoch, seed and fold.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsdistill.models.feature_memo import FeatureMemo
+from rsdistill.models.feature_memo import FeatureMemo, encoder_key, fingerprint, shared_memo
 
 
 class EncoderPixelClassifier(nn.Module):
@@ -26,14 +27,21 @@ class EncoderPixelClassifier(nn.Module):
         self.encoder = encoder
         self.encoder.requires_grad_(not freeze)
         self.head = nn.Linear(self.encoder.embed_dim, num_classes)
-        self.memo = FeatureMemo(self.centre_features) if freeze else None  # not a module: never saved
-        self.register_load_state_dict_post_hook(self._forget_features)
+        self.frozen = freeze
+        self._fingerprint = fingerprint(self.encoder) if freeze else None
+        self.register_load_state_dict_post_hook(self._new_weights)
 
     @staticmethod
-    def _forget_features(module, incompatible_keys) -> None:
-        """New encoder weights make the memoised features stale."""
-        if module.memo is not None:
-            module.memo.clear()
+    def _new_weights(module, incompatible_keys) -> None:
+        """New encoder weights: another memo (the memoised features belong to the old weights)."""
+        if module.frozen:
+            module._fingerprint = fingerprint(module.encoder)
+
+    @property
+    def memo(self) -> FeatureMemo | None:
+        """The memo of this encoder's features (shared with every frozen encoder of the same
+        weights and settings in the process); None when the encoder trains."""
+        return shared_memo(encoder_key(self.encoder, self._fingerprint)) if self.frozen else None
 
     def centre_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, p, p) -> (N, D): the encoder's feature of the patch that holds the centre pixel."""
@@ -45,4 +53,4 @@ class EncoderPixelClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()  # a graph must hold the encoder, not a lookup
-        return self.head(self.centre_features(x) if self.memo is None or exporting else self.memo(x))
+        return self.head(self.centre_features(x) if not self.frozen or exporting else self.memo(x, self.centre_features))
