@@ -11,9 +11,6 @@ right, and the teacher's expected calibration error (15 bins, torchmetrics) and 
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
@@ -45,19 +42,12 @@ def transfer_record(teacher_logits: torch.Tensor, student_logits: torch.Tensor, 
     }
 
 
-@lru_cache(maxsize=2)
-def _loaded(path: str, mtime_ns: int):
-    """A checkpoint loaded once while the file is unchanged: consecutive pairs that share a teacher
-    share its loaded model, and with it a frozen encoder's memoised features (``models.feature_memo``)."""
-    return load_task(path)
-
-
 def diagnose(teacher_ckpt, student_ckpt, data, subset: str = "val") -> dict:
     """``transfer_record`` of two classifier checkpoints on ``subset`` of a ``PixelClassificationData``."""
     dataset = data.dataset(subset)
     patches = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
     labels = torch.as_tensor(np.asarray([int(dataset[i]["label"]) for i in range(len(dataset))]))
-    teacher, student = (_loaded(str(path), Path(path).stat().st_mtime_ns) for path in (teacher_ckpt, student_ckpt))
+    teacher, student = load_task(teacher_ckpt), load_task(student_ckpt)  # a frozen encoder's features: the process's memo (models.feature_memo)
     return {**transfer_record(logits_of(teacher, patches), logits_of(student, patches), labels), "pixels": len(labels), "subset": subset}
 
 

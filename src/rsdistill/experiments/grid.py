@@ -91,4 +91,3 @@ def grid_table(records: list[dict], metric: str) -> str:
             chosen = sum(r["chosen"] == label for r in runs)
             lines.append(f"| {name} | {label} | {100 * scores.mean():.2f} ± {100 * scores.std():.2f} | {chosen} / {len(runs)} |")
     return "\n".join(lines)
-

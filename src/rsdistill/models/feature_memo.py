@@ -7,8 +7,8 @@ the same pixels again for every seed and fold, by the teacher's own head and by 
 distils from it. Its output is a pure function of the patch and of the encoder, so the memo keys
 each sample by a digest of its bytes (and dtype, shape, device and autocast state) and computes
 only the samples it has not seen; ``shared_memo`` hands every encoder of the same weights and
-settings (``fingerprint``, ``encoder_key``) the same memo, so a process computes each patch once whichever instance
-asks.
+settings (``fingerprint``, ``encoder_key``) the same memo, so a process computes each patch once,
+whichever instance asks.
 
 Exactness: misses are computed in chunks of exactly ``chunk`` samples (the last zero-padded). The
 CPU kernels then run at one batch size whatever the other samples of a batch are, so a sample's
@@ -108,4 +108,5 @@ def shared_memo(key: bytes) -> FeatureMemo:
 
 
 def forget_shared_memos() -> None:
+    """Drop every memo of the process (tests start from none)."""
     _SHARED.clear()
