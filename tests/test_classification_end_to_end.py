@@ -303,6 +303,21 @@ def test_a_sweep_runs_the_experiment_per_budget_and_draws_the_curve(tmp_path, ca
         run_experiment({**config, "models": reordered, "pairs": []}, tmp_path / "bad", log=lambda _: None)
 
 
+def test_points_run_only_the_named_values_of_a_sweep(tmp_path, capsys):
+    import yaml
+
+    from rsdistill.experiments.curve import at_points
+
+    config = {"data": {}, "models": {}, "sweep": {"max_train_per_class": [5, 25, 150, None]}}
+    assert at_points(config, ["all", "25"])["sweep"] == {"max_train_per_class": [25, None]}  # declared order
+    assert at_points(config, None) is config
+    (tmp_path / "curve.yaml").write_text(yaml.safe_dump({**config, "models": {"a": TINY}}))
+    assert main(["experiment", "-c", str(tmp_path / "curve.yaml"), "--out", str(tmp_path / "out"), "--points", "100"]) != 0
+    assert "--points: '100' is not one of sweep.max_train_per_class's values (5, 25, 150, all)" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--points: the experiment has no sweep"):
+        at_points({"data": {}}, ["150"])
+
+
 def test_transfer_measures_count_who_is_right_where():
     from rsdistill.evaluation.kd_diagnosis import transfer_record
 

@@ -118,11 +118,11 @@ def quickstart_verdict(row: dict) -> str:
 
 
 def pretrain_experiment(args) -> None:
-    from rsdistill.experiments.curve import run_pretrain_sweep
+    from rsdistill.experiments.curve import at_points, run_pretrain_sweep
     from rsdistill.experiments.experiment import load_experiment
     from rsdistill.experiments.pretrain import run_pretrain_experiment
 
-    config = load_experiment(args.config, sections=("data", "recipes"))
+    config = at_points(load_experiment(args.config, sections=("data", "recipes")), args.points)
     config["trainer"] = {**config.get("trainer", {}), **args.trainer}  # --trainer.KEY VALUE, every run
     if "sweep" in config:  # one experiment per value of a data option, and the curve of the probe over them
         run_pretrain_sweep(config, args.out, args.seeds, overwrite=args.overwrite, recipes=args.recipes)
@@ -134,10 +134,10 @@ def pretrain_experiment(args) -> None:
 
 def experiment(args) -> None:
     from rsdistill.experiments.cross_validation import folds_of, run_cross_validation
-    from rsdistill.experiments.curve import run_sweep
+    from rsdistill.experiments.curve import at_points, run_sweep
     from rsdistill.experiments.experiment import load_experiment, run_experiment
 
-    config = load_experiment(args.config)
+    config = at_points(load_experiment(args.config), args.points)
     config["trainer"] = {**config.get("trainer", {}), **args.trainer}  # --trainer.KEY VALUE, every run
     if "sweep" in config:  # one experiment (cross-validated or not) per value of a data option, and the curve over them
         run_sweep(config, args.out, args.seeds, args.models, overwrite=args.overwrite)

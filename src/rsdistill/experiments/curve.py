@@ -44,6 +44,21 @@ def value_label(value) -> str:
     return "all" if value is None else str(value)
 
 
+def at_points(config: dict, labels: list[str] | None) -> dict:
+    """``config`` with its sweep restricted to the values labelled ``labels`` (``value_label``:
+    "150", "all"; None: every value), in the declared order; an unknown label is one line."""
+    if labels is None:
+        return config
+    if "sweep" not in config:
+        raise InputError("--points: the experiment has no sweep")
+    option, values = sweep_of(config)
+    declared = [value_label(value) for value in values]
+    unknown = [label for label in labels if label not in declared]
+    if unknown:
+        raise InputError(f"--points: {unknown[0]!r} is not one of sweep.{option}'s values ({', '.join(declared)})")
+    return {**config, "sweep": {option: [value for value in values if value_label(value) in labels]}}
+
+
 def run_sweep(config: dict, out_dir, seeds=None, models=None, log=print, overwrite: bool = False) -> dict:
     """A model experiment (``experiments.experiment``; cross-validated with ``data.split: folds``,
     ``experiments.cross_validation``, whose curve plots the pooled score and pairs per (fold, seed))
