@@ -225,7 +225,7 @@ def make_recipe_for(run_dir, data: dict, model: dict) -> dict:
     return make_recipe(PixelClassifier, PixelClassificationData, model, data, {**TRAINER, "max_epochs": 2}, run_dir, 0)
 
 
-def test_a_grid_is_searched_on_validation_and_only_the_choice_is_tested(tmp_path):
+def test_a_grid_is_searched_on_validation_and_only_the_choice_is_tested(tmp_path, caplog):
     grid = {"kd_max_weight": [0.0, 1.0], "kd_temperature": [2.0]}
     config = {
         "data": {"synthetic": SYNTHETIC, "train": 0.2, "val": 0.1, "patch_size": 5, "batch_size": 32},
@@ -233,7 +233,10 @@ def test_a_grid_is_searched_on_validation_and_only_the_choice_is_tested(tmp_path
         "models": {"teacher": TINY, "student_kd": {**TINY, "d_model": 4, "distill_from": "teacher", "kd_warmup_epochs": 1, "grid": grid},
                    "student_of_student": {**TINY, "d_model": 4, "distill_from": "student_kd"}},
     }
-    records = run_experiment(config, tmp_path, seeds=[0], log=lambda _: None)
+    with caplog.at_level("INFO", logger="lightning.pytorch"):
+        records = run_experiment(config, tmp_path, seeds=[0], log=lambda _: None)
+    # the chosen point is tested from its checkpoint without Lightning's two lines saying so
+    assert not [r for r in caplog.records if "from the checkpoint" in r.getMessage()], caplog.text
     student = next(r for r in records if r["model"] == "student_kd")
     labels = ["kd_max_weight_0.0-kd_temperature_2.0", "kd_max_weight_1.0-kd_temperature_2.0"]
     assert [p["label"] for p in student["grid"]] == labels and student["select"] == "oa"

@@ -16,7 +16,10 @@ Dropped (each known harmless, with why):
 - Lightning's lines at every fit of an experiment's runs: "Seed set to N" (the seed is in rsdistill's
   own result line), "GPU/TPU/HPU available: …, used: …" (the device is the Trainer's
   ``accelerator`` option; Lightning still warns when a GPU is there and unused) and "`Trainer.fit`
-  stopped: `max_epochs=N` reached" (the planned end, not an early stop).
+  stopped: `max_epochs=N` reached" (the planned end, not an early stop);
+- inside ``restored_quietly()`` only: "Restoring states from the checkpoint path at …" and "Loaded
+  model weights from the checkpoint at …", when an experiment tests a grid's chosen point from its
+  checkpoint (its own result line names the point); a resumed fit still says that it resumed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 
 _MESSAGES = ("💡 Tip:", "Loading `train_dataloader` to estimate number of stepping batches", "torchvision is not installed. Skipping",
              "Seed set to ", "GPU available: ", "TPU available: ", "HPU available: ", "`Trainer.fit` stopped: `max_epochs=")
@@ -36,9 +40,28 @@ _WARNINGS = (r".*isinstance\(treespec, LeafSpec\)` is deprecated", r"(?s).*skip_
              r"the float32 number .* will be truncated to")  # fp16 export: weights below fp16's range; the parity check measures it
 
 
+_RESTORED = ("Restoring states from the checkpoint path at ", "Loaded model weights from the checkpoint at ")
+
+
 class _DropKnownNoise(logging.Filter):
+    def __init__(self, messages: tuple[str, ...] = _MESSAGES):
+        super().__init__()
+        self.messages = messages
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith(_MESSAGES)
+        return not str(record.getMessage()).startswith(self.messages)
+
+
+@contextmanager
+def restored_quietly():
+    """Lightning's lines about restoring a checkpoint dropped inside the block (unless verbose)."""
+    logger, hush = logging.getLogger("lightning.pytorch.utilities.rank_zero"), _DropKnownNoise(_RESTORED)
+    if not verbose():
+        logger.addFilter(hush)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hush)
 
 
 def verbose() -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from rsdistill.console import restored_quietly
 from rsdistill.data.classification import PixelClassificationData
 from rsdistill.data.segmentation import SegmentationData
 from rsdistill.errors import InputError
@@ -123,7 +124,8 @@ def fit_and_test(name: str, recipe: dict, seed: int, callbacks: tuple = (), cost
 
 def tested(name: str, seed: int, recipe: dict, trainer, model, data, cost_tile: int, ckpt_path: str | None = None) -> dict:
     """The record of ``model`` (or of the weights of ``ckpt_path``) tested on the data's test split."""
-    trainer.test(model, data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
+    with restored_quietly():
+        trainer.test(model, data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
     record = {"model": name, "seed": seed, "params": model.count_parameters(), "checkpoint": str(Path(recipe["run_dir"]) / LAST_NAME)}
     return {**record, **RECORDS[model.kind](model, data, cost_tile)}
 
