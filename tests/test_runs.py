@@ -45,9 +45,12 @@ def test_a_sigkilled_fit_resumes_bit_identically(name, data_dir, tmp_path):
     env = {**os.environ, "RSDISTILL_DATA": str(data_dir), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     recipe = KILLABLE[name]
-    subprocess.run(fit_command(recipe, tmp_path / "straight"), env=env, check=True, capture_output=True)
+    # the uninterrupted run and the killed one are independent one-thread processes: side by side
+    straight_run = subprocess.Popen(fit_command(recipe, tmp_path / "straight"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     kill = ["--trainer.callbacks+", json.dumps({"class_path": "fixtures.KillJob", "init_args": {"epoch": 1, "batch": 2}})]
     killed = subprocess.run(fit_command(recipe, tmp_path / "killed", *kill), env=env, capture_output=True, text=True, start_new_session=True)
+    _, straight_err = straight_run.communicate()
+    assert straight_run.returncode == 0, straight_err[-2000:]
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     last = tmp_path / "killed" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0  # epoch 0's checkpoint, epoch 1 cut short
