@@ -39,6 +39,7 @@ def test_a_cross_validated_experiment_tests_every_pixel_once_and_pairs_per_fold(
     assert "Paired over (fold, seed)" in (tmp_path / "cv/results.md").read_text()
     # one seed: one pooled value per model, no spread to show ("± –", not a measured "± 0.00")
     assert "± 0.00" not in (tmp_path / "cv/results.md").read_text().split("Paired")[0]
+    assert {row["seeds"] for row in results["summary"]} == {1}  # what a sweep's curve shows the spread over
     assert sorted(d["fold"] for d in results["diagnosis"]) == [0, 1, 2]  # each fold's diagnosis, on its own validation pixels
     assert [d["pixels"] for d in results["diagnosis"]] == [len(json.loads((tmp_path / f"cv/fold_{f}/split_seed_0.json").read_text())["val"])
                                                           for f in range(3)]
@@ -55,4 +56,6 @@ def test_a_cross_validated_sweep_tabulates_pooled_scores_and_pairs_per_fold_and_
              "points": [{"value": 25, "summary": [row("kd", 0.5), row("alone", 0.48)], "paired": [pair]}]}
     table = curve_tables(curve)
     assert "| kd | 50.00 ± 1.00 |" in table and "| alone | 48.00 ± 1.00 |" in table
+    one_seed = {**curve, "points": [{**curve["points"][0], "summary": [{**row("kd", 0.5), "runs": 5, "seeds": 1}]}]}
+    assert "| kd | 50.00 ± – |" in curve_tables(one_seed)  # a cross-validated run of one seed: no spread, not "± 0.00"
     assert "| kd − alone | +2.00 ± 1.00 (4/5, p 0.062) |" in table

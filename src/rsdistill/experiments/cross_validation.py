@@ -55,7 +55,7 @@ def run_cross_validation(config: dict, out_dir, seeds=None, models=None, log=pri
         runs = [r for r in records if r["model"] == name]
         pooled = [scores_from_confusion(sum(np.asarray(r["confusion"]) for r in runs if r["seed"] == seed))
                   for seed in sorted({r["seed"] for r in runs})]
-        summary.append({"model": name, "runs": len(runs), "params": runs[0]["params"],
+        summary.append({"model": name, "runs": len(runs), "seeds": len(pooled), "params": runs[0]["params"],
                         **{f"{k}_per_fold": _mean_std([r[k] for r in runs]) for k in REPORTED["classification"]},
                         **{f"{k}_pooled": _mean_std([p[k] for p in pooled]) for k in REPORTED["classification"]}})
     pairs = [p for p in check_pairs(config.get("pairs"), config["models"]) if set(p) <= set(names)]
