@@ -253,7 +253,7 @@ def _seeded_experiment_parser(description: str, sections: str) -> ArgumentParser
     parser.add_argument("--overwrite", type=bool, default=False, help="replace runs in --out made with other settings "
                         "(without it, a finished or interrupted run is reused only for the same settings and refused otherwise)")
     parser.add_argument("--points", type=str, nargs="+", default=None, help="with a sweep: run and tabulate only these of its "
-                        "values, e.g. --points 150 all (default: every value)")
+                        "values, e.g. --points 150 all (default: every value); the curve written then holds only these")
     parser.epilog = "--trainer.KEY VALUE (e.g. --trainer.max_epochs 1) sets a Lightning Trainer option for every run."
     return parser
 
