@@ -20,6 +20,27 @@ def test_enmap_tiles_drop_bad_bands_and_hold_out_test_tiles(real_file):
     assert abs(float(images.mean())) < 0.05 and images.shape[1:] == (218, 16, 16)
 
 
+@pytest.mark.parametrize("block_bytes", [10**9, 16 * 32 * 13 * 4])
+def test_tiles_read_a_row_at_a_time_give_what_each_window_reads(real_file, block_bytes, monkeypatch):
+    """``SceneEntry.read_each`` (one read per row of tiles, in blocks) gives every window exactly what
+    its own read gives, on a region of a scene, scaled and aligned to another sensor, with whole rows
+    in one block and with rows split into blocks of three tiles. Checked against a break: the
+    columns sliced one pixel off (every window after a block's first differs)."""
+    from rsdistill.data import tiles
+    from rsdistill.data.streaming import full_windows
+
+    monkeypatch.setattr(tiles, "BLOCK_BYTES", block_bytes)
+    image = {"path": "eolearn_slovenia_s2/REFERENCE_SCENES.npy", "time_index": 2, "sensor": "sentinel2", "scale": 2.0,
+             "window": {"row": 3, "col": 5, "height": 60, "width": 70}}
+    entry = TileData(images=[image], root=str(real_file("")), target_sensor="rgb", tile_size=16).train_set.entries[0]
+    windows = full_windows(entry.region, 16, 8)
+    read = list(entry.read_each(windows))
+    assert [window for window, _, _ in read] == windows and len(windows) == 6 * 7
+    for window, cube, valid in read:
+        expected_cube, expected_valid = entry.read(window)
+        assert cube.shape == (16, 16, 3) and np.array_equal(cube, expected_cube) and np.array_equal(valid, expected_valid)
+
+
 def test_stats_file_must_match_band_count(tmp_path, real_file):
     stats = tmp_path / "stats.json"
     stats.write_text(json.dumps({"files": [], "count": [1] * 13, "mean": [0.0] * 13, "std": [1.0] * 13, "bad_bands": []}))

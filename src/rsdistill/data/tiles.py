@@ -37,6 +37,8 @@ its set} (streamed training tiles carry their key, "tile", instead of an index).
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -80,9 +82,37 @@ class SceneEntry:
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """(h, w, bands) float32 cube in common units and bands, and (h, w) validity."""
         scene = self.source.read(window)
+        return self._common(scene.cube, scene.valid)
+
+    def read_each(self, windows: list[Window]) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+        """``(window, *read(window))`` for each of ``windows`` (equal heights, in row order), the same
+        values as ``read`` gives, from one read per row of windows (in blocks of at most
+        ``BLOCK_BYTES``) rather than one per window: building tiles costs a read per tile row."""
+        for _, in_row in itertools.groupby(windows, key=lambda window: window.row):
+            block: list[Window] = []
+            for window in [*in_row, None]:
+                if block and (window is None or _span(block[0], window).width * window.height * self.source.bands * 4 > BLOCK_BYTES):
+                    span = _span(block[0], block[-1])
+                    scene = self.source.read(span)
+                    for inside in block:
+                        columns = slice(inside.col - span.col, inside.col - span.col + inside.width)
+                        yield (inside, *self._common(scene.cube[:, columns], scene.valid[:, columns]))
+                    block = []
+                if window is not None:
+                    block.append(window)
+
+    def _common(self, cube: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.to_common.alignment is None and self.to_common.scale == 1.0:
-            return scene.cube, scene.valid
-        return self.to_common.cube(scene.cube).transpose(1, 2, 0), scene.valid
+            return cube, valid
+        return self.to_common.cube(cube).transpose(1, 2, 0), valid
+
+
+BLOCK_BYTES = 64 * 2**20  # the most one block of ``SceneEntry.read_each`` holds (float32 samples)
+
+
+def _span(first: Window, last: Window) -> Window:
+    """The window from ``first``'s left edge to ``last``'s right edge (one row of windows)."""
+    return Window(first.row, first.col, first.height, last.col + last.width - first.col)
 
 
 class SceneTiles(Dataset):
@@ -225,8 +255,7 @@ class TileData(TiledDataModule):
             region = entry.region
             if self.tile_size > min(region.height, region.width):
                 raise InputError(f"tile size {self.tile_size} is larger than scene {entry.name} ({region.height}×{region.width})")
-            for window in full_windows(region, self.tile_size, stride):
-                cube, valid = entry.read(window)
+            for window, cube, valid in entry.read_each(full_windows(region, self.tile_size, stride)):
                 if 1 - valid.mean() <= self.max_nodata:
                     tiles.append((index, window))
                     if pixels is not None:
