@@ -87,13 +87,16 @@ def fed(encoder: PretrainedEncoder, scene: Scene, align: str, scale: float) -> P
     return encoder.for_scene(scene, None if align == "none" else align, scale)
 
 
-def _probe_scores(train_x, train_y, test_x, test_y) -> dict[str, float]:
+def _probe_scores(train_x, train_y, tests: dict[str, tuple]) -> dict[str, float]:
+    """Each probe fitted once on (train_x, train_y) and scored on every ``{prefix: (x, y)}`` of
+    ``tests``: ``{prefix}{probe}_oa`` and ``_aa``."""
     scores = {}
     for name, make in PROBES.items():
         model = make_pipeline(StandardScaler(), make()).fit(train_x, train_y)
-        predicted = model.predict(test_x)
-        per_class = [np.mean(predicted[test_y == c] == c) for c in np.unique(test_y)]
-        scores[f"{name}_oa"], scores[f"{name}_aa"] = float(np.mean(predicted == test_y)), float(np.mean(per_class))
+        for prefix, (test_x, test_y) in tests.items():
+            predicted = model.predict(test_x)
+            per_class = [np.mean(predicted[test_y == c] == c) for c in np.unique(test_y)]
+            scores[f"{prefix}{name}_oa"], scores[f"{prefix}{name}_aa"] = float(np.mean(predicted == test_y)), float(np.mean(per_class))
     return scores
 
 
@@ -140,7 +143,8 @@ def run_chips(dataset: dict, encoders: dict, seed: int) -> list[dict]:
     records = []
     for fold, (train, test) in enumerate(folds.split(labels, labels)):
         for name, x in features.items():
-            records.append({"model": name, "seed": fold, "test_items": [int(i) for i in test], **_probe_scores(x[train], labels[train], x[test], labels[test])})
+            records.append({"model": name, "seed": fold, "test_items": [int(i) for i in test],
+                            **_probe_scores(x[train], labels[train], {"": (x[test], labels[test])})})
     return records
 
 
@@ -162,7 +166,7 @@ def run_scene(dataset: dict, encoders: dict, seed: int) -> list[dict]:
         train, test = (np.isin(rows * width + cols, part[:, 1] * width + part[:, 2]) for part in (split.train, split.test))
         for name, x in features.items():
             records.append({"model": name, "seed": fold, "train_pixels": int(train.sum()), "test_pixels": int(test.sum()),
-                            **_probe_scores(x[train], y[train], x[test], y[test])})
+                            **_probe_scores(x[train], y[train], {"": (x[test], y[test])})})
     return records
 
 
@@ -179,11 +183,8 @@ def run_tiles(dataset: dict, encoders: dict, seed: int) -> list[dict]:
     train_x, train_y = subsets["train"]
     records = []
     for name in train_x:
-        record = {"model": name, "seed": 0}
-        for subset in ("val", "test"):
-            x, y = subsets[subset]
-            record.update({f"{subset}_{k}": v for k, v in _probe_scores(train_x[name], train_y, x[name], y).items()})
-        records.append(record)
+        tests = {f"{subset}_": (subsets[subset][0][name], subsets[subset][1]) for subset in ("val", "test")}
+        records.append({"model": name, "seed": 0, **_probe_scores(train_x[name], train_y, tests)})
     return records
 
 
