@@ -268,10 +268,11 @@ def score_tiles(args) -> None:
 
 def probe(args) -> None:
     from rsdistill.data.paths import read_tile_list, resolve
-    from rsdistill.experiments.pretrain import probe_accuracy, probe_tiles
     from rsdistill.models.registry import load_encoder
 
     encoder = load_encoder(args.encoder, trust_pickle=args.trust_pickle, **(args.encoder_options or {}))
+    from rsdistill.experiments.pretrain import probe_accuracy, probe_tiles  # Lightning's import (seconds) after the encoder is known good
+
     tiles = probe_tiles({"train": args.train_list, "test": args.test_list}, encoder, align=args.align, scale=args.scale)
     if args.align is not None:  # the encoder as the tiles' sensor feeds it (an encoder with band groups masks the uncovered ones)
         first = read_scene(read_tile_list(resolve(args.train_list))[0][0])
