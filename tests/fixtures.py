@@ -142,6 +142,18 @@ def checkpoint_test_oa(checkpoint, run_dir) -> float:
     return correct / total
 
 
+# what a documented command is shortened by when a test runs it, per verb (appended to its own arguments)
+SHORTER = {
+    "fit": ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"],
+    "test": ["--trainer.limit_test_batches", "1"],
+    "predict": ["--trainer.limit_predict_batches", "1"],
+    "quickstart": ["--epochs", "1", "--seeds", "0"],
+    "export": ["--samples", "64", "--calibration", "16"],
+    "benchmark": ["--rounds", "1", "--memory", "false", "--pixels", "64"],
+    "unmixing-eval": ["--epochs", "1", "--seeds", "[0]"],
+}
+
+
 def shell_commands(text: str, variables: dict[str, str] | None = None) -> list[tuple[str, list[tuple[str, bool]]]]:
     """(the line as written, its words after ``rsdistill`` as (word, quoted)) of every command in the
     Markdown ``text``'s bash blocks, as the shell would see them: continuations joined,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures import shell_commands
+from fixtures import SHORTER, shell_commands
 from rsdistill.cli import main
 from rsdistill.cli.main import VERBS, build_parser, trainer_overrides
 
@@ -43,18 +43,6 @@ PARSED_ONLY = [
      "data in test_hyperkd.py, Mask-CDKD's stages in test_mask_cdkd.py, a segmenter's test and map in test_segmentation.py, "
      "its export in test_export.py"),
 ]
-
-# what a run is shortened by, per verb (appended to the README's own arguments)
-SHORTER = {
-    "fit": ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"],
-    "test": ["--trainer.limit_test_batches", "1"],
-    "predict": ["--trainer.limit_predict_batches", "1"],
-    "quickstart": ["--epochs", "1", "--seeds", "0"],
-    "export": ["--samples", "64", "--calibration", "16"],
-    "benchmark": ["--rounds", "1", "--memory", "false", "--pixels", "64"],
-    "unmixing-eval": ["--epochs", "1", "--seeds", "[0]"],
-}
-
 
 def placeholders(data: Path) -> dict[str, str]:
     """README placeholder -> the file the test gives it (made by an earlier README command, or real data)."""

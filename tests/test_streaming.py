@@ -109,18 +109,27 @@ def mae_recipe(folder: Path, run_dir: Path, epochs: int, ddp: bool, kill_at: tup
     return make_recipe(MAEPretrainer, TileData, model, data, trainer, run_dir, 0)
 
 
-def fit(recipe: dict, path: Path, *extra: str) -> subprocess.CompletedProcess:
+def start(recipe: dict, path: Path, *extra: str) -> subprocess.Popen:
+    """``rsdistill fit`` of ``recipe`` (written to ``path``) started in its own session; ``finish`` waits."""
     path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    with subprocess.Popen([sys.executable, "-m", "rsdistill", "fit", "-c", str(path), *extra], cwd=path.parent, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as job:
+    return subprocess.Popen([sys.executable, "-m", "rsdistill", "fit", "-c", str(path), *extra], cwd=path.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(job: subprocess.Popen) -> subprocess.CompletedProcess:
+    with job:
         try:
             out, err = job.communicate(timeout=600)
         except subprocess.TimeoutExpired:  # kill the whole job (both ranks, their workers), not only the launcher
             os.killpg(job.pid, signal.SIGKILL)
             out, err = job.communicate()
-            pytest.fail(f"rsdistill fit -c {path.name} did not finish in 600 s; its stderr ends:\n{err[-3000:]}")
+            pytest.fail(f"{' '.join(job.args[3:6])} did not finish in 600 s; its stderr ends:\n{err[-3000:]}")
     return subprocess.CompletedProcess(job.args, job.returncode, out, err)
+
+
+def fit(recipe: dict, path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return finish(start(recipe, path, *extra))
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -131,6 +140,8 @@ def rows(run_dir: Path) -> list[dict]:
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(), reason="torch without gloo")
 def test_streamed_mae_under_ddp_shards_reduces_and_resumes_after_a_kill(tmp_path):
     folder = write_corpus(tmp_path / "corpus", files=60, size=16)  # 50 training scenes = 200 tiles = 25 steps per rank
+    # the run to be killed runs beside the uninterrupted one (each spends most of its time importing)
+    killed_job = start(mae_recipe(folder, tmp_path / "killed", 2, ddp=True, kill_at=(1, 10)), tmp_path / "killed.yaml")
     done = fit(mae_recipe(folder, tmp_path / "straight", 2, ddp=True), tmp_path / "straight.yaml")
     assert done.returncode == 0, done.stderr[-3000:]
     straight = tmp_path / "straight"
@@ -145,7 +156,7 @@ def test_streamed_mae_under_ddp_shards_reduces_and_resumes_after_a_kill(tmp_path
     for key in ("val/psnr_tile", "val/psnr_masked", "val/ssim_tile", "val/sam_tile", "val/total"):
         assert scores[key] == pytest.approx(ddp_val[key], rel=1e-5), key  # reduced across ranks, not rank 0's half
 
-    killed = fit(mae_recipe(folder, tmp_path / "killed", 2, ddp=True, kill_at=(1, 10)), tmp_path / "killed.yaml")
+    killed = finish(killed_job)
     assert killed.returncode == -signal.SIGKILL  # every rank killed in epoch 1, as a scheduler kills a job
     assert torch.load(tmp_path / "killed" / "last.ckpt", weights_only=True)["epoch"] == 0
     done = fit(mae_recipe(folder, tmp_path / "killed", 2, ddp=True), tmp_path / "resumed.yaml", "--ckpt_path", "last")
