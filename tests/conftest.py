@@ -43,6 +43,16 @@ def real_file(data_dir):
     return get
 
 
+def pytest_configure(config):
+    """Each pytest-xdist worker takes its share of the cores for torch's threads: two workers with
+    every core each would oversubscribe the machine (in-process runs, ``-n 0``, keep torch's default)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def _repo_root_entries() -> set[str]:
     return {p.name for p in REPO.iterdir()}
 
