@@ -18,7 +18,8 @@
   skipped; ``train_tiles_per_epoch`` sets an epoch to that many training tiles, drawn anew. Tiles
   are read window by window when they are used, never held in memory: memory does not grow with
   the number of tiles or their overlap. Building the data reads every tile once (nodata check,
-  statistics) and keeps every scene open.
+  statistics), a row of tiles per read (``SceneEntry.read_each``, blocks of at most
+  ``BLOCK_BYTES``), and keeps every scene open.
 - Streamed (``streamed: true``, for corpora of thousands of scenes): only the training scenes'
   headers are read when the data is built, none is kept open, and training tiles come from
   ``StreamedTiles`` (``rsdistill.data.streaming``): an order fixed by (seed, epoch), sharded by
