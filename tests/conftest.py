@@ -43,6 +43,20 @@ def real_file(data_dir):
     return get
 
 
+MAX_WORKERS = 4  # each worker holds torch, Lightning and the models of its test files (a few GB at peak)
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per core, at most ``MAX_WORKERS`` (a many-core machine would
+    otherwise start dozens of workers for a suite of about 45 files)."""
+    return min(_cores(), MAX_WORKERS)
+
+
 def pytest_configure(config):
     """Each pytest-xdist worker takes its share of the cores for torch's threads: two workers with
     every core each would oversubscribe the machine (in-process runs, ``-n 0``, keep torch's default)."""
@@ -50,7 +64,7 @@ def pytest_configure(config):
     if workers:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(max(1, _cores() // workers))
 
 
 def _repo_root_entries() -> set[str]:

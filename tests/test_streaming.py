@@ -124,7 +124,7 @@ def finish(job: subprocess.Popen) -> subprocess.CompletedProcess:
         except subprocess.TimeoutExpired:  # kill the whole job (both ranks, their workers), not only the launcher
             os.killpg(job.pid, signal.SIGKILL)
             out, err = job.communicate()
-            pytest.fail(f"{' '.join(job.args[3:6])} did not finish in 600 s; its stderr ends:\n{err[-3000:]}")
+            pytest.fail(f"rsdistill {' '.join(job.args[3:6])} did not finish in 600 s; its stderr ends:\n{err[-3000:]}")
     return subprocess.CompletedProcess(job.args, job.returncode, out, err)
 
 
