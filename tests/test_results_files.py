@@ -1,9 +1,9 @@
-"""The committed results files (docs/results/*.json) and docs/results.md agree: every file is
-cited on the page and renders with ``rsdistill tables`` (the functions that wrote its run's
-results.md), and every table the page marks ``<!-- rsdistill tables docs/results/NAME.json -->``
+"""The committed results files (docs/results/*.json) and the results pages (docs/results.md, the
+index, and the docs/results-*.md it lists) agree: every file is cited on a page and renders with ``rsdistill tables`` (the functions that wrote its run's
+results.md), and every table a page marks ``<!-- rsdistill tables docs/results/NAME.json -->``
 is, row for row, a table of that file's rendering, so a quoted table cannot drift from its file
 (issue 34). The rest of a file's tables are one command away, not copied into the page. The
-figures docs/results.md cites are in the repository and small."""
+figures the pages cite are in the repository and small."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rsdistill.experiments.results_files import render
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 FILES = sorted((DOCS / "results").glob("*.json"))
+PAGES = [DOCS / "results.md", *sorted(DOCS.glob("results-*.md"))]
 QUOTE = re.compile(r"<!-- rsdistill tables docs/results/([\w.-]+\.json) -->")
 
 
@@ -33,26 +34,36 @@ def tables(markdown_lines: list[str]) -> list[list[str]]:
     return found
 
 
+def test_the_index_lists_every_results_page():
+    index = PAGES[0].read_text()
+    assert len(PAGES) >= 7 and all(f"]({page.name})" in index for page in PAGES[1:])
+
+
 def test_every_results_file_is_cited_and_renders():
-    text = (DOCS / "results.md").read_text()
+    text = "\n".join(page.read_text() for page in PAGES)
     assert len(FILES) >= 10
     for path in FILES:
-        assert f"docs/results/{path.name}" in text, f"{path.name} is not cited in docs/results.md"
+        assert f"docs/results/{path.name}" in text, f"{path.name} is not cited on any results page"
         assert tables(render(json.loads(path.read_text())).splitlines()), path.name
 
 
 def test_every_quoted_table_is_a_table_of_its_file():
-    lines = (DOCS / "results.md").read_text().splitlines()
-    quoted = [(QUOTE.fullmatch(line).group(1), index) for index, line in enumerate(lines) if QUOTE.fullmatch(line)]
-    assert {name for name, _ in quoted} >= {"blm_kd_enmap_tiles.json", "galileo_dubai_frozen_backbones.json",
+    quoted = [(name, page, index) for page in PAGES for name, index in _quoted(page)]
+    assert {name for name, _, _ in quoted} >= {"blm_kd_enmap_tiles.json", "galileo_dubai_frozen_backbones.json",
                                             "kd_slovenia_privileged_cv_srf.json", "segmentation_dubai_mask_cdkd_rerun_seed0.json",
                                             "galileo_slovenia_cv_kd.json", "galileo_enmap_cv_kd.json"}
-    for name, index in quoted:
-        assert (DOCS / "results" / name).is_file(), f"docs/results.md quotes {name}, which is not committed"
+    for name, page, index in quoted:
+        lines = page.read_text().splitlines()
+        assert (DOCS / "results" / name).is_file(), f"docs/{page.name} quotes {name}, which is not committed"
         table = tables(lines[index + 1:])[0]
         assert lines[index + 1] == table[0], f"the table quoted from {name} must follow its marker line"
         assert table in tables(render(json.loads((DOCS / "results" / name).read_text())).splitlines()), (
-            f"the table quoted from {name} (docs/results.md line {index + 2}) is not what `rsdistill tables` prints")
+            f"the table quoted from {name} (docs/{page.name} line {index + 2}) is not what `rsdistill tables` prints")
+
+
+def _quoted(page: Path) -> list[tuple[str, int]]:
+    """(results file, line index of its marker) of every table ``page`` quotes."""
+    return [(QUOTE.fullmatch(line).group(1), index) for index, line in enumerate(page.read_text().splitlines()) if QUOTE.fullmatch(line)]
 
 
 def test_a_file_that_is_not_a_results_file_is_one_line():
@@ -67,11 +78,11 @@ def test_a_one_seed_curve_shows_no_spread():
     assert "± 0.00" not in text and text.count("± –") == 9 * 4 + 7 * 4
 
 
-def test_every_figure_results_md_cites_is_committed_and_small():
-    text = (DOCS / "results.md").read_text()
+def test_every_figure_the_results_pages_cite_is_committed_and_small():
+    text = "\n".join(page.read_text() for page in PAGES)
     cited = sorted(set(re.findall(r"\(((?:results|figures)/[\w./-]+\.png)\)", text)))
-    assert cited, "docs/results.md cites no committed figure"
+    assert cited, "the results pages cite no committed figure"
     for name in cited:
         figure = DOCS / name
-        assert figure.is_file(), f"docs/results.md cites {name}, which is not in the repository"
+        assert figure.is_file(), f"a results page cites {name}, which is not in the repository"
         assert figure.stat().st_size < 300_000, f"{name}: {figure.stat().st_size:,} bytes, over the 300 kB a committed figure may have"

@@ -78,7 +78,7 @@ def _stats_parser() -> ArgumentParser:
 
 def _quickstart_parser() -> ArgumentParser:
     parser = ArgumentParser(description="The main job, in about a minute: the distillation regime that paid under spatial "
-                            "cross-validation (docs/results.md) — a teacher about 11x larger on every band, a compact "
+                            "cross-validation (docs/results-distillation.md) — a teacher about 11x larger on every band, a compact "
                             "student on a cheaper sensor's bands, 10 labels per class, KD on unlabelled pixels — against "
                             "the same student without KD, paired per seed (params, OA, kappa, ms per 1,000 pixels). Uses "
                             "the embedded synthetic EnMAP scene unless a scene is named.")

@@ -154,7 +154,7 @@ def raw_input_nodes(path: Path) -> list[str]:
     layer (``Preprocessing.fold``), that layer takes e.g. reflectance × 10⁴ and its folded bias
     cancels terms as large, so one int8 scale over the raw range would erase the band-to-band
     differences the model classifies on; elsewhere these are the standardisation's element-wise
-    nodes. (fp16 keeps the argmax here: 100 % on the EnMAP test pixels, docs/results.md.)"""
+    nodes. (fp16 keeps the argmax here: 100 % on the EnMAP test pixels, docs/results-deployment.md.)"""
     import onnx
 
     graph = onnx.load(path).graph

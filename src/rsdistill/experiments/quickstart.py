@@ -1,5 +1,5 @@
 """The README's main job: the distillation regime that paid under spatial cross-validation
-(docs/results.md, "Distilling from a real teacher"), at a size that runs in about a minute on 2
+(docs/results-distillation.md, "Distilling from a real teacher"), at a size that runs in about a minute on 2
 CPU cores, on the synthetic EnMAP scene (or a scene you name).
 
 The regime: few labels (10 training pixels per class), whole 16-px blocks for training, validation

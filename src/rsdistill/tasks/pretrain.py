@@ -131,7 +131,7 @@ class MAEPretrainer(BaseTask):
         # step whatever its gradient's size, and the mixing loss barely constrains the endmembers
         # (many simplices fit the pixels), so they learn at their own, smaller ``endmember_lr``: on
         # the unmixing references the SAD to the true endmembers is lower at 1.5e-4 than at the
-        # network's 1.5e-3 (docs/results.md).
+        # network's 1.5e-3 (docs/results-unmixing.md).
         return {"distiller.alignment": {"weight_decay": 0.0},
                 "mixing.endmembers": {"weight_decay": 0.0, "lr": self.hparams.endmember_lr}}
 
