@@ -158,6 +158,8 @@ def test_unmixing_eval_on_a_user_scene_end_to_end(tmp_path, monkeypatch, capsys)
     assert (run / "unmixing.png").stat().st_size > 0 and (tmp_path / "out/results.md").exists()
     assert "| user_scene | VCA + FCLS |" in capsys.readouterr().out
     paired = json.loads((tmp_path / "out/results.json").read_text())["paired"]
+    # the reference's own endmembers with FCLS: a noise-free mixture gives its abundances back
+    assert json.loads((tmp_path / "out/results.json").read_text())["reference"]["fcls"]["abundance_rmse"] < 1e-3
     sad = next(p for p in paired if p["metric"] == "sad")
     assert (sad["model"], sad["reference"]) == ("KARMA", "VCA + FCLS")
     assert sad["differences"] == [pytest.approx(methods["KARMA"]["sad"] - methods["VCA + FCLS"]["sad"])]
@@ -191,6 +193,29 @@ def test_unmixing_eval_on_a_user_scene_end_to_end(tmp_path, monkeypatch, capsys)
     assert len(five["sad_per_endmember"]) == 4 and "abundance_rmse" not in five
     assert main(["unmixing-eval", "--scene", "user_scene.mat", "--endmembers", "3", "-c", str(recipe), "--out", "out3"]) == 2
     assert "3 endmembers to estimate; expected from the reference's 4" in capsys.readouterr().err
+
+
+def test_reference_check_finds_a_reference_stored_max_normalised():
+    """A noise-free mixture: its own endmembers with FCLS give back its abundances; the same
+    endmembers each divided by its maximum (as Samson's file stores them) do not, and the
+    per-endmember scale fitted to the cube undoes exactly that division."""
+    from rsdistill.experiments.unmixing import UnmixingScene, reference_check
+    from rsdistill.io.unmixing_reference import UnmixingReference
+
+    cube, endmembers, abundances = _synthetic()
+    as_given = abundances.reshape(-1, 4).T
+
+    def check(stored):
+        return reference_check(UnmixingScene("s", "s.mat", None, 1.0, cube, UnmixingReference("s.mat", stored, as_given, NAMES, "M", "A")))
+
+    exact = check(endmembers)
+    assert exact["reconstruction_rmse"] < 1e-6 and exact["fcls"]["abundance_rmse"] < 1e-3
+    np.testing.assert_allclose(exact["scales"], 1.0, atol=1e-6)
+    maxima = endmembers.max(axis=0)
+    normalised = check(endmembers / maxima)
+    assert normalised["fcls"]["abundance_rmse"] > 0.05 and normalised["reconstruction_rmse"] > 0.01
+    np.testing.assert_allclose(normalised["scales"], maxima, rtol=1e-6)
+    assert normalised["scaled_fcls"]["abundance_rmse"] < 1e-3 and normalised["scaled_reconstruction_rmse"] < 1e-6
 
 
 def test_unmixing_eval_on_samson(real_file, monkeypatch, tmp_path, capsys):

@@ -216,7 +216,8 @@ def _unmixing_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Unmix a scene with KARMA and with classical extractions + FCLS (VCA, the best of 10 "
                             "VCA draws by reconstruction error, N-FINDR, NMF; KARMA starts from one of them, --init) and score "
                             "all against a reference: SAD per endmember (Hungarian-matched), whether every material was found, "
-                            "abundance RMSE, and KARMA's endmembers refined per pixel by FCLS. Per seed: scores.json, "
+                            "abundance RMSE, and KARMA's endmembers refined per pixel by FCLS; and how well the reference itself "
+                            "fits the cube under linear mixing (its endmembers with FCLS). Per seed: scores.json, "
                             "unmixing.npz, unmixing.png.")
     parser.add_argument("--scene", required=True, help="the cube (any reader format), or a scene YAML holding the options "
                         "below (configs/unmixing/samson.yaml, moffett.yaml, muufl.yaml)")

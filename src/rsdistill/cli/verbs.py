@@ -307,7 +307,7 @@ def unmixing_eval(args) -> None:
     import json
 
     from rsdistill.errors import InputError
-    from rsdistill.experiments.unmixing import load_unmixing_scene, paired_against, paired_comparisons, results_markdown, run_unmixing_eval
+    from rsdistill.experiments.unmixing import load_unmixing_scene, paired_against, paired_comparisons, reference_check, results_markdown, run_unmixing_eval
     from rsdistill.files import write_json
 
     options = {"reference": args.reference, "key": args.key, "scale": args.scale, "endmembers_key": args.endmembers_key,
@@ -328,7 +328,7 @@ def unmixing_eval(args) -> None:
     pairs = paired_comparisons(rows, args.init)
     if other is not None:
         pairs += paired_against(rows, json.loads(other.read_text())["runs"], str(args.recipe), args.against)
-    results = {"runs": rows, "paired": pairs}
+    results = {"runs": rows, "paired": pairs, "reference": reference_check(scene)}
     write_json(out / "results.json", results)
     (out / "results.md").write_text(results_markdown(results))
     print(results_markdown(results), end="")

@@ -18,7 +18,9 @@ the mean and per-endmember SAD, whether every reference material was found (matc
 ``FOUND_SAD`` = 0.15 rad), the abundance RMSE over every pixel, and for the classical baselines the
 reconstruction RMSE of the pixels (what ``vca_restarts`` chooses by: the data, never the reference). Per run: ``scores.json``,
 ``unmixing.npz`` (endmembers (bands, M) and abundance maps (H, W, M) of the reference and of each
-method, matched to the reference order) and ``unmixing.png``. Finished runs are reused.
+method, matched to the reference order) and ``unmixing.png``. Finished runs are reused. Once per
+scene, ``reference_check``: how well the reference's own endmembers and FCLS reproduce its
+abundances, the floor the abundance RMSE of a linear-mixing method can be read against.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from scipy.optimize import nnls
 
 from rsdistill.data.paths import resolve
 from rsdistill.errors import InputError
@@ -120,6 +123,46 @@ def score(endmembers: np.ndarray, abundances: np.ndarray, reference: UnmixingRef
     if reference.abundances is not None and endmembers.shape[1] == reference.count:
         scores["abundance_rmse"] = abundance_rmse(abundances[order], reference.abundances)
     return scores, order
+
+
+def reference_check(scene: UnmixingScene) -> dict | None:
+    """How far the reference itself is from linear mixing of the cube (None without reference
+    abundances): the RMS of pixels − E_ref·A_ref, and FCLS with the reference endmembers — as the
+    file gives them, and each rescaled to the cube (the non-negative least-squares scale c_m of
+    Y ≈ Σ_m c_m e_m a_mᵀ, for references stored max-normalised) — scored against the reference
+    abundances. A reference whose own endmembers with FCLS miss its abundances was not made by
+    linear mixing of this cube (or not in these units): abundance RMSE against it then ranks
+    methods partly by agreement with that other process, not only by their endmembers."""
+    reference = scene.reference
+    if reference.abundances is None:
+        return None
+    pixels, endmembers, abundances = scene.pixels, reference.endmembers, reference.abundances
+    # ‖Y − Σ c_m e_m a_mᵀ‖² = cᵀGc − 2bᵀc + const with G = (EᵀE)∘(AAᵀ), b_m = e_mᵀ Y a_m: NNLS on G's
+    # Cholesky factor, so nothing of size bands × pixels × M is built.
+    gram = (endmembers.T @ endmembers) * (abundances @ abundances.T)
+    lower = np.linalg.cholesky(gram + 1e-12 * np.trace(gram) * np.eye(reference.count))
+    scales = nnls(lower.T, np.linalg.solve(lower, np.einsum("bm,bn,mn->m", endmembers, pixels, abundances)))[0]
+    scaled = endmembers * np.where(scales > 0, scales, 1.0)  # (a material scaled to 0 kept as given)
+    check = {"reconstruction_rmse": reconstruction_rmse(pixels, endmembers, abundances), "scales": scales.tolist(),
+             "scaled_reconstruction_rmse": reconstruction_rmse(pixels, scaled, abundances)}
+    for name, used in (("fcls", endmembers), ("scaled_fcls", scaled)):
+        estimated = fcls(pixels, used)
+        check[name] = {"abundance_rmse": abundance_rmse(estimated, abundances),
+                       "reconstruction_rmse": reconstruction_rmse(pixels, used, estimated)}
+    return check
+
+
+def reference_check_markdown(check: dict) -> str:
+    """One table of ``reference_check``."""
+    scales = ", ".join(f"{c:.3f}" for c in check["scales"])
+    return ("The reference under the linear mixing every method here assumes (its own endmembers, as given "
+            "and rescaled to the cube, with FCLS):\n\n"
+            "| reference | abundance RMSE | pixel reconstruction RMSE |\n|---|---|---|\n"
+            f"| its endmembers × its abundances | 0 | {check['reconstruction_rmse']:.4f} |\n"
+            f"| its endmembers × ({scales}) × its abundances | 0 | {check['scaled_reconstruction_rmse']:.4f} |\n"
+            f"| its endmembers + FCLS | {check['fcls']['abundance_rmse']:.4f} | {check['fcls']['reconstruction_rmse']:.4f} |\n"
+            f"| its endmembers × ({scales}) + FCLS | {check['scaled_fcls']['abundance_rmse']:.4f} | "
+            f"{check['scaled_fcls']['reconstruction_rmse']:.4f} |")
 
 
 def _write_npy(path, save, *args, **kwargs) -> None:
@@ -225,7 +268,10 @@ def run_unmixing_eval(scene: UnmixingScene, recipe_path, seeds, out_dir, count: 
 
 def results_markdown(results: dict) -> str:
     """``results.md`` of an unmixing ``results.json`` ({runs, paired}): the methods, then the pairs."""
-    return markdown(results["runs"]) + ("\n\n" + paired_markdown(results["paired"]) if results["paired"] else "") + "\n"
+    parts = [markdown(results["runs"])] + ([paired_markdown(results["paired"])] if results["paired"] else [])
+    if results.get("reference"):  # (results files written before the check have none)
+        parts.append(reference_check_markdown(results["reference"]))
+    return "\n\n".join(parts) + "\n"
 
 
 def markdown(rows: list[dict]) -> str:
