@@ -105,6 +105,20 @@ def test_nan_loss_stops_with_step_and_term():
         task.training_step({"image": images, "valid": torch.ones(2, 8, 8, dtype=torch.bool)}, 0)
 
 
+def test_a_diverged_run_ends_in_one_line_naming_it(monkeypatch, capsys):
+    """The NaN guard's error, raised inside a fit, reaches the user as one line (exit 1), not a traceback."""
+    import rsdistill.recipes
+    from rsdistill.cli import main
+
+    def diverge(argv):
+        raise FloatingPointError("loss term 'volume' became nan at step 318 (epoch 24) of runs/x; stopping without overwriting")
+
+    monkeypatch.setattr(rsdistill.recipes, "run_lightning", diverge)
+    assert main(["fit", "-c", "recipe.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rsdistill: error: training diverged: loss term 'volume' became nan") and err.count("\n") == 1
+
+
 def test_patch_validity_layout_matches_patchify():
     valid = torch.rand(3, 8, 8) > 0.5
     torch.testing.assert_close(patch_validity(valid, 4), patchify(valid[:, None].float(), 4))

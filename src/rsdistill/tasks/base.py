@@ -122,9 +122,10 @@ class BaseTask(L.LightningModule):
     def check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         for name, value in terms.items():
             if torch.is_tensor(value) and not torch.isfinite(value).all():
+                where = f" of {self._trainer.default_root_dir}" if self._trainer is not None else ""
                 raise FloatingPointError(
                     f"loss term {name!r} became {value.item() if value.numel() == 1 else 'non-finite'} at step "
-                    f"{self.global_step} (epoch {self.current_epoch}); stopping without overwriting the last good checkpoint"
+                    f"{self.global_step} (epoch {self.current_epoch}){where}; stopping without overwriting the last good checkpoint"
                 )
 
     # -- optimizer -------------------------------------------------------------------------------
