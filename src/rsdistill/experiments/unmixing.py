@@ -20,7 +20,7 @@ reconstruction RMSE of the pixels (what ``vca_restarts`` chooses by: the data, n
 ``unmixing.npz`` (endmembers (bands, M) and abundance maps (H, W, M) of the reference and of each
 method, matched to the reference order) and ``unmixing.png``. Finished runs are reused. Once per
 scene, ``reference_check``: how well the reference's own endmembers and FCLS reproduce its
-abundances, the floor the abundance RMSE of a linear-mixing method can be read against.
+abundances, to read the abundance RMSE of a linear-mixing method against.
 """
 
 from __future__ import annotations
