@@ -86,3 +86,16 @@ def test_every_figure_the_results_pages_cite_is_committed_and_small():
         figure = DOCS / name
         assert figure.is_file(), f"a results page cites {name}, which is not in the repository"
         assert figure.stat().st_size < 300_000, f"{name}: {figure.stat().st_size:,} bytes, over the 300 kB a committed figure may have"
+
+
+def test_tables_piped_into_a_reader_that_stops_early_print_no_traceback():
+    """`rsdistill tables ... | head -n 1`: every results file (far more than a pipe's buffer), so
+    the writes after head has gone fail; the verb ends quietly (break tried: without the
+    BrokenPipeError branch in cli.main, a traceback ends stderr)."""
+    import subprocess
+    import sys
+
+    files = " ".join(str(f) for f in FILES)
+    done = subprocess.run(f"{sys.executable} -m rsdistill tables {files} | head -n 1", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.startswith("## ") and done.stderr == ""

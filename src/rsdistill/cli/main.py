@@ -359,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).encode("utf-8", "backslashreplace").decode("utf-8")
         print(f"rsdistill: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of a pipe stopped early (rsdistill tables FILE | head): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is silent
+        return 0
     except FloatingPointError as error:  # the NaN guard of tasks.base: a diverged run, not bad input
         print(f"rsdistill: error: training diverged: {error} (a lower learning rate or loss weight may hold it)", file=sys.stderr)
         return 1
