@@ -280,6 +280,15 @@ def test_the_volume_term_is_the_simplex_log_volume_and_shrinks_the_endmembers():
     triangle = torch.tensor([[0.0, 3.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # 4 bands, 3 endmembers
     assert simplex_log_volume(triangle).item() == pytest.approx(np.log(3.0 * 2.0), abs=1e-5)  # ½·log(9·4)
     assert simplex_log_volume(triangle + 5.0).item() == pytest.approx(np.log(6.0), abs=1e-5)
+    # the floor δ adds δ·C to the Gram diagonal (C = 4 bands): ½·log((9 + 4δ)(4 + 4δ)), and a
+    # degenerate simplex (two endmembers equal) is bounded below by ½·(M−1)·log(δ·C) instead of NaN/−∞
+    assert simplex_log_volume(triangle, floor=0.25).item() == pytest.approx(0.5 * np.log(10.0 * 5.0), abs=1e-5)
+    degenerate = triangle.clone()
+    degenerate[:, 2] = degenerate[:, 0]
+    assert simplex_log_volume(degenerate, floor=0.25).item() == pytest.approx(0.5 * np.log(10.0 * 1.0), abs=1e-5)
+    assert simplex_log_volume(degenerate).item() < -5
+    with pytest.raises(InputError, match="volume_floor must be >= 0"):
+        MAEPretrainer(tile_info(4, tile_size=8), patch_size=4, endmembers=3, loss_weights={"volume": 1.0}, volume_floor=-1.0)
     task = MAEPretrainer(tile_info(4, tile_size=8), patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
                          endmembers=3, loss_weights={"volume": 1.0})
     mixing = task.model.mixing

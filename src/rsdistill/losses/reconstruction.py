@@ -13,7 +13,10 @@ a per-pixel validity (N, L, p²) so nodata pixels never count. Terms:
   its agreement with the pixel head on masked pixels (KARMA's physics-consistency term);
 - ``volume``: the log-volume of the endmember simplex (``simplex_log_volume``), a minimum-volume
   prior against a simplex that grows past the data (Miao & Qi, MVC-NMF, IEEE TGRS 45(3), 2007, Eq. 8,
-  in the log-determinant form of Fu et al., IEEE TSP 64(19), 2016).
+  in the log-determinant form of Fu et al., IEEE TSP 64(19), 2016). Unbounded below, it can shrink
+  a simplex whose endmembers learn fast until it degenerates; ``volume_floor`` δ bounds it, as the
+  τ of Fu et al.'s log det(DᵀD + τI) does: edges shorter than √δ per band
+  (in standardised units) no longer lower the term.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ def spectral_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.acos(cosine)
 
 
-def simplex_log_volume(endmembers: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """½·log det(DᵀD + εI) of endmembers (C, M), D = [e₂ − e₁, …, e_M − e₁] (C, M−1): the log of the
-    (M−1)-volume of their simplex up to a constant, defined for any band count C ≥ M − 1."""
+def simplex_log_volume(endmembers: torch.Tensor, floor: float = 0.0, eps: float = 1e-6) -> torch.Tensor:
+    """½·log det(DᵀD + (ε + δ·C)·I) of endmembers (C, M), D = [e₂ − e₁, …, e_M − e₁] (C, M−1): the
+    log of the (M−1)-volume of their simplex up to a constant, defined for any band count C ≥ M − 1.
+    ``floor`` δ ≥ 0, a squared edge length per band: the term is bounded below by ½·(M−1)·log(δ·C)."""
     edges = (endmembers[:, 1:] - endmembers[:, :1]).float()
     gram = edges.T @ edges
-    return 0.5 * torch.logdet(gram + eps * torch.eye(gram.shape[0], device=gram.device))
+    return 0.5 * torch.logdet(gram + (eps + floor * edges.shape[0]) * torch.eye(gram.shape[0], device=gram.device))
 
 
 def check_loss_weights(weights: dict[str, float]) -> dict[str, float]:
@@ -59,12 +63,14 @@ def check_loss_weights(weights: dict[str, float]) -> dict[str, float]:
 def reconstruction_terms(
     weights: dict[str, float], outputs: dict, target: torch.Tensor, valid: torch.Tensor, patch_size: int,
     tile_shape: tuple[int, int], denormalise: Callable[[torch.Tensor], torch.Tensor], huber_delta: float = 1.0,
+    volume_floor: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Weighted terms and "total", computed in float32 whatever the autocast dtype.
 
     outputs of ``MaskedAutoencoder`` (``pred_masked`` (N, L_mask, p²C) at ``ids_masked`` (N, L_mask),
     and ``mixture`` for the physics term); target (N, L, p²C) of tiles of ``tile_shape`` (H, W); valid (N, L, p²); ``denormalise``
-    takes spectra (..., C) back to the data's units (for ``sam``).
+    takes spectra (..., C) back to the data's units (for ``sam``); ``volume_floor``: δ of
+    ``simplex_log_volume``.
     """
     ids, pred, target = outputs["ids_masked"], outputs["pred_masked"].float(), target.float()  # float32 under bf16 autocast: SSIM, angles
     spectra = lambda patches: patches.view(*patches.shape[:2], patch_size * patch_size, -1)  # noqa: E731 - (N, L, p², C)
@@ -100,6 +106,6 @@ def reconstruction_terms(
     if "volume" in weights:
         if "endmembers" not in outputs:
             raise InputError("loss term 'volume' needs the linear-mixing branch (set endmembers > 0)")
-        terms["volume"] = simplex_log_volume(outputs["endmembers"])
+        terms["volume"] = simplex_log_volume(outputs["endmembers"], volume_floor)
     terms["total"] = sum(weights[k] * v for k, v in terms.items())
     return terms

@@ -68,6 +68,7 @@ class MAEPretrainer(BaseTask):
         learnable_endmembers: bool = True,
         endmember_lr: float = 1.5e-4,
         nonnegative_endmembers: bool = False,
+        volume_floor: float = 0.0,
         pixel_abundances: bool = False,
         lr: float = 1.5e-3,
         weight_decay: float = 0.05,
@@ -78,6 +79,8 @@ class MAEPretrainer(BaseTask):
     ):
         if not 0 < mask_ratio < 1:
             raise InputError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        if not volume_floor >= 0:
+            raise InputError(f"volume_floor must be >= 0 (a squared edge length per band), got {volume_floor}")
         if eval_mask not in EVAL_MASKS:
             raise InputError(f"unknown eval_mask {eval_mask!r}; choose one of {', '.join(EVAL_MASKS)}")
         if mask_score not in SCORES:
@@ -182,7 +185,7 @@ class MAEPretrainer(BaseTask):
         target = patchify(images, h.patch_size)
         denormalise = lambda spectra: self.preprocessing.denormalise(spectra, channel_axis=-1)  # noqa: E731
         terms = reconstruction_terms(self.loss_weights, outputs, target, patch_validity(valid, h.patch_size), h.patch_size,
-                                     tuple(images.shape[2:]), denormalise)
+                                     tuple(images.shape[2:]), denormalise, volume_floor=h.volume_floor)
         if self.distiller is not None:
             grid = (images.shape[2] // h.patch_size, images.shape[3] // h.patch_size)
             terms["kd"] = self.distiller(images, valid, outputs["layers"], outputs["ids_keep"], grid)
