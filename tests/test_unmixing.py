@@ -289,6 +289,11 @@ def test_the_volume_term_is_the_simplex_log_volume_and_shrinks_the_endmembers():
     assert simplex_log_volume(degenerate).item() < -5
     with pytest.raises(InputError, match="volume_floor must be >= 0"):
         MAEPretrainer(tile_info(4, tile_size=8), patch_size=4, endmembers=3, loss_weights={"volume": 1.0}, volume_floor=-1.0)
+    floored = MAEPretrainer(tile_info(4, tile_size=8), patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8,
+                            decoder_depth=1, endmembers=3, loss_weights={"volume": 1.0}, volume_floor=0.25)
+    floored.model.mixing.endmembers.data.copy_(degenerate)  # the recipe's floor reaches the training step's term
+    _, _, floored_terms = floored._step({"image": torch.randn(2, 4, 8, 8), "valid": torch.ones(2, 8, 8, dtype=torch.bool)}, "masked")
+    assert floored_terms["volume"].item() == pytest.approx(0.5 * np.log(10.0), abs=1e-5)
     task = MAEPretrainer(tile_info(4, tile_size=8), patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8, decoder_depth=1,
                          endmembers=3, loss_weights={"volume": 1.0})
     mixing = task.model.mixing
