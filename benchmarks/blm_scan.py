@@ -23,6 +23,7 @@ import time
 import torch
 
 from rsdistill.evaluation.cost import forward_flops
+from rsdistill.evaluation.script_report import ScriptReport
 from rsdistill.experiments.experiment import load_experiment
 from rsdistill.models.selective_scan import set_scan_backend
 from rsdistill.preprocessing import Preprocessing
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--inference-only", action="store_true",
                         help="no training steps between the inference timings (as in map or evaluation, where the "
                              "allocator never holds a training step's buffers)")
+    parser.add_argument("--out", help="also write what is printed as a results file (JSON) for `rsdistill tables`")
     args = parser.parse_args()
     modes = ("infer",) if args.inference_only else ("infer", "train")
     torch.set_num_threads(args.threads)
@@ -119,11 +121,12 @@ def main() -> None:
             times[name, variant, "infer"].append(infer_ms(model, patches, variant))
             if "train" in modes:
                 times[name, variant, "train"].append(train_ms(model, patches, labels, optimiser, variant))
-    print(f"{args.bands} bands, 9×9 patches, {args.pixels} pixels, {args.threads} threads, {args.rounds} interleaved rounds; "
-          f"fp32 matmul {statistics.median(matmul):.1f} ({min(matmul):.1f}–{max(matmul):.1f}) GFLOP/s\n")
-    training = " training ms / 1000 px | × vs before |" if "train" in modes else ""
-    print("| model | variant | params | MFLOPs / px | inference ms / 1000 px | × vs before | % of matmul |" + training)
-    print("|---|---|---|---|---|---|---|" + "---|---|" * ("train" in modes))
+    report = ScriptReport(args.out)
+    report.text(f"{args.bands} bands, 9×9 patches, {args.pixels} pixels, {args.threads} threads, {args.rounds} interleaved rounds; "
+                f"fp32 matmul {statistics.median(matmul):.1f} ({min(matmul):.1f}–{max(matmul):.1f}) GFLOP/s")
+    report.text()
+    training = ("training ms / 1000 px", "× vs before") if "train" in modes else ()
+    report.table("model", "variant", "params", "MFLOPs / px", "inference ms / 1000 px", "× vs before", "% of matmul", *training)
     flops_of = {name: forward_flops(model, patches[:1]) for name, _, model, _ in cases}  # once per model: variants compute the same
     for name, variant, model, _ in cases:
         flops = flops_of[name]
@@ -135,7 +138,8 @@ def main() -> None:
             row.append(f"{statistics.median(b / v for b, v in zip(base, values)):.2f}" if base else "")
             if mode == "infer":  # v µs per pixel: flops / v FLOPs per µs = flops / v / 1e3 GFLOP/s
                 row.append(f"{statistics.median(100 * flops / v / 1e3 / g for v, g in zip(values, matmul)):.1f}")
-        print("| " + " | ".join(row) + " |")
+        report.row(*row)
+    report.save()
 
 
 if __name__ == "__main__":

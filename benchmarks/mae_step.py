@@ -30,6 +30,8 @@ import time
 
 import torch
 
+from rsdistill.evaluation.script_report import ScriptReport
+
 CONFIGS = {
     # the EnMAP recipes of configs/mae and configs/hyperkd
     "recipe": dict(bands=218, tile=16, patch=4, dim=128, depth=4, heads=4, dec_dim=64, dec_depth=2, dec_heads=4, batch=16),
@@ -100,15 +102,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "CONFIG"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help="also write what is printed as a results file (JSON) for `rsdistill tables`")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child, args.steps, args.warmup)))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup} warm-up, "
-          f"{args.rounds} alternating rounds\n")
-    print("| config | rsdistill ms/step | transformers ms/step | time ratio (range) "
-          "| rsdistill train MB | transformers train MB | memory ratio | params (ours / theirs) |")
-    print("|---|---|---|---|---|---|---|---|")
+    report = ScriptReport(args.out)
+    report.text(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.steps} steps after {args.warmup} warm-up, "
+                f"{args.rounds} alternating rounds")
+    report.text()
+    report.table("config", "rsdistill ms/step", "transformers ms/step", "time ratio (range)", "rsdistill train MB",
+                 "transformers train MB", "memory ratio", "params (ours / theirs)")
     for name in args.configs:
         runs = {"rsdistill": [], "transformers": []}
         for _ in range(args.rounds):
@@ -117,9 +121,10 @@ def main() -> None:
                 runs[side].append(json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]))
         ratios = [o["ms"] / t["ms"] for o, t in zip(runs["rsdistill"], runs["transformers"])]
         ours, theirs = ({k: statistics.median(r[k] for r in runs[side]) for k in ("ms", "train_mb", "params")} for side in runs)
-        print(f"| {name} | {ours['ms']:.1f} | {theirs['ms']:.1f} | {statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | "
-              f"{ours['train_mb']:.0f} | {theirs['train_mb']:.0f} | {ours['train_mb'] / max(theirs['train_mb'], 1e-9):.2f}× | "
-              f"{ours['params']:,} / {theirs['params']:,} |")
+        report.row(name, f"{ours['ms']:.1f}", f"{theirs['ms']:.1f}", f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})",
+                   f"{ours['train_mb']:.0f}", f"{theirs['train_mb']:.0f}", f"{ours['train_mb'] / max(theirs['train_mb'], 1e-9):.2f}×",
+                   f"{ours['params']:,} / {theirs['params']:,}")
+    report.save()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import numpy as np
 import rasterio
 
 from rsdistill.data.paths import data_root
+from rsdistill.evaluation.script_report import ScriptReport
 
 CHILD = """
 import json, resource, sys, time, torch
@@ -59,12 +60,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default="/tmp/map_memory")
+    parser.add_argument("--out", help="also write what is printed as a results file (JSON) for `rsdistill tables`")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    print(f"rsdistill map --ckpt {args.ckpt}, {args.threads} threads, fresh process per scene\n")
-    print("| scene | bands | file MB | peak MB | seconds | pixels / s |")
-    print("|---|---|---|---|---|---|")
+    report = ScriptReport(args.out)
+    report.text(f"rsdistill map --ckpt {args.ckpt}, {args.threads} threads, fresh process per scene")
+    report.text()
+    report.table("scene", "bands", "file MB", "peak MB", "seconds", "pixels / s")
     for size in args.sizes:
         scene = work / f"enmap_mosaic_{size}.tif"
         if not scene.is_file():
@@ -74,8 +77,9 @@ def main() -> None:
         if done.returncode != 0:
             sys.exit(done.stderr)
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"| {size}×{size} | 224 | {scene.stat().st_size / 2**20:.0f} | {result['peak_mb']:.0f} | {result['seconds']:.1f} | "
-              f"{size * size / result['seconds']:,.0f} |", flush=True)
+        report.row(f"{size}×{size}", 224, f"{scene.stat().st_size / 2**20:.0f}", f"{result['peak_mb']:.0f}", f"{result['seconds']:.1f}",
+                   f"{size * size / result['seconds']:,.0f}")
+    report.save()
 
 
 if __name__ == "__main__":

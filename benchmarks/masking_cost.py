@@ -15,6 +15,7 @@ import time
 import torch
 
 from mae_step import CONFIGS, rsdistill_step  # benchmarks/ is on the path when this script runs
+from rsdistill.evaluation.script_report import ScriptReport
 from rsdistill.masking import mask_from_scores, patch_scores
 
 
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=16)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", help="also write what is printed as a results file (JSON) for `rsdistill tables`")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -49,22 +51,25 @@ def main() -> None:
         optimizer.step()
 
     step_time = best_time(step)
-    print(f"{args.batch} tiles of {args.bands}×{args.tile}×{args.tile}, {args.threads} threads; "
-          f"one training step (random masking): {1000 * step_time:.1f} ms\n")
-    print("| score | ms per batch | fraction of a step |")
-    print("|---|---|---|")
+    report = ScriptReport(args.out)
+    report.text(f"{args.batch} tiles of {args.bands}×{args.tile}×{args.tile}, {args.threads} threads; "
+                f"one training step (random masking): {1000 * step_time:.1f} ms")
+    report.text()
+    report.table("score", "ms per batch", "fraction of a step")
     for score in ("random", "gabor", "wavelet"):
         cost = best_time(lambda: patch_scores(images, score, 4))
-        print(f"| {score} | {1000 * cost:.2f} | {100 * cost / step_time:.1f} % |")
+        report.row(score, f"{1000 * cost:.2f}", f"{100 * cost / step_time:.1f} %")
     significance = torch.rand(1000, 64)
-    print("\nshare of masked patches that two draws of the same tiles have in common (ratio 0.75):")
+    report.text()
+    report.text("share of masked patches that two draws of the same tiles have in common (ratio 0.75):")
     for noise in (0.0, 0.25, 0.5, 1.0):
         first = mask_from_scores(significance, 0.75, noise).mask
         second = mask_from_scores(significance, 0.75, noise).mask
-        print(f"  noise {noise}: {float(((first == 1) & (second == 1)).sum() / (first == 1).sum()):.2f}")
+        report.text(f"  noise {noise}: {float(((first == 1) & (second == 1)).sum() / (first == 1).sum()):.2f}")
     first = mask_from_scores(torch.rand(1000, 64), 0.75, 0.0).mask
     second = mask_from_scores(torch.rand(1000, 64), 0.75, 0.0).mask
-    print(f"  random masking: {float(((first == 1) & (second == 1)).sum() / (first == 1).sum()):.2f}")
+    report.text(f"  random masking: {float(((first == 1) & (second == 1)).sum() / (first == 1).sum()):.2f}")
+    report.save()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch
 
 from rsdistill.deploy.runtime import OnnxModel
 from rsdistill.evaluation.benchmark import _time_once, inputs_for, load_candidate
+from rsdistill.evaluation.script_report import ScriptReport
 
 
 def with_spinning(candidate, threads: int, spinning: bool):
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--pixels", type=int, default=1024)
+    parser.add_argument("--out", help="also write what is printed as a results file (JSON) for `rsdistill tables`")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pytorch = load_candidate(args.ckpt, args.threads)
@@ -46,13 +48,17 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, candidate in order:
             times[name].append(_time_once(candidate, inputs))
-    print(f"{args.threads} thread(s), {args.rounds} interleaved rounds, {args.pixels} pixels\n")
-    print("| timing | ms / 1000 px |\n|---|---|")
+    report = ScriptReport(args.out)
+    report.text(f"{args.threads} thread(s), {args.rounds} interleaved rounds, {args.pixels} pixels")
+    report.text()
+    report.table("timing", "ms / 1000 px")
     for name, values in times.items():
-        print(f"| {name} | {statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f}) |")
+        report.row(name, f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})")
     ratios = [a / b for a, b in zip(times["PyTorch after spinning"], times["PyTorch after no spinning"])]
-    print(f"\nPyTorch after spinning / after no spinning, per round: {statistics.median(ratios):.2f} "
-          f"({min(ratios):.2f}–{max(ratios):.2f})")
+    report.text()
+    report.text(f"PyTorch after spinning / after no spinning, per round: {statistics.median(ratios):.2f} "
+                f"({min(ratios):.2f}–{max(ratios):.2f})")
+    report.save()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ GFLOPs at 1024². Latency: one tile, batch 1, the models timed in turn (A B C A 
 ``--rounds`` rounds on ``--threads`` threads; median and range over rounds, and each model's
 ratio to the first, per round, so drift in a shared machine's speed hits all alike.
 
-    python benchmarks/segmentation_cost.py --sizes 512 1024 --rounds 5 --threads 2
+    python benchmarks/segmentation_cost.py --sizes 512 1024 --rounds 5 --threads 2 [--out cost.json]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 import torch
 
 from rsdistill.evaluation.cost import forward_flops
+from rsdistill.evaluation.script_report import ScriptReport
 from rsdistill.models.sam import SAMImageEncoder
 from rsdistill.models.segmentation_cnn import UNet
 from rsdistill.models.upernet import UPerNet
@@ -54,11 +55,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", help="also write what is printed as a results file (JSON) for `rsdistill tables`")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.rounds} interleaved rounds, batch 1\n")
-    print("| model | tile | params | GFLOPs | GMACs | ms (median, range) | × first (median, range) |")
-    print("|---|---|---|---|---|---|---|")
+    report = ScriptReport(args.out)
+    report.text(f"torch {torch.__version__}, {args.threads} threads, {args.rounds} interleaved rounds, batch 1")
+    report.text()
+    report.table("model", "tile", "params", "GFLOPs", "GMACs", "ms (median, range)", "× first (median, range)")
     for size in args.sizes:
         built = models(size)
         tile = torch.randn(1, 3, size, size)
@@ -72,13 +75,14 @@ def main() -> None:
         first = next(iter(built))
         for name, model in built.items():
             ratios = [t / f for t, f in zip(times[name], times[first])]
-            print(f"| {name} | {size}² | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M | {flops[name] / 1e9:.1f} | "
-                  f"{flops[name] / 2e9:.1f} | {statistics.median(times[name]):.0f} ({min(times[name]):.0f}–{max(times[name]):.0f}) | "
-                  f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |")
+            report.row(name, f"{size}²", f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", f"{flops[name] / 1e9:.1f}",
+                       f"{flops[name] / 2e9:.1f}", f"{statistics.median(times[name]):.0f} ({min(times[name]):.0f}–{max(times[name]):.0f})",
+                       f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})")
         encoder = built[first].encoder
         encoder_flops = forward_flops(_Features(encoder), tile)
-        print(f"|   ViT-S/16 encoder alone | {size}² | {sum(p.numel() for p in encoder.parameters()) / 1e6:.2f} M | "
-              f"{encoder_flops / 1e9:.1f} (attention {attention_flops(size) / 1e9:.1f}) | {encoder_flops / 2e9:.1f} | | |")
+        report.row("ViT-S/16 encoder alone", f"{size}²", f"{sum(p.numel() for p in encoder.parameters()) / 1e6:.2f} M",
+                   f"{encoder_flops / 1e9:.1f} (attention {attention_flops(size) / 1e9:.1f})", f"{encoder_flops / 2e9:.1f}", "", "")
+    report.save()
 
 
 class _Features(torch.nn.Module):

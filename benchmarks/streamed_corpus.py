@@ -24,6 +24,7 @@ from pathlib import Path
 
 from rsdistill.data.paths import data_root
 from rsdistill.data.statistics import band_statistics
+from rsdistill.evaluation.script_report import ScriptReport
 
 CHILD = """
 import json, resource, sys, time, torch
@@ -63,9 +64,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--buffer", type=int, default=256, help="shuffle buffer of the streamed rows (tiles)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/streamed_corpus"))
+    parser.add_argument("--out", help="also write what is printed as a results file (JSON) for `rsdistill tables`")
     args = parser.parse_args()
-    print("| files | data | workers | build (s) | tiles/s | peak MB main | peak MB worker |")
-    print("|---|---|---|---|---|---|---|")
+    report = ScriptReport(args.out)
+    report.table("files", "data", "workers", "build (s)", "tiles/s", "peak MB main", "peak MB worker")
     for files in args.files:
         folder = corpus(files, args.work)
         for mode, workers in [("streamed", w) for w in args.workers] + [("built", 0)]:
@@ -73,7 +75,8 @@ def main() -> None:
                                   capture_output=True, text=True, check=True)
             r = json.loads(done.stdout.strip().splitlines()[-1])
             worker = f"{r['worker_mb']:.0f}" if workers else ""
-            print(f"| {files} | {mode} | {workers} | {r['build_s']:.1f} | {r['tiles_per_s']:.0f} | {r['main_mb']:.0f} | {worker} |", flush=True)
+            report.row(files, mode, workers, f"{r['build_s']:.1f}", f"{r['tiles_per_s']:.0f}", f"{r['main_mb']:.0f}", worker)
+    report.save()
 
 
 if __name__ == "__main__":

@@ -103,3 +103,34 @@ def test_tables_piped_into_a_reader_that_stops_early_print_no_traceback():
     done = subprocess.run(f"{sys.executable} -m rsdistill tables {files} | head -n 1", shell=True, capture_output=True,
                           text=True, timeout=120)
     assert done.stdout.startswith("## ") and done.stderr == ""
+
+
+def test_a_benchmark_scripts_out_renders_what_it_printed(tmp_path):
+    """``benchmarks/masking_cost.py --out`` (tiny sizes) keeps its text and table: ``rsdistill
+    tables`` prints them again, and the file names the command and the machine."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "masking.json"
+    done = subprocess.run([sys.executable, str(root / "benchmarks/masking_cost.py"), "--bands", "6", "--tile", "8", "--batch", "2",
+                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["command"].endswith(f"--out {out}") and report["machine"]["cores"] >= 1
+    printed = done.stdout.split(f"\nwrote {out}")[0]
+    assert render(report) == printed
+    assert [row.split(" | ")[0] for row in tables(printed.splitlines())[0][2:]] == ["| random", "| gabor", "| wavelet"]
+
+
+def test_a_report_row_must_fit_its_table(tmp_path):
+    from rsdistill.evaluation.script_report import ScriptReport
+
+    with pytest.raises(InputError, match="name a .json file"):
+        ScriptReport(tmp_path / "table.md")
+    report = ScriptReport()
+    with pytest.raises(ValueError, match="before ScriptReport.table"):
+        report.row("a")
+    report.table("x", "y")
+    with pytest.raises(ValueError, match="1 cells in a table of 2"):
+        report.row("a")
