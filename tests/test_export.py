@@ -49,25 +49,37 @@ def test_reduced_precision_exports_agree_with_fp32(blm_run, tmp_path, precision)
     assert main(["export", str(ckpt), "--precision", precision, "--int8", "dynamic", "--data", str(recipe), "--samples", "64", "--out", str(out)]) == 0
     report = json.loads(out.with_suffix(".parity.json").read_text())
     assert read_card(out).get("int8_scheme") == ("dynamic" if precision == "int8" else None) and report["precision"] == precision
-    # measured on these 58 inputs: max |Δlogit| 0.0015 (fp16) and 0.0096 (int8 dynamic), every argmax
-    # the same; allowed: 4 × that, and one input at most whose two top logits lie within it
-    assert report["max_abs_diff"] < {"fp16": 0.006, "int8": 0.04}[precision], report
+    # measured on these 58 inputs (logits up to 1.44): max |Δlogit| 0.0015 (fp16) and 0.062 (int8
+    # dynamic, the logits layer in float; 0.49 with it in int8), every argmax the same; allowed: 4 ×
+    # that, and one input at most whose two top logits lie within it
+    assert report["max_abs_diff"] < {"fp16": 0.006, "int8": 0.25}[precision], report
     one = 1 / report["inputs"]
     assert report["argmax_agreement"] >= 1 - one and abs(report["onnx_oa"] - report["torch_oa"]) <= one, report
 
 
 @pytest.mark.parametrize("scheme", ["static", "dynamic"])
-def test_int8_keeps_the_layer_that_reads_raw_values_in_float(blm_run, tmp_path, scheme):
+def test_int8_keeps_the_first_and_the_last_layer_in_float(blm_run, tmp_path, scheme):
     """The BLM's preprocessing is folded into its first layer, which reads raw values: one int8 scale
-    over the raw range erased the band differences (argmax agreement 0 on real EnMAP tiles)."""
+    over the raw range erased the band differences (argmax agreement 0 on real EnMAP tiles). The
+    layer that writes the logits in int8 moved them by up to 0.5 (argmax agreement 0.56 for the
+    README's teacher)."""
     import onnx
 
     ckpt, recipe = blm_run
     out = tmp_path / f"blm_{scheme}.onnx"
     assert main(["export", str(ckpt), "--precision", "int8", "--int8", scheme, "--data", str(recipe),
                  "--calibration", "32", "--samples", "0", "--out", str(out)]) == 0
-    readers = [node for node in onnx.load(out).graph.node if "input" in node.input]
+    graph = onnx.load(out).graph
+    readers = [node for node in graph.node if "input" in node.input]
     assert {node.op_type for node in readers} <= {"Conv", "Shape"}, [node.op_type for node in readers]
+    producer = {output: node for node in graph.node for output in node.output}
+    node = producer[graph.output[0].name]  # back to the layer that writes the logits: float op, float weights
+    while node.op_type not in ("MatMul", "Gemm", "Conv", "MatMulInteger", "ConvInteger"):
+        node = next(producer[name] for name in node.input if name in producer)
+    assert node.op_type in ("MatMul", "Gemm"), node.op_type
+    weights = {tensor.name for tensor in graph.initializer}
+    dequantised = [producer[name] for name in node.input if name in producer and producer[name].op_type == "DequantizeLinear"]
+    assert not any(weights & set(dq.input[:1]) for dq in dequantised), f"{node.name} reads int8 weights"
 
 
 def test_an_export_that_disagrees_with_pytorch_fails_and_is_removed(blm_run, tmp_path, capsys):

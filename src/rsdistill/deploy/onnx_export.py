@@ -148,18 +148,35 @@ def export_fp32(model: Deployable, path) -> Path:
     return Path(path)
 
 
-def raw_input_nodes(path: Path) -> list[str]:
-    """The nodes of the ONNX model at ``path`` that read its input, which int8 quantisation leaves in
-    float32. They see raw values: where a model's preprocessing is folded into its first linear
-    layer (``Preprocessing.fold``), that layer takes e.g. reflectance × 10⁴ and its folded bias
-    cancels terms as large, so one int8 scale over the raw range would erase the band-to-band
-    differences the model classifies on; elsewhere these are the standardisation's element-wise
-    nodes. (fp16 keeps the argmax here: 100 % on the EnMAP test pixels, docs/results-deployment.md.)"""
+def float_kept_nodes(path: Path) -> list[str]:
+    """The nodes of the ONNX model at ``path`` that int8 quantisation leaves in float32: the first
+    and the last layer, as is usual in int8 inference (Jacob et al., CVPR 2018, sec. 3).
+
+    - The nodes that read the input see raw values: where a model's preprocessing is folded into
+      its first linear layer (``Preprocessing.fold``), that layer takes e.g. reflectance × 10⁴ and
+      its folded bias cancels terms as large, so one int8 scale over the raw range would erase the
+      band-to-band differences the model classifies on; elsewhere these are the standardisation's
+      element-wise nodes.
+    - The layer that writes the logits: a dynamically quantised activation has one scale per
+      tensor, and a classifier head's input (a layer norm's output) has outlier channels, so its
+      int8 product moved the logits by up to 0.5. onnxruntime's dynamic quantiser first splits a
+      ``Gemm`` into ``<name>_MatMul`` + ``<name>_Add`` and matches the exclusions on those names,
+      so both names are listed.
+    (fp16 keeps the argmax here: 100 % on the EnMAP test pixels, docs/results-deployment.md.)"""
     import onnx
 
     graph = onnx.load(path).graph
     inputs = {tensor.name for tensor in graph.input}
-    return [node.name for node in graph.node if inputs & set(node.input)]
+    first = [node.name for node in graph.node if inputs & set(node.input)]
+    producer = {output: node for node in graph.node for output in node.output}
+    last = []
+    for tensor in graph.output:  # back through shape and bias nodes to the layer with weights
+        node = producer.get(tensor.name)
+        while node is not None and node.op_type not in ("MatMul", "Gemm", "Conv"):
+            node = next((producer[name] for name in node.input if name in producer), None)
+        if node is not None:
+            last += [node.name, f"{node.name}_MatMul"] if node.op_type == "Gemm" else [node.name]
+    return first + last
 
 
 class _Calibration:
@@ -204,11 +221,11 @@ def export_onnx(model: Deployable, path, precision: str = "fp32", calibration: l
             prepared = Path(folder) / "prepared.onnx"
             quant_pre_process(str(fp32), str(prepared))
         if scheme == "dynamic":
-            quantize_dynamic(prepared, converted, weight_type=QuantType.QInt8, nodes_to_exclude=raw_input_nodes(prepared))
+            quantize_dynamic(prepared, converted, weight_type=QuantType.QInt8, nodes_to_exclude=float_kept_nodes(prepared))
         elif scheme == "static":
             quantize_static(prepared, converted, _Calibration(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=raw_input_nodes(prepared))
+                            nodes_to_exclude=float_kept_nodes(prepared))
         elif precision == "fp32":
             converted = fp32
         card = {**model.card, "precision": precision, **({"int8_scheme": scheme} if scheme else {}),

@@ -71,13 +71,14 @@ def parity_report(model: Deployable, onnx_path, batches, threads: int | None = N
     metric = {"pixel_classification": lambda: MulticlassAccuracy(classes, average="micro"),
               "segmentation": lambda: MulticlassJaccardIndex(classes, average="macro", ignore_index=255)}.get(model.kind)
     scores = {"torch": metric(), "onnx": metric()} if metric and classes else None
-    max_diff, agree, total, cosine = 0.0, 0, 0, []
+    max_diff, max_reference, agree, total, cosine = 0.0, 0.0, 0, 0, []
     with torch.no_grad():
         for raw, labels in batches:
             reference = model.module(torch.from_numpy(raw))
             reference = (reference[0] if isinstance(reference, list) else reference).float()
             exported = torch.from_numpy(session(raw)).float()
             max_diff = max(max_diff, float((exported - reference).abs().max()))
+            max_reference = max(max_reference, float(reference.abs().max()))
             if model.kind == "encoder":
                 cosine.append(torch.nn.functional.cosine_similarity(exported.flatten(1), reference.flatten(1)))
                 continue
@@ -88,7 +89,8 @@ def parity_report(model: Deployable, onnx_path, batches, threads: int | None = N
                 scores["torch"].update(reference.argmax(1), target)
                 scores["onnx"].update(exported.argmax(1), target)
     report = {"onnx": str(onnx_path), "precision": session.card["precision"], "task": model.kind,
-              "inputs": int(sum(len(raw) for raw, _ in batches)), "max_abs_diff": max_diff}
+              "inputs": int(sum(len(raw) for raw, _ in batches)), "max_abs_diff": max_diff,
+              "max_abs_torch": max_reference}
     if model.kind == "encoder":
         report["min_cosine"] = float(torch.cat(cosine).min())
     else:
