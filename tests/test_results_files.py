@@ -134,3 +134,11 @@ def test_a_report_row_must_fit_its_table(tmp_path):
     report.table("x", "y")
     with pytest.raises(ValueError, match="1 cells in a table of 2"):
         report.row("a")
+
+
+def test_a_one_seed_pair_shows_no_spread():
+    """The paired table of a one-seed experiment (the committed Mask-CDKD teacher rows, seed 0)
+    gives the difference and a dash, never an unmeasured '± 0.00'."""
+    text = render(json.loads((DOCS / "results/segmentation_dubai_mask_cdkd_teacher_seed0.json").read_text()))
+    paired = [line for line in text.splitlines() if " − upernet_teacher |" in line]
+    assert len(paired) == 3 and all(" ± – |" in line for line in paired) and "± 0.00" not in text

@@ -82,6 +82,7 @@ def paired_table(rows: list[dict], scale: float = 100.0) -> str:
     for r in rows:
         per_seed = ", ".join(f"{scale * d:+.2f}" for d in r["differences"])
         detectable = "–" if r.get("detectable") is None else f"{scale * r['detectable']:.2f}"
-        lines.append(f"| {r['model']} − {r['reference']} | {r['metric']} | {per_seed} | {scale * r['mean']:+.2f} ± {scale * r['std']:.2f} | "
+        spread = f"{scale * r['std']:.2f}" if len(r["seeds"]) > 1 else "–"  # one pair has no spread to show
+        lines.append(f"| {r['model']} − {r['reference']} | {r['metric']} | {per_seed} | {scale * r['mean']:+.2f} ± {spread} | "
                      f"{r['ahead']}/{len(r['seeds'])} | {fmt(r['t_p'])} | {fmt(r['wilcoxon_p'])} | {detectable} |")
     return "\n".join(lines)
