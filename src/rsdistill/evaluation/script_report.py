@@ -55,7 +55,7 @@ class ScriptReport:
 
     def table(self, *columns: str) -> None:
         """Starts a table with these column headings; ``row`` adds to it."""
-        print("| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|", flush=True)
+        print("\n".join(_header(columns)), flush=True)
         self.items.append({"columns": list(columns), "rows": []})
 
     def row(self, *cells) -> None:
@@ -66,7 +66,7 @@ class ScriptReport:
         if len(cells) != len(table["columns"]):
             raise ValueError(f"a row of {len(cells)} cells in a table of {len(table['columns'])} columns")
         cells = [str(cell) for cell in cells]
-        print("| " + " | ".join(cells) + " |", flush=True)
+        print(_line(cells), flush=True)
         table["rows"].append(cells)
 
     def save(self) -> None:
@@ -83,9 +83,17 @@ def markdown(report: dict) -> str:
     lines = []
     for item in report["items"]:
         if "columns" in item:
-            lines.append("| " + " | ".join(item["columns"]) + " |")
-            lines.append("|---" * len(item["columns"]) + "|")
-            lines.extend("| " + " | ".join(row) + " |" for row in item["rows"])
+            lines += [*_header(item["columns"]), *map(_line, item["rows"])]
         else:
             lines.append(item["text"])
     return "\n".join(lines) + "\n"
+
+
+def _line(cells) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def _header(columns) -> list[str]:
+    """A Markdown table's heading row and its rule."""
+    return [_line(columns), "|---" * len(columns) + "|"]
