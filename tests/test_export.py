@@ -94,7 +94,8 @@ def test_an_export_that_disagrees_with_pytorch_fails_and_is_removed(blm_run, tmp
 def test_benchmark_times_checkpoint_and_export_side_by_side(blm_run, tmp_path):
     ckpt, recipe = blm_run
     onnx_file = tmp_path / "blm.onnx"
-    assert main(["export", str(ckpt), "--samples", "0", "--out", str(onnx_file)]) == 0
+    assert main(["export", str(ckpt), "--data", str(recipe), "--samples", "24", "--out", str(onnx_file)]) == 0
+    parity = json.loads(onnx_file.with_suffix(".parity.json").read_text())
     out = tmp_path / "bench.json"
     # the memory probe runs each model in a fresh process (seconds of imports each): checked in-process below
     assert main(["benchmark", str(ckpt), str(onnx_file), "--rounds", "2", "--pixels", "40", "--memory", "false", "--out", str(out)]) == 0
@@ -102,7 +103,11 @@ def test_benchmark_times_checkpoint_and_export_side_by_side(blm_run, tmp_path):
     assert (torch_row["engine"], onnx_row["engine"]) == ("pytorch", "onnxruntime") and torch_row["unit"] == "ms / 1000 px"
     assert torch_row["params"] == onnx_row["params"] > 0 and torch_row["gflops"] == onnx_row["gflops"] > 0  # counted on the same network
     assert all(0 < r["min"] <= r["median"] <= r["max"] for r in (torch_row, onnx_row))
-    assert "| blm" in out.with_suffix(".md").read_text()
+    # what each engine keeps, from the export's parity check: ONNX's score in its row, PyTorch's in the checkpoint's
+    assert (torch_row["score"], onnx_row["score"]) == (parity["torch_oa"], parity["onnx_oa"]) and "argmax_agreement" not in torch_row
+    assert onnx_row["argmax_agreement"] == parity["argmax_agreement"] and onnx_row["parity_inputs"] == 24
+    table = out.with_suffix(".md").read_text()
+    assert "| blm" in table and "| OA (%) | argmax agreement | max abs Δ |" in table and f"| {100 * parity['onnx_oa']:.2f} |" in table
     options = OnnxModel(onnx_file).session.get_session_options()  # idle onnxruntime threads must not
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # busy the next timing's cores
     memory = _child_memory(onnx_file, 1, 40)

@@ -152,7 +152,8 @@ def _export_parser() -> ArgumentParser:
 def _benchmark_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Params, FLOPs (attention and selective scans counted), latency and peak memory of "
                             "checkpoints (PyTorch) and ONNX exports (onnxruntime), timed in interleaved rounds at fixed threads "
-                            "(median and min–max); per 1,000 pixels for pixel classifiers, per tile otherwise.")
+                            "(median and min–max); per 1,000 pixels for pixel classifiers, per tile otherwise. An export's parity check "
+                            "(<file>.parity.json from rsdistill export) adds what each engine keeps: OA or mIoU, argmax agreement, max |Δ|.")
     parser.add_argument("models", nargs="+", help="checkpoints (.ckpt, encoder .safetensors), ONNX files from rsdistill export, "
                         "and/or pretrained weights by name (NAME or NAME:pP for patch size P, e.g. galileo-nano:p4; one 64² chip a pass)")
     parser.add_argument("--threads", type=int, default=1, help="torch, numba and onnxruntime threads")

@@ -8,7 +8,10 @@ per tile (segmenters, encoders: one tile per pass). Peak memory: a fresh process
 resets its resident-set high-water mark (Linux ``/proc/self/clear_refs``) and runs one pass; the
 peak during the pass (``VmHWM``, libraries and model included) and what the pass added over the
 loaded process are reported. FLOPs: ``evaluation.cost.forward_flops`` of the PyTorch model (attention and
-selective scans counted; an ONNX file is counted through the checkpoint its card names).
+selective scans counted; an ONNX file is counted through the checkpoint its card names). Accuracy is not
+measured here: an export's parity check (``<file>.parity.json``, written by ``rsdistill export`` on real
+labelled inputs) is read into its row, and PyTorch's score on the same inputs into its checkpoint's row,
+so that one table says what each engine costs and what it keeps.
 """
 
 from __future__ import annotations
@@ -181,17 +184,56 @@ def benchmark(paths: list, threads: int = 1, rounds: int = 7, pixels: int = 1024
             "median": statistics.median(values), "min": min(values), "max": max(values), "rounds": rounds, "threads": threads,
             **(peak_memory_mb(path, threads, pixels) if memory else {}),
         })
+    add_parity(rows, paths)
     return rows
 
 
+def add_parity(rows: list[dict], paths: list) -> None:
+    """Each ONNX row gets its export's parity check (``<file>.parity.json`` beside it, when there is
+    one): the metric (``oa`` or ``miou``) of onnxruntime's outputs, the argmax agreement with PyTorch
+    and the largest |Δ| of the outputs; the row of the checkpoint it was exported from (its card's
+    ``source``) gets PyTorch's metric on the same inputs."""
+    from rsdistill.deploy.runtime import read_card
+
+    by_source = {}
+    for row, path in zip(rows, paths):
+        report_file = Path(path).with_suffix(".parity.json")
+        if Path(path).suffix != ".onnx" or not report_file.is_file():
+            continue
+        report = json.loads(report_file.read_text())
+        row.update({"parity_inputs": report["inputs"], "max_abs_diff": report["max_abs_diff"],
+                    **{key: report[key] for key in ("argmax_agreement", "min_cosine") if key in report}})
+        if "metric" in report:
+            row.update(metric=report["metric"], score=report["onnx_" + report["metric"]])
+            source = read_card(path).get("source", "")
+            by_source.setdefault(str(Path(source).resolve()), {"metric": report["metric"], "score": report["torch_" + report["metric"]],
+                                                               "parity_inputs": report["inputs"]})
+    for row, path in zip(rows, paths):
+        if Path(path).suffix != ".onnx" and Path(path).exists():
+            row.update(by_source.get(str(Path(path).resolve()), {}))
+
+
 def markdown(rows: list[dict]) -> str:
+    """The table of ``benchmark``'s rows; with the exports' parity checks (``add_parity``) three more
+    columns: the metric in %, the argmax agreement with PyTorch and the largest |Δ| of the outputs."""
     first = rows[0]
+    metrics = sorted({r["metric"] for r in rows if "metric" in r})
+    accuracy = ["/".join({"oa": "OA", "miou": "mIoU"}[m] for m in metrics) + " (%)", "argmax agreement", "max abs Δ"] if metrics else []
     lines = [f"{first['threads']} thread(s), {first['rounds']} interleaved rounds, median (min–max); "
-             "GFLOPs per pixel (pixel classifiers) or per tile", "",
-             "| model | engine | precision | params | GFLOPs | latency | median (min–max) | peak MB (pass) |", "|---|---|---|---|---|---|---|---|"]
+             "GFLOPs per pixel (pixel classifiers) or per tile", ""]
+    if metrics:
+        inputs = sorted({r["parity_inputs"] for r in rows if "parity_inputs" in r})
+        lines[0] += f"; accuracy from the exports' parity checks on {'/'.join(map(str, inputs))} labelled inputs"
+    header = ["model", "engine", "precision", "params", "GFLOPs", "latency", "median (min–max)", "peak MB (pass)", *accuracy]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         gflops = "—" if r["gflops"] is None else f"{r['gflops']:.4g}"
         memory = f"{r['peak_mb']:.0f} ({r['pass_mb']:.0f})" if "peak_mb" in r else "—"
-        lines.append(f"| {r['model']} | {r['engine']} | {r['precision']} | {r['params']:,} | {gflops} | {r['unit']} | "
-                     f"{r['median']:.1f} ({r['min']:.1f}–{r['max']:.1f}) | {memory} |")
+        cells = [r["model"], r["engine"], r["precision"], f"{r['params']:,}", gflops, r["unit"],
+                 f"{r['median']:.1f} ({r['min']:.1f}–{r['max']:.1f})", memory]
+        if metrics:
+            cells += [f"{100 * r['score']:.2f}" if "score" in r else "—",
+                      f"{100 * r['argmax_agreement']:.2f} %" if "argmax_agreement" in r else "—",
+                      f"{r['max_abs_diff']:.2g}" if "max_abs_diff" in r else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
