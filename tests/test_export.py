@@ -151,6 +151,30 @@ def test_segmenter_on_a_vit_made_for_another_tile_size_exports_fp16(tmp_path):
     assert report["argmax_agreement"] >= 0.99 and report["max_abs_diff"] < 0.05, report
 
 
+def test_onnxruntime_warnings_only_when_verbose(tmp_path, capfd, monkeypatch):
+    """onnxruntime warns of every half-precision node it cannot constant-fold on a CPU without fp16
+    kernels (dozens of lines for the Mask-CDKD UPerNet at fp16); the graph runs as exported, so the
+    console says so only with RSDISTILL_VERBOSE."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rsdistill.deploy.runtime import OnnxModel
+    from rsdistill.tasks.segmentation import SemanticSegmenter
+
+    torch.manual_seed(0)
+    info = {**tile_info(3, tile_size=16), "class_names": ["a", "b"]}
+    out = export_onnx(deployable(SemanticSegmenter(info, arch="unet", cnn={"width": 4, "depth": 1})), tmp_path / "seg.onnx", "fp16")
+    graph = onnx.load(out)  # a second output, c + c: an fp16 Add of constants, which onnxruntime tries to fold
+    graph.graph.initializer.append(helper.make_tensor("c", TensorProto.FLOAT16, [1], [0.0]))
+    graph.graph.node.extend([helper.make_node("Add", ["c", "c"], ["c2"]), helper.make_node("Cast", ["c2"], ["c3"], to=TensorProto.FLOAT)])
+    graph.graph.output.append(helper.make_tensor_value_info("c3", TensorProto.FLOAT, [1]))
+    onnx.save(graph, out)
+    for verbose in ("1", ""):
+        monkeypatch.setenv("RSDISTILL_VERBOSE", verbose)
+        OnnxModel(out, 1)
+        assert ("can't constant fold" in capfd.readouterr().err) == bool(verbose), f"RSDISTILL_VERBOSE={verbose!r}"
+
+
 def test_encoder_export_gives_the_features(tmp_path):
     from rsdistill.tasks.pretrain import MAEPretrainer
 

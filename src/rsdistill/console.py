@@ -17,6 +17,9 @@ Dropped (each known harmless, with why):
   own result line), "GPU/TPU/HPU available: …, used: …" (the device is the Trainer's
   ``accelerator`` option; Lightning still warns when a GPU is there and unused) and "`Trainer.fit`
   stopped: `max_epochs=N` reached" (the planned end, not an early stop);
+- onnxruntime's own warnings (``onnxruntime_severity``, set by ``deploy.runtime.OnnxModel``): an fp16 graph prints "Could not
+  find a CPU kernel and hence can't constant fold …" for each half-precision node it leaves unfolded,
+  as this CPU has no fp16 kernels (the graph runs as exported; the parity report measures it);
 - inside ``restored_quietly()`` only: "Restoring states from the checkpoint path at …" and "Loaded
   model weights from the checkpoint at …", when an experiment tests a grid's chosen point from its
   checkpoint (its own result line names the point); a resumed fit still says that it resumed.
@@ -66,6 +69,12 @@ def restored_quietly():
 
 def verbose() -> bool:
     return os.environ.get("RSDISTILL_VERBOSE", "").lower() in ("1", "true", "yes")
+
+
+def onnxruntime_severity() -> int:
+    """The ``log_severity_level`` of onnxruntime sessions: errors only (3), or warnings too (2,
+    onnxruntime's default) when verbose."""
+    return 2 if verbose() else 3
 
 
 def quiet() -> None:

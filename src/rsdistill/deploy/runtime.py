@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rsdistill.console import onnxruntime_severity
 from rsdistill.errors import InputError
 from rsdistill.io.masks import Legend
 
@@ -43,6 +44,7 @@ class OnnxModel:
 
         self.path, self.card = Path(path), read_card(path)
         options = ort.SessionOptions()
+        options.log_severity_level = onnxruntime_severity()
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         if threads is not None:
             options.intra_op_num_threads = threads
