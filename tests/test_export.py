@@ -108,6 +108,8 @@ def test_benchmark_times_checkpoint_and_export_side_by_side(blm_run, tmp_path):
     assert onnx_row["argmax_agreement"] == parity["argmax_agreement"] and onnx_row["parity_inputs"] == 24
     table = out.with_suffix(".md").read_text()
     assert "| blm" in table and "| OA (%) | argmax agreement | max abs Δ |" in table and f"| {100 * parity['onnx_oa']:.2f} |" in table
+    assert main(["export", str(ckpt), "--samples", "0", "--out", str(onnx_file)]) == 0  # a new file, unchecked: no old check beside it
+    assert not onnx_file.with_suffix(".parity.json").exists()
     options = OnnxModel(onnx_file).session.get_session_options()  # idle onnxruntime threads must not
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # busy the next timing's cores
     memory = _child_memory(onnx_file, 1, 40)

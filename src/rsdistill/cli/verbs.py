@@ -164,6 +164,8 @@ def export(args) -> None:
     needs_data = args.samples > 0 or scheme == "static"
     datamodule = recipe_datamodule(args.data or ckpt.parent / "config.yaml") if needs_data else None
     calibration = [raw for raw, _ in validation_batches(model, datamodule, args.calibration, "train")] if scheme == "static" else None
+    for stale in (out.with_suffix(".parity.json"), out.with_suffix(".parity.md")):  # a check of the file this one replaces
+        stale.unlink(missing_ok=True)
     export_onnx(model, out, args.precision, calibration, scheme or "auto")
     print(f"{out}: {model.kind}, {args.precision}{f' ({scheme})' if scheme else ''}, input (N, {', '.join(str(n) for n in model.input_shape)}) raw values")
     if args.samples > 0:
