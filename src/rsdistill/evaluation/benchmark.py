@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from rsdistill.errors import InputError
+from rsdistill.evaluation import SCORE_NAMES
 from rsdistill.evaluation.cost import forward_flops, ms_per_1000_pixels, pass_ms
 
 PIXEL_BATCH = 256
@@ -45,6 +46,7 @@ class Candidate:
     params: int
     flops: int | None
     run: object
+    source: str = ""  # the checkpoint, resolved: the file itself, or the one an ONNX export's card names
 
     @property
     def per_pixel(self) -> bool:
@@ -71,14 +73,15 @@ def load_candidate(path, threads: int) -> Candidate:
             params, flops = sum(p.numel() for p in model.module.parameters()), _flops(model)
         else:  # weights as stored (normalisation constants included), FLOPs unknown
             params, flops = _onnx_params(path), None
-        return Candidate(path.name, "onnxruntime", card["precision"], card["task"], session.input_shape, params, flops, session)
+        return Candidate(path.name, "onnxruntime", card["precision"], card["task"], session.input_shape, params, flops, session,
+                         str(source.resolve()) if source.name else "")
     model = deployable(path)
     module = model.module.eval()
     run = _torch_runner(module)
     params = sum(p.numel() for p in module.parameters())
     folders = path.resolve().parent.parts[-2:]  # runs/<model>/<seed>/last.ckpt -> <model>/<seed>
     name = "/".join(folders) if path.name == "last.ckpt" else path.name
-    return Candidate(name, "pytorch", "fp32", model.kind, model.input_shape, params, _flops(model), run)
+    return Candidate(name, "pytorch", "fp32", model.kind, model.input_shape, params, _flops(model), run, str(path.resolve()))
 
 
 def _named_candidate(spec: str) -> Candidate:
@@ -184,33 +187,30 @@ def benchmark(paths: list, threads: int = 1, rounds: int = 7, pixels: int = 1024
             "median": statistics.median(values), "min": min(values), "max": max(values), "rounds": rounds, "threads": threads,
             **(peak_memory_mb(path, threads, pixels) if memory else {}),
         })
-    add_parity(rows, paths)
+    add_parity(rows, paths, candidates)
     return rows
 
 
-def add_parity(rows: list[dict], paths: list) -> None:
+def add_parity(rows: list[dict], paths: list, candidates: list[Candidate]) -> None:
     """Each ONNX row gets its export's parity check (``<file>.parity.json`` beside it, when there is
     one): the metric (``oa`` or ``miou``) of onnxruntime's outputs, the argmax agreement with PyTorch
     and the largest |Δ| of the outputs; the row of the checkpoint it was exported from (its card's
     ``source``) gets PyTorch's metric on the same inputs."""
-    from rsdistill.deploy.runtime import read_card
-
     by_source = {}
-    for row, path in zip(rows, paths):
+    for row, path, candidate in zip(rows, paths, candidates):
         report_file = Path(path).with_suffix(".parity.json")
-        if Path(path).suffix != ".onnx" or not report_file.is_file():
+        if candidate.engine != "onnxruntime" or not report_file.is_file():
             continue
         report = json.loads(report_file.read_text())
         row.update({"parity_inputs": report["inputs"], "max_abs_diff": report["max_abs_diff"],
                     **{key: report[key] for key in ("argmax_agreement", "min_cosine") if key in report}})
         if "metric" in report:
-            row.update(metric=report["metric"], score=report["onnx_" + report["metric"]])
-            source = read_card(path).get("source", "")
-            by_source.setdefault(str(Path(source).resolve()), {"metric": report["metric"], "score": report["torch_" + report["metric"]],
-                                                               "parity_inputs": report["inputs"]})
-    for row, path in zip(rows, paths):
-        if Path(path).suffix != ".onnx" and Path(path).exists():
-            row.update(by_source.get(str(Path(path).resolve()), {}))
+            metric = report["metric"]
+            row.update(metric=metric, score=report["onnx_" + metric])
+            by_source.setdefault(candidate.source, {"metric": metric, "score": report["torch_" + metric], "parity_inputs": report["inputs"]})
+    for row, candidate in zip(rows, candidates):
+        if candidate.engine == "pytorch" and candidate.source:
+            row.update(by_source.get(candidate.source, {}))
 
 
 def markdown(rows: list[dict]) -> str:
@@ -218,7 +218,7 @@ def markdown(rows: list[dict]) -> str:
     columns: the metric in %, the argmax agreement with PyTorch and the largest |Δ| of the outputs."""
     first = rows[0]
     metrics = sorted({r["metric"] for r in rows if "metric" in r})
-    accuracy = ["/".join({"oa": "OA", "miou": "mIoU"}[m] for m in metrics) + " (%)", "argmax agreement", "max abs Δ"] if metrics else []
+    accuracy = ["/".join(SCORE_NAMES[m] for m in metrics) + " (%)", "argmax agreement", "max abs Δ"] if metrics else []
     lines = [f"{first['threads']} thread(s), {first['rounds']} interleaved rounds, median (min–max); "
              "GFLOPs per pixel (pixel classifiers) or per tile", ""]
     if metrics:

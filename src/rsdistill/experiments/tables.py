@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rsdistill.evaluation import SCORE_NAMES
 from rsdistill.evaluation.kd_diagnosis import diagnosis_table
 from rsdistill.evaluation.paired import paired_table
 from rsdistill.experiments.grid import grid_table
@@ -84,8 +85,7 @@ def markdown_table(summary: list[dict]) -> str:
 
 def segmentation_table(summary: list[dict]) -> str:
     scores = [k for k in summary[0] if k in ("miou", "oa", "mf1", "specdeepmap_iou") or k.startswith("val_")]
-    names = {"miou": "mIoU", "oa": "OA", "mf1": "mF1", "specdeepmap_iou": "SpecDeepMap IoU"}
-    title = [f"val {names[k[4:]]}" if k.startswith("val_") else f"test {names[k]}" for k in scores]
+    title = [f"val {SCORE_NAMES[k[4:]]}" if k.startswith("val_") else f"test {SCORE_NAMES[k]}" for k in scores]
     tile = summary[0]["cost_tile"]
     lines = [f"| model | {' | '.join(f'{t} (%)' for t in title)} | params (trained) | GFLOPs / {tile}² | ms / {tile}² | seeds |",
              "|---|" + "---|" * (len(scores) + 4)]
