@@ -39,7 +39,6 @@ ENDMEMBER_INITS = ("random", "vca")
 # seeded by its index in the held-out set (``masking.held_out_mask``), so a tile gets the same mask
 # in every validation, whatever the batch size or the number of DDP ranks.
 EVAL_MASKS = ("own", "random")
-# Hyper-parameters that are data facts or bookkeeping, not part of a recipe shown on a card.
 
 
 class MAEPretrainer(BaseTask):
