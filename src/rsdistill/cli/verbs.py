@@ -153,7 +153,7 @@ def experiment(args) -> None:
 
 def export(args) -> None:
     from rsdistill.deploy.onnx_export import deployable, export_onnx, int8_scheme
-    from rsdistill.deploy.parity import markdown, parity_failure, parity_report, recipe_datamodule, validation_batches
+    from rsdistill.deploy.parity import markdown, parity_failure, parity_report, recipe_datamodule, report_files, validation_batches
     from rsdistill.errors import InputError
     from rsdistill.files import write_json
 
@@ -164,15 +164,16 @@ def export(args) -> None:
     needs_data = args.samples > 0 or scheme == "static"
     datamodule = recipe_datamodule(args.data or ckpt.parent / "config.yaml") if needs_data else None
     calibration = [raw for raw, _ in validation_batches(model, datamodule, args.calibration, "train")] if scheme == "static" else None
-    for stale in (out.with_suffix(".parity.json"), out.with_suffix(".parity.md")):  # a check of the file this one replaces
+    report_json, report_md = report_files(out)
+    for stale in (report_json, report_md):  # a check of the file this one replaces
         stale.unlink(missing_ok=True)
     export_onnx(model, out, args.precision, calibration, scheme or "auto")
     print(f"{out}: {model.kind}, {args.precision}{f' ({scheme})' if scheme else ''}, input (N, {', '.join(str(n) for n in model.input_shape)}) raw values")
     if args.samples > 0:
         report = parity_report(model, out, validation_batches(model, datamodule, args.samples, args.subset), args.threads)
         report["subset"] = args.subset
-        write_json(out.with_suffix(".parity.json"), report)
-        out.with_suffix(".parity.md").write_text(markdown(report))
+        write_json(report_json, report)
+        report_md.write_text(markdown(report))
         print(markdown(report))
         failure = parity_failure(report, args.min_agreement)
         if failure:  # nothing left to deploy by mistake; the report stays

@@ -103,6 +103,12 @@ def parity_report(model: Deployable, onnx_path, batches, threads: int | None = N
     return report
 
 
+def report_files(onnx_path) -> tuple[Path, Path]:
+    """Where an export's parity check lies: ``<file>.parity.json`` (read by ``rsdistill benchmark``) and ``.md``."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_suffix(".parity.json"), onnx_path.with_suffix(".parity.md")
+
+
 def parity_failure(report: dict, min_agreement: float) -> str | None:
     """Why the export does not compute the model's function, or None: argmax agreement with
     PyTorch (for encoders, the lowest cosine similarity of features) below ``min_agreement``."""

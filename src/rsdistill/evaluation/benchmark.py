@@ -196,9 +196,11 @@ def add_parity(rows: list[dict], paths: list, candidates: list[Candidate]) -> No
     one): the metric (``oa`` or ``miou``) of onnxruntime's outputs, the argmax agreement with PyTorch
     and the largest |Δ| of the outputs; the row of the checkpoint it was exported from (its card's
     ``source``) gets PyTorch's metric on the same inputs."""
+    from rsdistill.deploy.parity import report_files
+
     by_source = {}
     for row, path, candidate in zip(rows, paths, candidates):
-        report_file = Path(path).with_suffix(".parity.json")
+        report_file = report_files(path)[0]
         if candidate.engine != "onnxruntime" or not report_file.is_file():
             continue
         report = json.loads(report_file.read_text())
